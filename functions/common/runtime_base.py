@@ -1,0 +1,63 @@
+"""What RuntimeAlpha and RuntimeBeta share: simulated load/generate and event checks.
+
+Packaged into each function's zip beside its handler (infra/package.py), so a
+function's code is self-contained exactly as a Lambda deployment package is.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+MAX_PROMPT_CHARS = 100_000
+
+
+class InvalidEvent(ValueError):
+    """The event is not {"prompt": "<text>"}; the message says what is wrong."""
+
+
+def parse_prompt(event: object) -> str:
+    if not isinstance(event, dict):
+        raise InvalidEvent(f'event must be a JSON object like {{"prompt": "hi"}}, got {type(event).__name__}')
+    if "prompt" not in event:
+        raise InvalidEvent('event has no "prompt" field; send {"prompt": "<text>"}')
+    prompt = event["prompt"]
+    if not isinstance(prompt, str):
+        raise InvalidEvent(f'"prompt" must be a string, got {type(prompt).__name__}')
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidEvent(f'"prompt" is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}')
+    return prompt
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return max(0.0, float(raw)) if raw.strip() else default
+    except ValueError:
+        return default
+
+
+class SimulatedRuntime:
+    """A model-like runtime: an expensive load() once, then generate() per call."""
+
+    name = "Runtime"
+    default_load_seconds = 1.0
+    default_generate_seconds = 1.0
+
+    def __init__(self, sleep=time.sleep):
+        self._sleep = sleep
+        self.load_seconds = seconds_from_env("LOAD_SECONDS", self.default_load_seconds)
+        self.generate_seconds = seconds_from_env("GENERATE_SECONDS", self.default_generate_seconds)
+        self.loaded = False
+
+    def load(self) -> None:
+        self._sleep(self.load_seconds)
+        self.loaded = True
+
+    def generate(self, prompt: str) -> str:
+        if not self.loaded:
+            raise RuntimeError(f"{self.name}.generate() called before load()")
+        self._sleep(self.generate_seconds)
+        return self.compose(prompt)
+
+    def compose(self, prompt: str) -> str:  # pragma: no cover - each runtime overrides
+        raise NotImplementedError

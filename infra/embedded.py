@@ -1,0 +1,74 @@
+"""The embedded AWS: moto's server on 127.0.0.1:4566, started and stopped by mk1."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from my_mk1_homework.settings import Settings
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status < 500:
+                    return
+        except Exception:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with code {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+class EmbeddedAWS:
+    """A moto server process; `start()` waits until it answers."""
+
+    def __init__(self, settings: Settings, log_path: Path | None = None):
+        self.host, self.port = settings.MK1_AWS_HOST, settings.MK1_AWS_PORT
+        self.url = f"http://{self.host}:{self.port}"
+        self.log_path = log_path or settings.home / "moto.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> "EmbeddedAWS":
+        if not port_is_free(self.host, self.port):
+            raise PortInUse(f"port {self.port} on {self.host} is in use: another AWS endpoint "
+                            f"(or an earlier mk1) runs there. Stop it or set MK1_AWS_PORT.")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+        self.proc = subprocess.Popen([exe, "-H", self.host, "-p", str(self.port)],
+                                     stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_http(f"{self.url}/moto-api/", timeout, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None

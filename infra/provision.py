@@ -1,0 +1,232 @@
+"""Creates (or brings up to date) every AWS resource mk1 needs. Safe to run twice.
+
+`provision(settings)` is the one call; `mk1 deploy` and `mk1 up` use it.
+"""
+from __future__ import annotations
+
+import configparser
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from my_mk1_homework.settings import Settings
+
+from . import aws, names, package
+
+POLICY_DIR = Path(__file__).resolve().parent / "policies"
+
+LAMBDA_TRUST = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+})
+
+
+@dataclass
+class Provisioned:
+    functions: dict[str, str] = field(default_factory=dict)      # name -> CodeSha256
+    queues: dict[str, str] = field(default_factory=dict)         # queue name -> URL
+    users: dict[str, str] = field(default_factory=dict)          # user -> access key id
+    credentials_file: Path | None = None
+
+
+def _exists(err: ClientError, *codes: str) -> bool:
+    return err.response["Error"]["Code"] in codes
+
+
+def function_environment(settings: Settings, function: str) -> dict[str, str]:
+    prefix = "MK1_ALPHA_" if function == "RuntimeAlpha" else "MK1_BETA_"
+    env = {}
+    for knob in ("LOAD_SECONDS", "GENERATE_SECONDS"):
+        value = getattr(settings, prefix + knob)
+        if value is not None:
+            env[knob] = repr(float(value))
+    return env
+
+
+class Provisioner:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.iam = aws.client(settings, "iam")
+        self.sqs = aws.client(settings, "sqs")
+        self.ddb = aws.client(settings, "dynamodb")
+        self.lam = aws.client(settings, "lambda")
+        self.logs = aws.client(settings, "logs")
+        self.s3 = aws.client(settings, "s3")
+        self.secrets = aws.client(settings, "secretsmanager")
+
+    # -- IAM users, keys and the secret the dispatcher verifies signatures with --
+    def users(self) -> dict[str, dict[str, str]]:
+        stored = self._read_user_secret()
+        keys: dict[str, dict[str, str]] = {}
+        for user in names.USERS:
+            try:
+                self.iam.create_user(UserName=user, Tags=[{"Key": "mk1", "Value": "user"}])
+            except ClientError as e:
+                if not _exists(e, "EntityAlreadyExists"):
+                    raise
+            policy = (POLICY_DIR / f"{user}.json").read_text()
+            self.iam.put_user_policy(UserName=user, PolicyName=f"mk1-{user}", PolicyDocument=policy)
+            live = {k["AccessKeyId"] for k in self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+            known = [(akid, v["secret"]) for akid, v in stored.items() if v["user"] == user and akid in live]
+            if known:
+                akid, secret = known[0]
+            else:
+                for stale in live:  # keys whose secret we no longer hold are useless: remove them
+                    self.iam.delete_access_key(UserName=user, AccessKeyId=stale)
+                new = self.iam.create_access_key(UserName=user)["AccessKey"]
+                akid, secret = new["AccessKeyId"], new["SecretAccessKey"]
+            keys[akid] = {"user": user, "secret": secret}
+        self._write_user_secret(keys)
+        return keys
+
+    def _read_user_secret(self) -> dict[str, dict[str, str]]:
+        try:
+            raw = self.secrets.get_secret_value(SecretId=names.USERS_SECRET)["SecretString"]
+            return json.loads(raw).get("keys", {})
+        except ClientError as e:
+            if _exists(e, "ResourceNotFoundException"):
+                return {}
+            raise
+
+    def _write_user_secret(self, keys: dict[str, dict[str, str]]) -> None:
+        body = json.dumps({"keys": keys})
+        try:
+            self.secrets.create_secret(Name=names.USERS_SECRET, SecretString=body,
+                                       Description="mk1 user access keys (for SigV4 verification)")
+        except ClientError as e:
+            if not _exists(e, "ResourceExistsException"):
+                raise
+            self.secrets.put_secret_value(SecretId=names.USERS_SECRET, SecretString=body)
+
+    def write_credentials(self, keys: dict[str, dict[str, str]]) -> Path:
+        path = self.s.credentials_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = configparser.ConfigParser()
+        for akid, v in sorted(keys.items(), key=lambda kv: kv[1]["user"]):
+            cfg[v["user"]] = {"aws_access_key_id": akid, "aws_secret_access_key": v["secret"],
+                              "region": self.s.region}
+        # Created 0600 from the first byte: the secret never sits in a world-readable file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            cfg.write(f)
+        os.chmod(path, 0o600)
+        return path
+
+    # -- queues, tables, log groups --
+    def queues(self) -> dict[str, str]:
+        urls = {}
+        for fn in names.FUNCTIONS:
+            dlq = self.sqs.create_queue(QueueName=names.dlq_name(fn),
+                                        Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+            dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+                "Attributes"]["QueueArn"]
+            attrs = {
+                "VisibilityTimeout": "900",
+                "MessageRetentionPeriod": "1209600",
+                # A message received this often without being finished is poison: park it.
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+            }
+            try:
+                q = self.sqs.create_queue(QueueName=names.queue_name(fn), Attributes=attrs)["QueueUrl"]
+            except ClientError as e:
+                if not _exists(e, "QueueAlreadyExists", "QueueNameExists"):
+                    raise
+                q = self.sqs.get_queue_url(QueueName=names.queue_name(fn))["QueueUrl"]
+                self.sqs.set_queue_attributes(QueueUrl=q, Attributes=attrs)
+            urls[names.queue_name(fn)] = q
+            urls[names.dlq_name(fn)] = dlq
+        return urls
+
+    def tables(self) -> None:
+        self._table(names.USAGE_TABLE,
+                    attrs=[("user", "S"), ("sk", "S"), ("function", "S")],
+                    keys=[("user", "HASH"), ("sk", "RANGE")],
+                    gsis=[{"IndexName": names.USAGE_BY_FUNCTION_INDEX,
+                           "KeySchema": [{"AttributeName": "function", "KeyType": "HASH"},
+                                         {"AttributeName": "sk", "KeyType": "RANGE"}],
+                           "Projection": {"ProjectionType": "ALL"}}])
+        self._table(names.RESULTS_TABLE, attrs=[("request_id", "S")], keys=[("request_id", "HASH")])
+
+    def _table(self, name, attrs, keys, gsis=None) -> None:
+        kw = dict(TableName=name, BillingMode="PAY_PER_REQUEST",
+                  AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in attrs],
+                  KeySchema=[{"AttributeName": a, "KeyType": t} for a, t in keys])
+        if gsis:
+            kw["GlobalSecondaryIndexes"] = gsis
+        try:
+            self.ddb.create_table(**kw)
+            self.ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+        except ClientError as e:
+            if not _exists(e, "ResourceInUseException"):
+                raise
+
+    def log_groups(self) -> None:
+        for fn in names.FUNCTIONS:
+            try:
+                self.logs.create_log_group(logGroupName=names.log_group(fn))
+            except ClientError as e:
+                if not _exists(e, "ResourceAlreadyExistsException"):
+                    raise
+
+    # -- the functions themselves --
+    def role_arn(self) -> str:
+        try:
+            return self.iam.create_role(RoleName=names.LAMBDA_ROLE,
+                                        AssumeRolePolicyDocument=LAMBDA_TRUST)["Role"]["Arn"]
+        except ClientError as e:
+            if not _exists(e, "EntityAlreadyExists"):
+                raise
+            return self.iam.get_role(RoleName=names.LAMBDA_ROLE)["Role"]["Arn"]
+
+    def upload_code(self, function: str, zip_bytes: bytes) -> dict[str, str]:
+        try:
+            self.s3.create_bucket(Bucket=names.CODE_BUCKET)
+        except ClientError as e:
+            if not _exists(e, "BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+        key = names.code_key(function, package.sha_hex(package.code_sha256(zip_bytes)))
+        self.s3.put_object(Bucket=names.CODE_BUCKET, Key=key, Body=zip_bytes)
+        return {"S3Bucket": names.CODE_BUCKET, "S3Key": key}
+
+    def functions(self) -> dict[str, str]:
+        role = self.role_arn()
+        shas = {}
+        for fn in names.FUNCTIONS:
+            zip_bytes = package.build_zip(fn)
+            sha = package.code_sha256(zip_bytes)
+            code = self.upload_code(fn, zip_bytes)
+            config = dict(Role=role, Handler="handler.handler", Runtime="python3.11",
+                          Timeout=self.s.MK1_FUNCTION_TIMEOUT, MemorySize=self.s.MK1_FUNCTION_MEMORY,
+                          Environment={"Variables": function_environment(self.s, fn)},
+                          Description=f"mk1 {fn}")
+            try:
+                current = self.lam.get_function(FunctionName=fn)["Configuration"]
+            except ClientError as e:
+                if not _exists(e, "ResourceNotFoundException"):
+                    raise
+                self.lam.create_function(FunctionName=fn, Code=code, Publish=False, **config)
+            else:
+                if current.get("CodeSha256") != sha:
+                    self.lam.update_function_code(FunctionName=fn, **code)
+                self.lam.update_function_configuration(FunctionName=fn, **config)
+            self.lam.put_function_concurrency(FunctionName=fn,
+                                              ReservedConcurrentExecutions=names.RESERVED_CONCURRENCY)
+            shas[fn] = sha
+        return shas
+
+
+def provision(settings: Settings) -> Provisioned:
+    p = Provisioner(settings)
+    out = Provisioned()
+    keys = p.users()
+    out.users = {v["user"]: akid for akid, v in keys.items()}
+    out.credentials_file = p.write_credentials(keys)
+    out.queues = p.queues()
+    p.tables()
+    p.log_groups()
+    out.functions = p.functions()
+    return out

@@ -1,0 +1,105 @@
+"""Process backend: one OS process per container, running awslambdaric.
+
+Each container gets its own working directory, its own session (so a kill takes
+its children too), a clean environment (no AWS credentials of mk1's), and an
+address-space limit derived from the function's memory size.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+from .base import ContainerSpec
+
+# Python + awslambdaric map far more virtual memory than they use (thread stacks,
+# arenas), so the limit is the function's memory plus a fixed allowance.
+ADDRESS_SPACE_ALLOWANCE_MB = 1024
+
+
+def _limits(memory_mb: int) -> Callable[[], None]:
+    def apply() -> None:
+        limit = (memory_mb + ADDRESS_SPACE_ALLOWANCE_MB) * 1024 * 1024
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        except (ValueError, OSError):
+            pass  # where the OS refuses, run without the limit
+    return apply
+
+
+class ProcessHandle:
+    def __init__(self, proc: subprocess.Popen, spec: ContainerSpec):
+        self.proc = proc
+        self.id = f"pid-{proc.pid}"
+        self._spec = spec
+        self._peak_mb: float | None = None
+        self._reader = threading.Thread(target=self._pump_output, daemon=True,
+                                        name=f"out-{spec.container_id}")
+        self._reader.start()
+
+    def _pump_output(self) -> None:
+        for raw in self.proc.stdout:  # type: ignore[union-attr]
+            self._sample_memory()
+            self._spec.on_output(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _sample_memory(self) -> None:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        self._peak_mb = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+
+    def max_memory_mb(self) -> float | None:
+        self._sample_memory()
+        return self._peak_mb
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self._reader.join(timeout=2)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def remove(self) -> None:
+        shutil.rmtree(self._spec.work_dir, ignore_errors=True)
+
+
+class ProcessBackend:
+    name = "process"
+    needs_socket = False
+
+    def __init__(self, python: str | None = None):
+        self.python = python or sys.executable
+
+    def prepare(self, progress: Callable[[str], None] = print) -> None:
+        pass
+
+    def start(self, spec: ContainerSpec) -> ProcessHandle:
+        spec.work_dir.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+               "HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir),
+               "PYTHONPATH": str(spec.code_dir), "PYTHONDONTWRITEBYTECODE": "1",
+               **spec.env, "AWS_LAMBDA_RUNTIME_API": spec.runtime_api}
+        proc = subprocess.Popen(
+            [self.python, "-u", "-m", "awslambdaric", spec.handler],
+            cwd=spec.code_dir, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_limits(spec.memory_mb))
+        return ProcessHandle(proc, spec)
+
+    def cleanup_orphans(self) -> int:
+        return 0  # processes are in our session tree; they die with `mk1 up`

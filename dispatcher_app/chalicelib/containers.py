@@ -1,0 +1,312 @@
+"""One execution environment (container) and its lifecycle state machine.
+
+    STARTING ──first /next──▶ BUSY ◀──reserve── READY
+        │                      │  └──release──▶ READY
+        ├──init error/timeout──┼──crash/timeout──▶ FAILED ──▶ STOPPED
+        └──────────stop────────┴──stop──▶ STOPPING ──exit──▶ STOPPED
+
+Transitions are checked under the container's lock: the idle reaper can only stop
+a READY container, so a container reserved (BUSY) a moment earlier is safe.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+from .backends.base import Backend, ContainerSpec, Handle
+from .clock import SystemClock
+from .model import FunctionConfig, Invocation, Outcome
+from .runtime_api import NextInvocation, RuntimeEndpoint
+
+log = logging.getLogger("mk1.containers")
+
+
+# The function's timeout is measured by the runtime's clock; this covers the hand-off.
+HANDOFF_SLACK_S = 0.05
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+ALLOWED = {
+    State.STARTING: {State.BUSY, State.READY, State.FAILED, State.STOPPING},
+    State.READY: {State.BUSY, State.STOPPING},
+    State.BUSY: {State.READY, State.STOPPING, State.FAILED},
+    State.STOPPING: {State.STOPPED},
+    State.FAILED: {State.STOPPED},
+    State.STOPPED: set(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def lambda_error(message: str, error_type: str) -> bytes:
+    return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+
+
+class Container:
+    def __init__(self, *, seq: int, function: FunctionConfig, code_dir: Path, work_root: Path,
+                 backend: Backend, clock=None, on_log: Callable[[str, str], None] = lambda cid, line: None,
+                 on_gone: Callable[["Container"], None] = lambda c: None,
+                 start_timeout_s: float = 60.0, extra_env: dict | None = None):
+        self.seq = seq
+        self.id = f"{function.name}-{seq:04d}-{_short_uid()}"
+        self.function = function
+        self.code_sha = function.code_sha
+        self.backend = backend
+        self.clock = clock or SystemClock()
+        self._on_log, self._on_gone = on_log, on_gone
+        self.start_timeout_s = start_timeout_s
+        self.state = State.STARTING
+        self._cond = threading.Condition()
+        self._pending: Invocation | None = None
+        self._current: Invocation | None = None
+        self._init_error: tuple[bytes, str] | None = None
+        self._ready = threading.Event()
+        self.created_at = self.clock.monotonic()
+        self.last_used = self.created_at
+        self.init_ms: float | None = None
+        self.invocations = 0
+        self.exit_code: int | None = None
+        self.handle: Handle | None = None
+        self._work_dir = work_root / self.id
+        socket_path = work_root / "sockets" / f"{self.id}.sock" if backend.needs_socket else None
+        self.endpoint = RuntimeEndpoint(self, socket_path)
+        self._env = extra_env or {}
+        self._code_dir = code_dir
+
+    # -- state machine --
+    def _to(self, new: State) -> None:
+        """Caller holds self._cond."""
+        if new not in ALLOWED[self.state]:
+            raise IllegalTransition(f"{self.id}: {self.state.value} -> {new.value}")
+        self.state = new
+
+    def try_reserve(self) -> bool:
+        with self._cond:
+            if self.state is not State.READY:
+                return False
+            self._to(State.BUSY)
+            return True
+
+    def release(self, now: float) -> bool:
+        """BUSY -> READY after an invocation; False if the container is no longer usable."""
+        with self._cond:
+            if self.state is not State.BUSY:
+                return False
+            self._to(State.READY)
+            self.last_used = now
+            return True
+
+    def try_begin_stop(self, only_if_idle: bool = True) -> bool:
+        with self._cond:
+            if only_if_idle and self.state is not State.READY:
+                return False
+            if State.STOPPING not in ALLOWED[self.state]:
+                return False
+            self._to(State.STOPPING)
+            self._cond.notify_all()
+            return True
+
+    # -- start / stop --
+    def start(self) -> None:
+        """Start the container process (the caller has put it in the pool as STARTING)."""
+        self.endpoint.start()
+        f = self.function
+        env = {**f.env, **self._env,
+               "AWS_LAMBDA_FUNCTION_NAME": f.name,
+               "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+               "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(f.memory_mb),
+               "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(f.timeout_s)),
+               "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{f.name}",
+               "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream,
+               "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+               "AWS_EXECUTION_ENV": f"AWS_Lambda_{f.runtime}",
+               "LAMBDA_TASK_ROOT": str(self._code_dir),
+               "_HANDLER": f.handler,
+               "TZ": ":UTC"}
+        spec = ContainerSpec(container_id=self.id, function_name=f.name, code_dir=self._code_dir,
+                             work_dir=self._work_dir, handler=f.handler, env=env, memory_mb=f.memory_mb,
+                             runtime_api=self.endpoint.address, runtime_socket=self.endpoint.socket_path,
+                             on_output=self._output)
+        try:
+            self.handle = self.backend.start(spec)
+        except Exception as e:
+            log.exception("%s: backend could not start the container", self.id)
+            self._init_error = (lambda_error(f"container could not start: {e}", "Runtime.StartError"),
+                                "Runtime.StartError")
+            self._gone(exit_code=None)
+            return
+        threading.Thread(target=self._monitor, daemon=True, name=f"mon-{self.id}").start()
+
+    @property
+    def log_stream(self) -> str:
+        return f"[$LATEST]{self.id}"
+
+    def stop(self) -> None:
+        """Stop now (reaper, shutdown, drain). Safe from any state."""
+        with self._cond:
+            if self.state in (State.STOPPED,):
+                return
+            if self.state is not State.STOPPING and State.STOPPING in ALLOWED[self.state]:
+                self._to(State.STOPPING)
+            self._cond.notify_all()
+        if self.handle is not None:
+            self.handle.kill()
+        else:
+            self._gone(exit_code=None)
+
+    def _monitor(self) -> None:
+        code = self.handle.wait()  # type: ignore[union-attr]
+        self._gone(exit_code=code)
+
+    def _gone(self, exit_code: int | None) -> None:
+        with self._cond:
+            if self.state is State.STOPPED:
+                return
+            expected = self.state is State.STOPPING
+            if not expected and self.state is not State.FAILED:
+                self._to(State.FAILED)
+            self.exit_code = exit_code
+            inv = self._current or self._pending
+            self._current = self._pending = None
+            if inv is not None:
+                inv.finish(self._exit_outcome(exit_code, inv.request_id))
+            self._to(State.STOPPED)
+            self._cond.notify_all()
+        self._ready.set()
+        self.endpoint.stop()
+        if self.handle is not None:
+            self.handle.remove()
+        if not expected:
+            log.warning("%s exited unexpectedly (code %s)", self.id, exit_code)
+        self._on_gone(self)
+
+    def _exit_outcome(self, code: int | None, request_id: str) -> Outcome:
+        if self._init_error is not None:
+            body, etype = self._init_error
+            return Outcome("init_error", body, etype)
+        how = f"signal: {_signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
+        return Outcome("crash", lambda_error(
+            f"RequestId: {request_id} Error: Runtime exited with error: {how}", "Runtime.ExitError"),
+            "Runtime.ExitError")
+
+    # -- one invocation --
+    def run(self, inv: Invocation, timeout_s: float, cold: bool = False) -> Outcome:
+        """Hand `inv` to the runtime and wait for its outcome.
+
+        Warm: the container is BUSY (reserved by the pool). Cold: it is STARTING and
+        `inv` is queued before the process starts, so the first /next takes it and the
+        container goes straight to BUSY (never READY, where another caller could grab it).
+        """
+        with self._cond:
+            if self.state in (State.STOPPED, State.FAILED, State.STOPPING):
+                return self._exit_outcome(self.exit_code, inv.request_id)
+            self._pending = inv
+            self._cond.notify_all()
+        if cold:
+            self.start()
+        if not self._ready.wait(self.start_timeout_s):
+            self._fail(inv, Outcome("init_error", lambda_error(
+                f"container did not finish init within {self.start_timeout_s:.0f} s", "Runtime.InitTimeout"),
+                "Runtime.InitTimeout"))
+        elif not inv.done.wait(timeout_s + HANDOFF_SLACK_S):
+            self._fail(inv, Outcome("timeout", lambda_error(
+                f"RequestId: {inv.request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+                "Sandbox.Timedout"), "Sandbox.Timedout"))
+        assert inv.outcome is not None
+        self.invocations += 1
+        return inv.outcome
+
+    def _fail(self, inv: Invocation, outcome: Outcome) -> None:
+        with self._cond:
+            finished = inv.finish(outcome)
+            if finished and State.FAILED in ALLOWED[self.state]:
+                self._to(State.FAILED)
+        if finished:
+            log.warning("%s: %s; killing the container", self.id, outcome.status)
+            if self.handle is not None:
+                self.handle.kill()
+
+    # -- RuntimeHost (called from the Runtime API endpoint's threads) --
+    def next_invocation(self) -> NextInvocation | None:
+        with self._cond:
+            if self.state is State.STARTING:
+                self.init_ms = (self.clock.monotonic() - self.created_at) * 1000
+                self._to(State.BUSY if self._pending is not None else State.READY)
+                self._ready.set()
+            while self._pending is None and self.state in (State.READY, State.BUSY):
+                self._cond.wait()
+            if self._pending is None:
+                return None
+            inv, self._pending = self._pending, None
+            self._current = inv
+            inv.deadline_ms = int((self.clock.time() + self.function.timeout_s) * 1000)
+        return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
+
+    def invocation_response(self, request_id: str, body: bytes) -> bool:
+        return self._complete(request_id, Outcome("success", body))
+
+    def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool:
+        return self._complete(request_id, Outcome("function_error", body, _error_type(body, error_type)))
+
+    def _complete(self, request_id: str, outcome: Outcome) -> bool:
+        with self._cond:
+            inv = self._current
+            if inv is None or inv.request_id != request_id:
+                return False
+            self._current = None
+            return inv.finish(outcome)
+
+    def init_error(self, body: bytes, error_type: str) -> None:
+        # awslambdaric exits right after posting this; _gone() answers the caller with it.
+        self._init_error = (body, _error_type(body, error_type))
+        log.warning("%s: init error %s", self.id, self._init_error[1])
+
+    def _output(self, line: str) -> None:
+        inv = self._current
+        if inv is not None:
+            inv.logs.append(line)
+        self._on_log(self.id, line)
+
+    # -- visibility --
+    def describe(self, now: float) -> dict:
+        return {"id": self.id, "function": self.function.name, "backend": self.backend.name,
+                "state": self.state.value, "code_sha256": self.code_sha,
+                "init_ms": None if self.init_ms is None else round(self.init_ms, 1),
+                "invocations": self.invocations,
+                "idle_s": round(now - self.last_used, 3) if self.state is State.READY else 0.0,
+                "age_s": round(now - self.created_at, 3),
+                "handle": getattr(self.handle, "id", None)}
+
+
+def _error_type(body: bytes, fallback: str) -> str:
+    try:
+        return json.loads(body).get("errorType") or fallback
+    except Exception:
+        return fallback
+
+
+def _signal_name(num: int) -> str:
+    import signal
+    try:
+        return signal.Signals(num).name.removeprefix("SIG").lower().replace("kill", "killed")
+    except ValueError:
+        return str(num)
+
+
+def _short_uid() -> str:
+    import uuid
+    return uuid.uuid4().hex[:6]

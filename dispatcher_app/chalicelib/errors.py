@@ -1,0 +1,65 @@
+"""mk1's one error tree. Each error carries Lambda's wire code and HTTP status;
+`app.py` turns them into responses in one place (see `wire.error_response`)."""
+from __future__ import annotations
+
+
+class Mk1Error(Exception):
+    status = 500
+    code = "ServiceException"
+    kind = "Service"             # Lambda's "Type" field: User or Service
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict:
+        return {"Type": self.kind, "message": self.message, **self.extra}
+
+
+class UserError(Mk1Error):
+    kind = "User"
+
+
+class InvalidRequestContent(UserError):
+    status, code = 400, "InvalidRequestContentException"
+
+
+class InvalidParameterValue(UserError):
+    status, code = 400, "InvalidParameterValueException"
+
+
+class RequestTooLarge(UserError):
+    status, code = 413, "RequestTooLargeException"
+
+
+class ResourceNotFound(UserError):
+    status, code = 404, "ResourceNotFoundException"
+
+
+class UnrecognizedClient(UserError):
+    status, code = 403, "UnrecognizedClientException"
+
+
+class InvalidSignature(UserError):
+    status, code = 403, "InvalidSignatureException"
+
+
+class AccessDenied(UserError):
+    status, code = 403, "AccessDeniedException"
+
+
+class TooManyRequests(UserError):
+    status, code = 429, "TooManyRequestsException"
+
+    def __init__(self, message: str, reason: str, retry_after: int = 1):
+        super().__init__(message, Reason=reason, retryAfterSeconds=str(retry_after))
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(Mk1Error):
+    status, code = 503, "ServiceException"
+
+
+class ClientGone(Exception):
+    """The caller hung up while waiting; nothing to answer."""

@@ -1,0 +1,64 @@
+"""Plain data passed along the call path."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """A function as the Lambda control plane describes it (refreshed in the background)."""
+    name: str
+    arn: str
+    code_sha: str
+    handler: str
+    runtime: str
+    timeout_s: float
+    memory_mb: int
+    env: dict
+    reserved: int | None          # reserved concurrency; None = not set (account pool)
+    code_location: str = ""
+
+
+@dataclass
+class Outcome:
+    """How one invocation ended, in the container layer's words."""
+    status: str                   # success | function_error | timeout | crash | init_error
+    payload: bytes
+    error_type: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.status != "success"
+
+
+@dataclass
+class Invocation:
+    request_id: str
+    payload: bytes
+    function_arn: str
+    trace_id: str
+    deadline_ms: int = 0
+    logs: list = field(default_factory=list)
+    outcome: Outcome | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, outcome: Outcome) -> bool:
+        """First finisher wins (response, crash monitor or timeout race)."""
+        if self.done.is_set():
+            return False
+        self.outcome = outcome
+        self.done.set()
+        return True
+
+
+@dataclass
+class ExecInfo:
+    container_id: str
+    backend: str
+    cold: bool
+    init_ms: float | None
+    duration_ms: float
+    max_memory_mb: float | None
+    started_at: float            # wall clock, epoch seconds
+    ended_at: float

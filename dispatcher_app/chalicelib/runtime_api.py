@@ -1,0 +1,151 @@
+"""The AWS Lambda Runtime API, served by mk1 to its containers.
+
+Each container gets its own endpoint (a port of its own, and for network-less
+Docker containers also a Unix socket), so a container can only ever fetch the
+invocations of that container. TCP_NODELAY: without it every round trip pays
+Nagle + delayed ACK (~44-88 ms, STACK-NOTES).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socketserver
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Protocol
+
+PREFIX = "/2018-06-01/runtime"
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 1024
+
+
+@dataclass
+class NextInvocation:
+    request_id: str
+    payload: bytes
+    deadline_ms: int
+    function_arn: str
+    trace_id: str
+
+
+class RuntimeHost(Protocol):
+    """What the endpoint needs from its container (implemented by containers.Container)."""
+
+    def next_invocation(self) -> NextInvocation | None: ...
+    def invocation_response(self, request_id: str, body: bytes) -> bool: ...
+    def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool: ...
+    def init_error(self, body: bytes, error_type: str) -> None: ...
+
+
+class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+    server_version = "mk1-runtime-api"
+
+    def log_message(self, *args) -> None:  # the container's own log is what matters
+        pass
+
+    @property
+    def host(self) -> RuntimeHost:
+        return self.server.runtime_host  # type: ignore[attr-defined]
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _status(self, status: int, message: str) -> None:
+        self._reply(status, json.dumps({"errorMessage": message, "errorType": "InvalidRequest"}).encode(),
+                    {"Content-Type": "application/json"})
+
+    def do_GET(self) -> None:
+        if self.path != f"{PREFIX}/invocation/next":
+            return self._status(404, f"unknown path {self.path}")
+        inv = self.host.next_invocation()
+        if inv is None:  # the container is being stopped
+            return self._status(410, "container is shutting down")
+        self._reply(200, inv.payload, {
+            "Content-Type": "application/json",
+            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
+            "Lambda-Runtime-Trace-Id": inv.trace_id,
+        })
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_RESPONSE_BYTES:
+            self.rfile.read(length)
+            return self._status(413, "response payload over 6 MB")
+        body = self.rfile.read(length) if length else b""
+        parts = self.path[len(PREFIX):].strip("/").split("/") if self.path.startswith(PREFIX) else []
+        error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
+        if parts == ["init", "error"]:
+            self.host.init_error(body, error_type)
+            return self._reply(202, b'{"status":"OK"}')
+        if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+            if parts[2] == "response":
+                ok = self.host.invocation_response(parts[1], body)
+            else:
+                ok = self.host.invocation_error(parts[1], body, error_type)
+            if ok:
+                return self._reply(202, b'{"status":"OK"}')
+            return self._status(400, f"unknown or finished request id {parts[1]}")
+        self._status(404, f"unknown path {self.path}")
+
+
+class _UnixHandler(_Handler):
+    disable_nagle_algorithm = False  # TCP_NODELAY does not apply to AF_UNIX
+
+    def address_string(self) -> str:
+        return "unix"
+
+
+class _Quiet:
+    def handle_error(self, request, client_address) -> None:
+        # A container killed mid-request resets its connection: expected, not news.
+        pass
+
+
+class _TCPServer(_Quiet, ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _UnixServer(_Quiet, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class RuntimeEndpoint:
+    """One container's Runtime API endpoint on 127.0.0.1 (and optionally a Unix socket)."""
+
+    def __init__(self, host: RuntimeHost, socket_path: Path | None = None):
+        self._servers = [_TCPServer(("127.0.0.1", 0), _Handler)]
+        self.socket_path = socket_path
+        if socket_path is not None:
+            socket_path.parent.mkdir(parents=True, exist_ok=True)
+            if socket_path.exists():
+                socket_path.unlink()
+            self._servers.append(_UnixServer(str(socket_path), _UnixHandler))
+            os.chmod(socket_path, 0o666)  # the container's non-root user must reach it
+        for s in self._servers:
+            s.runtime_host = host  # type: ignore[attr-defined]
+        self.address = f"127.0.0.1:{self._servers[0].server_address[1]}"
+        self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
+                                          daemon=True, name=f"runtime-api-{self.address}")
+                         for s in self._servers]
+
+    def start(self) -> "RuntimeEndpoint":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        for s in self._servers:
+            s.shutdown()
+            s.server_close()
+        if self.socket_path is not None and self.socket_path.exists():
+            self.socket_path.unlink()

@@ -276,10 +276,13 @@ class Container:
         log.warning("%s: init error %s", self.id, self._init_error[1])
 
     def _output(self, line: str) -> None:
+        # An invocation's lines travel with its START/END/REPORT block (record.py);
+        # only output outside any invocation (init, shutdown) is forwarded directly.
         inv = self._current
         if inv is not None:
             inv.logs.append(line)
-        self._on_log(self.id, line)
+        else:
+            self._on_log(self.id, line)
 
     # -- visibility --
     def describe(self, now: float) -> dict:

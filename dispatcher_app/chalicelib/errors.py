@@ -37,6 +37,14 @@ class ResourceNotFound(UserError):
     status, code = 404, "ResourceNotFoundException"
 
 
+class MissingAuthenticationToken(UserError):
+    status, code = 403, "MissingAuthenticationTokenException"
+
+
+class IncompleteSignature(UserError):
+    status, code = 400, "IncompleteSignatureException"
+
+
 class UnrecognizedClient(UserError):
     status, code = 403, "UnrecognizedClientException"
 
@@ -52,9 +60,10 @@ class AccessDenied(UserError):
 class TooManyRequests(UserError):
     status, code = 429, "TooManyRequestsException"
 
-    def __init__(self, message: str, reason: str, retry_after: int = 1):
+    def __init__(self, message: str, reason: str, retry_after: int = 1, after_wait: bool = False):
         super().__init__(message, Reason=reason, retryAfterSeconds=str(retry_after))
         self.retry_after = retry_after
+        self.after_wait = after_wait   # it waited in the queue first (gets a usage record)
 
 
 class ServiceUnavailable(Mk1Error):

@@ -1,0 +1,25 @@
+"""Container backends behind one interface (base.py): process, docker."""
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("mk1.backends")
+
+
+def select_backend(settings):
+    """MK1_BACKEND=process|docker|auto (auto: docker when an engine answers)."""
+    choice = settings.MK1_BACKEND
+    if choice in ("docker", "auto"):
+        try:
+            from .docker import DockerBackend, engine_available
+        except ImportError:
+            if choice == "docker":
+                raise
+        else:
+            if engine_available():
+                return DockerBackend(settings)
+            if choice == "docker":
+                raise RuntimeError("MK1_BACKEND=docker but no Docker engine answers")
+            log.info("no Docker engine answers: using the process backend")
+    from .process import ProcessBackend
+    return ProcessBackend()

@@ -1,0 +1,245 @@
+"""Admit: may this call run now? Reserved concurrency and the function's queue.
+
+A call that finds a free slot and nobody waiting takes the slot at once — no
+network on that path. Otherwise it waits in the function's SQS queue, the queue
+of record: the caller registers here and sends its message; a pump thread
+receives messages in queue order and hands each free slot to the call whose
+message came next. Async (Event) calls always go through the queue so they
+survive a restart of the dispatcher.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .clock import SystemClock
+from .errors import ClientGone, ServiceUnavailable, TooManyRequests
+from .queues import WorkQueue
+
+log = logging.getLogger("mk1.admit")
+
+REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
+DEFAULT_UNRESERVED_CAP = 10      # a function with no reserved concurrency (mk1 always sets 3)
+SWEEP_EVERY_S = 2.0              # look for work nobody here announced (a restart's leftovers)
+
+
+@dataclass
+class Waiter:
+    request_id: str
+    deadline: float
+    enqueued: float
+    event: threading.Event = field(default_factory=threading.Event)
+    granted: bool = False
+    cancelled: bool = False
+    receipt: str | None = None
+
+
+class Slot:
+    """One of the function's reserved executions; released exactly once."""
+
+    def __init__(self, admission: "Admission", wait_ms: float):
+        self._admission, self.wait_ms = admission, wait_ms
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._admission._release()
+
+    def __enter__(self) -> "Slot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+AsyncRunner = Callable[[dict, str, Slot], None]
+
+
+class Admission:
+    def __init__(self, function: str, work_queue: WorkQueue, cap: Callable[[], int | None], *,
+                 clock=None, max_depth: int = 200, max_wait_s: float = 120.0,
+                 run_async: AsyncRunner | None = None, instance_id: str | None = None):
+        self.function = function
+        self.queue = work_queue
+        self._cap = cap
+        self.clock = clock or SystemClock()
+        self.max_depth, self.max_wait_s = max_depth, max_wait_s
+        self.run_async = run_async
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self._cond = threading.Condition()
+        self.in_use = 0
+        self._waiters: dict[str, Waiter] = {}
+        self._held: deque[tuple[dict, str]] = deque()
+        self._async_pending = 0
+        self._running = True
+        self._last_sweep = 0.0
+        self.peak_in_use = 0
+        self._pump = threading.Thread(target=self._pump_loop, daemon=True, name=f"pump-{function}")
+        self._pump.start()
+
+    def cap(self) -> int:
+        c = self._cap()
+        return DEFAULT_UNRESERVED_CAP if c is None else c
+
+    # -- sync calls --
+    def acquire(self, request_id: str, alive: Callable[[], bool] = lambda: True,
+                max_wait_s: float | None = None) -> Slot:
+        cap = self.cap()
+        with self._cond:
+            if cap == 0:
+                raise TooManyRequests(f"{self.function} has reserved concurrency 0: every call is refused "
+                                      f"until it is raised (put-function-concurrency).", REASON, 10)
+            if self.in_use < cap and self._nobody_waiting():
+                self._take()
+                return Slot(self, 0.0)
+            waiting = self._waiting()
+            if waiting >= self.max_depth:
+                raise TooManyRequests(self._busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
+                                      REASON, 1)
+            now = self.clock.monotonic()
+            w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
+            self._waiters[request_id] = w
+            self._cond.notify_all()
+        try:
+            self.queue.send({"request_id": request_id, "kind": "sync", "function": self.function,
+                             "owner": self.instance_id})
+        except Exception as e:
+            self._cancel(w)
+            raise ServiceUnavailable(f"could not queue the call in SQS: {e}") from e
+        return self._wait(w, cap, alive)
+
+    def _wait(self, w: Waiter, cap: int, alive: Callable[[], bool]) -> Slot:
+        while not w.event.wait(0.05):
+            expired = self.clock.monotonic() >= w.deadline
+            gone = not alive()
+            if (expired or gone) and self._cancel(w):
+                if gone:
+                    raise ClientGone(w.request_id)
+                raise TooManyRequests(self._busy(cap, self._waiting()) +
+                                      f"; waited {self.max_wait_s:.0f} s without a free slot.", REASON, 1,
+                                      after_wait=True)
+        self.queue.delete_later(w.receipt)  # type: ignore[arg-type]
+        return Slot(self, (self.clock.monotonic() - w.enqueued) * 1000)
+
+    def _cancel(self, w: Waiter) -> bool:
+        """True if cancelled; False if a slot was granted first (then the caller must use it)."""
+        with self._cond:
+            if w.granted:
+                return False
+            w.cancelled = True
+            self._waiters.pop(w.request_id, None)
+            return True
+
+    # -- async calls --
+    def enqueue_async(self, body: dict, delay_s: int = 0) -> None:
+        with self._cond:
+            waiting = self._waiting()
+            if waiting >= self.max_depth:
+                raise TooManyRequests(self._busy(self.cap(), waiting) + f"; the queue is full ({self.max_depth}).",
+                                      REASON, 1)
+            self._async_pending += 1
+            self._cond.notify_all()
+        try:
+            self.queue.send({**body, "kind": "async", "owner": self.instance_id}, delay_s)
+        except Exception as e:
+            with self._cond:
+                self._async_pending -= 1
+            raise ServiceUnavailable(f"could not queue the call in SQS: {e}") from e
+
+    # -- slots --
+    def _nobody_waiting(self) -> bool:
+        return not self._waiters and not self._held and self._async_pending == 0
+
+    def _waiting(self) -> int:
+        return len(self._waiters) + self._async_pending + sum(
+            1 for b, _ in self._held if b.get("kind") == "async" and b.get("owner") != self.instance_id)
+
+    def _take(self) -> None:
+        self.in_use += 1
+        self.peak_in_use = max(self.peak_in_use, self.in_use)
+
+    def _release(self) -> None:
+        with self._cond:
+            self.in_use -= 1
+            self._dispatch()
+            self._cond.notify_all()
+
+    def _dispatch(self) -> None:
+        """Hand free slots to held messages, in queue order. Caller holds the lock."""
+        while self._held and self.in_use < self.cap():
+            body, receipt = self._held.popleft()
+            if body.get("kind") == "async":
+                if body.get("owner") == self.instance_id:
+                    self._async_pending = max(0, self._async_pending - 1)
+                if self.run_async is None:
+                    continue
+                self._take()
+                slot = Slot(self, 0.0)
+                threading.Thread(target=self.run_async, args=(body, receipt, slot), daemon=True,
+                                 name=f"async-{body.get('request_id')}").start()
+                continue
+            w = self._waiters.pop(body.get("request_id"), None)
+            if w is None or w.cancelled:
+                # Its caller gave up, or belonged to a dispatcher that is gone: nothing to run.
+                self.queue.delete_later(receipt)
+                continue
+            self._take()
+            w.granted, w.receipt = True, receipt
+            w.event.set()
+
+    # -- the pump: SQS -> held, in order --
+    def _want(self, now: float) -> tuple[bool, int]:
+        expected = len(self._waiters) + self._async_pending
+        room = self.cap() + 2 - len(self._held)
+        if room <= 0:
+            return False, 0
+        if expected > len(self._held):
+            return True, 1
+        if self.in_use < self.cap() and now - self._last_sweep >= SWEEP_EVERY_S:
+            return True, 0
+        return False, 0
+
+    def _pump_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._running:
+                    want, wait_s = self._want(self.clock.monotonic())
+                    if want:
+                        break
+                    self._cond.wait(0.5)
+                    self._dispatch()  # the cap may have been raised live
+                if not self._running:
+                    return
+                room = self.cap() + 2 - len(self._held)
+                if wait_s == 0:
+                    self._last_sweep = self.clock.monotonic()
+            try:
+                messages = self.queue.receive(room, wait_s)
+            except Exception as e:
+                log.warning("%s: receiving from SQS failed: %s", self.function, e)
+                threading.Event().wait(0.5)
+                continue
+            if messages:
+                with self._cond:
+                    self._held.extend(messages)
+                    self._dispatch()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        self._pump.join(timeout=3)
+
+    # -- visibility --
+    def _busy(self, cap: int, waiting: int) -> str:
+        return f"{self.function} is busy: {self.in_use} of {cap} executions running, {waiting} waiting"
+
+    def describe(self) -> dict:
+        with self._cond:
+            return {"reserved_concurrency": self.cap(), "in_use": self.in_use, "waiting": self._waiting(),
+                    "held": len(self._held), "peak_in_use": self.peak_in_use}

@@ -1,0 +1,120 @@
+"""Authorize: may this user do this action on this resource? IAM policy evaluation.
+
+`evaluate` is pure: (policy documents, action, resource) -> ALLOW / DENY / NO_MATCH.
+An explicit Deny wins over any Allow; no matching Allow means deny (default deny).
+Wildcards `*` and `?` work in Action (case-insensitive) and Resource (case-sensitive).
+Statements with a Condition are not understood here, so they never grant (a
+conservative reading) but a conditional Deny still denies.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import re
+import threading
+from functools import lru_cache
+from urllib.parse import unquote
+
+log = logging.getLogger("mk1.authorize")
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+    NO_MATCH = "no_match"
+
+
+@lru_cache(maxsize=4096)
+def _pattern(glob: str, ignore_case: bool) -> re.Pattern:
+    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in glob)
+    return re.compile(f"^{body}$", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _matches(patterns, value: str, ignore_case: bool) -> bool:
+    return any(isinstance(p, str) and _pattern(p, ignore_case).match(value) for p in _as_list(patterns))
+
+
+def _statement_applies(st: dict, action: str, resource: str) -> bool:
+    if "Action" in st:
+        ok_action = _matches(st["Action"], action, True)
+    else:
+        ok_action = "NotAction" in st and not _matches(st["NotAction"], action, True)
+    if "Resource" in st:
+        ok_resource = _matches(st["Resource"], resource, False)
+    else:
+        ok_resource = "NotResource" in st and not _matches(st["NotResource"], resource, False)
+    return ok_action and ok_resource
+
+
+def evaluate(policies: list[dict], action: str, resource: str) -> Decision:
+    allowed = False
+    for doc in policies:
+        if not isinstance(doc, dict):
+            continue
+        for st in _as_list(doc.get("Statement")):
+            if not isinstance(st, dict) or not _statement_applies(st, action, resource):
+                continue
+            effect = st.get("Effect")
+            if effect == "Deny":
+                return Decision.DENY
+            if effect == "Allow" and "Condition" not in st:
+                allowed = True
+    return Decision.ALLOW if allowed else Decision.NO_MATCH
+
+
+def _doc(raw) -> dict:
+    if isinstance(raw, dict):
+        return raw
+    return json.loads(unquote(raw))
+
+
+class PolicyStore:
+    """Each user's policy documents (inline, attached, and their groups'), read from IAM.
+
+    Refreshed in the background, so a changed policy takes effect within one refresh
+    interval and the call path never waits on IAM.
+    """
+
+    def __init__(self, iam):
+        self.iam = iam
+        self._docs: dict[str, list[dict]] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, users: list[str]) -> None:
+        fresh = {}
+        for user in users:
+            try:
+                fresh[user] = self._read(user)
+            except Exception as e:  # keep the last known policies of that user
+                log.warning("reading the policies of %s failed: %s", user, e)
+                fresh[user] = self._docs.get(user, [])
+        with self._lock:
+            self._docs = fresh
+
+    def _read(self, user: str) -> list[dict]:
+        iam = self.iam
+        docs = [_doc(iam.get_user_policy(UserName=user, PolicyName=n)["PolicyDocument"])
+                for n in iam.list_user_policies(UserName=user)["PolicyNames"]]
+        docs += [self._managed(p["PolicyArn"])
+                 for p in iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]]
+        for g in iam.list_groups_for_user(UserName=user)["Groups"]:
+            name = g["GroupName"]
+            docs += [_doc(iam.get_group_policy(GroupName=name, PolicyName=n)["PolicyDocument"])
+                     for n in iam.list_group_policies(GroupName=name)["PolicyNames"]]
+            docs += [self._managed(p["PolicyArn"])
+                     for p in iam.list_attached_group_policies(GroupName=name)["AttachedPolicies"]]
+        return docs
+
+    def _managed(self, arn: str) -> dict:
+        version = self.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        return _doc(self.iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
+
+    def policies(self, user: str) -> list[dict]:
+        return self._docs.get(user, [])

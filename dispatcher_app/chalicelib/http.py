@@ -1,0 +1,98 @@
+"""Glue between the Chalice routes and the Dispatcher: request in, HttpResponse out."""
+from __future__ import annotations
+
+import json
+import threading
+from urllib.parse import parse_qs
+
+from .errors import Mk1Error, ResourceNotFound
+from .wire import HttpRequest, HttpResponse, error_response
+from . import usage as usage_q
+
+# Set by server.py for each request: what Chalice does not expose (raw path + query, the socket).
+CONNECTION = threading.local()
+_DISPATCHER = None
+
+
+def attach(dispatcher) -> None:
+    global _DISPATCHER
+    _DISPATCHER = dispatcher
+
+
+def dispatcher():
+    if _DISPATCHER is None:
+        raise RuntimeError("the dispatcher is not attached (use chalicelib.server)")
+    return _DISPATCHER
+
+
+def request(app) -> HttpRequest:
+    r = app.current_request
+    raw = getattr(CONNECTION, "raw_path", None) or r.context.get("path", "/")
+    path, _, query = raw.partition("?")
+    return HttpRequest(method=r.method, raw_path=path, query=parse_qs(query, keep_blank_values=True),
+                       headers={k.lower(): v for k, v in r.headers.items()}, body=r.raw_body or b"",
+                       alive=getattr(CONNECTION, "alive", lambda: True))
+
+
+def _json(status: int, obj) -> HttpResponse:
+    return HttpResponse(status, json.dumps(obj, default=str).encode(), {"Content-Type": "application/json"})
+
+
+def health() -> HttpResponse:
+    d = _DISPATCHER
+    if d is None:
+        return _json(503, {"status": "starting"})
+    return _json(200, {"status": "ok", "backend": d.backend.name, "functions": [c.name for c in d.registry.all()]})
+
+
+def status() -> HttpResponse:
+    d = dispatcher()
+    return _json(200, {**d.status(), "queues": d.queue_depths()})
+
+
+def _identity(req: HttpRequest):
+    return dispatcher().authenticate(req)
+
+
+def async_result(req: HttpRequest, request_id: str) -> HttpResponse:
+    d = dispatcher()
+    try:
+        who = _identity(req)
+        result = d.results.get(request_id)
+        if result is None or (result.get("user") != who.user and not d.is_admin_reader(who)):
+            raise ResourceNotFound(f"No async invocation {request_id} for user {who.user}")
+        return _json(200, result)
+    except Mk1Error as e:
+        return error_response(e)
+
+
+def _usage_records(req: HttpRequest):
+    d = dispatcher()
+    who = _identity(req)
+    q = {k: v[0] for k, v in req.query.items() if v}
+    user = q.get("user") or None
+    if not d.is_admin_reader(who):
+        user = who.user      # a user sees only their own usage
+    return usage_q.query(d.ddb, user=user, function=q.get("function") or None,
+                         since=q.get("since", ""), until=q.get("until", "\uffff"))
+
+
+def usage(req: HttpRequest) -> HttpResponse:
+    try:
+        return _json(200, {"records": _usage_records(req)})
+    except Mk1Error as e:
+        return error_response(e)
+
+
+def usage_report(req: HttpRequest) -> HttpResponse:
+    d = dispatcher()
+    try:
+        rows = usage_q.report(_usage_records(req), d.s.MK1_PRICE_GB_SECOND, d.s.MK1_PRICE_PER_REQUEST)
+        return _json(200, {"rows": rows, "price_gb_second": d.s.MK1_PRICE_GB_SECOND,
+                           "price_per_request": d.s.MK1_PRICE_PER_REQUEST})
+    except Mk1Error as e:
+        return error_response(e)
+
+
+def metrics() -> HttpResponse:
+    return HttpResponse(200, dispatcher().metrics.render(), {"Content-Type": "text/plain; version=0.0.4"})

@@ -1,0 +1,81 @@
+"""A function's SQS queue (the queue of record for waiting calls) and its DLQ."""
+from __future__ import annotations
+
+import json
+import logging
+import queue as stdqueue
+import threading
+
+log = logging.getLogger("mk1.queues")
+
+# Longer than any wait plus any run: a held message must not reappear while we own it.
+RECEIVE_VISIBILITY_S = 900
+
+
+class WorkQueue:
+    def __init__(self, sqs, queue_url: str, dlq_url: str):
+        self.sqs, self.url, self.dlq_url = sqs, queue_url, dlq_url
+        self._deletes: stdqueue.Queue[str | None] = stdqueue.Queue()
+        self._deleter = threading.Thread(target=self._delete_loop, daemon=True, name="sqs-deleter")
+        self._deleter.start()
+
+    def send(self, body: dict, delay_s: int = 0) -> str:
+        kw = {"DelaySeconds": min(max(int(delay_s), 0), 900)} if delay_s else {}
+        return self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(body), **kw)["MessageId"]
+
+    def receive(self, max_messages: int, wait_s: int) -> list[tuple[dict, str]]:
+        resp = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=max(1, min(max_messages, 10)),
+                                        WaitTimeSeconds=wait_s, VisibilityTimeout=RECEIVE_VISIBILITY_S,
+                                        AttributeNames=["ApproximateReceiveCount"])
+        out = []
+        for m in resp.get("Messages", []):
+            try:
+                out.append((json.loads(m["Body"]), m["ReceiptHandle"]))
+            except ValueError:
+                log.error("dropping a malformed message from %s", self.url)
+                self.delete_later(m["ReceiptHandle"])
+        return out
+
+    def delete(self, receipt: str) -> None:
+        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
+
+    def delete_later(self, receipt: str) -> None:
+        """Off the caller's path: a dispatched sync call's message is deleted in the background."""
+        self._deletes.put(receipt)
+
+    def _delete_loop(self) -> None:
+        while True:
+            first = self._deletes.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 10:
+                try:
+                    nxt = self._deletes.get_nowait()
+                except stdqueue.Empty:
+                    break
+                if nxt is None:
+                    self._deletes.put(None)
+                    break
+                batch.append(nxt)
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)]
+            for attempt in range(5):
+                try:
+                    self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+                    break
+                except Exception as e:  # the AWS endpoint may be restarting
+                    log.warning("deleting %d messages failed (%s); retrying", len(batch), e)
+                    threading.Event().wait(0.2 * (attempt + 1))
+
+    def flush(self, timeout: float = 5.0) -> None:
+        self._deletes.put(None)
+        self._deleter.join(timeout)
+
+    def to_dlq(self, body: dict) -> None:
+        self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps(body))
+
+    def depth(self) -> dict:
+        attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        return {k.replace("ApproximateNumberOfMessages", "") or "visible": int(v) for k, v in attrs.items()}

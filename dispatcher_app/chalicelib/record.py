@@ -1,0 +1,210 @@
+"""Record: one usage record per finished invocation, and the function logs.
+
+Everything here is written off the call path by one background writer that
+batches: usage records go first to `.mk1/usage.log` (appended, flushed and
+fsync'd per batch), then to the DynamoDB usage table; log lines go to CloudWatch
+Logs (one stream per container). A failed write is retried with backoff and
+reported (log + metric + `health()`), never dropped; `drain()` empties the
+backlog on shutdown.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections import deque
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from infra import names
+
+log = logging.getLogger("mk1.record")
+
+_ser, _deser = TypeSerializer(), TypeDeserializer()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def billed_ms(duration_ms: float, init_ms: float | None) -> int:
+    """Rounded up to the next ms; init is billed too (AWS bills the init phase since 2025)."""
+    return int(math.ceil(duration_ms + (init_ms or 0.0)))
+
+
+def usage_item(record: dict) -> dict:
+    item = {k: (Decimal(str(v)) if isinstance(v, float) else v) for k, v in record.items()}
+    item["sk"] = f"{record['start']}#{record['request_id']}"
+    return {k: _ser.serialize(v) for k, v in item.items()}
+
+
+def from_item(item: dict) -> dict:
+    out = {k: _deser.deserialize(v) for k, v in item.items()}
+    out.pop("sk", None)
+    return {k: (float(v) if isinstance(v, Decimal) and v % 1 else int(v) if isinstance(v, Decimal) else v)
+            for k, v in out.items()}
+
+
+def report_lines(request_id: str, duration_ms: float, billed: int, memory_mb: int,
+                 max_used_mb: float | None, init_ms: float | None) -> tuple[str, str, str]:
+    report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
+              f"Memory Size: {memory_mb} MB\tMax Memory Used: {int(max_used_mb or 0)} MB")
+    if init_ms is not None:
+        report += f"\tInit Duration: {init_ms:.2f} ms"
+    return f"START RequestId: {request_id} Version: $LATEST", f"END RequestId: {request_id}", report
+
+
+class Recorder:
+    def __init__(self, ddb, logs, usage_log: Path, clock, batch_s: float = 0.2, metrics=None):
+        self.ddb, self.logs, self.path, self.clock = ddb, logs, usage_log, clock
+        self.batch_s = batch_s
+        self.metrics = metrics
+        self._cond = threading.Condition()
+        self._usage: deque[dict] = deque()
+        self._events: deque[tuple[str, str, int, str]] = deque()   # (group, stream, ts_ms, message)
+        self._streams: set[tuple[str, str]] = set()
+        self._running = True
+        self.written = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._to_table: deque[dict] = deque()   # in the log file, not yet in the table
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="recorder")
+        self._thread.start()
+
+    # -- producers (the call path: no I/O here) --
+    def usage(self, record: dict) -> None:
+        with self._cond:
+            self._usage.append(record)
+            self._cond.notify()
+
+    def log(self, function: str, stream: str, lines: list[str], ts: float | None = None) -> None:
+        ts_ms = int((ts if ts is not None else self.clock.time()) * 1000)
+        with self._cond:
+            for line in lines:
+                self._events.append((names.log_group(function), stream, ts_ms, line))
+            self._cond.notify()
+
+    # -- the writer --
+    def _loop(self) -> None:
+        backoff = 0.2
+        while True:
+            with self._cond:
+                if self._running and not (self._usage or self._events or self._to_table):
+                    self._cond.wait(1.0)
+                if not self._running and not (self._usage or self._events or self._to_table):
+                    return
+            self.clock.sleep(self.batch_s) if self._running else None
+            try:
+                self._write_batch()
+                backoff = 0.2
+            except Exception as e:
+                self.failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+                if self.metrics:
+                    self.metrics.record_failures.inc()
+                log.error("writing usage/logs failed (%s); will retry in %.1f s", self.last_error, backoff)
+                threading.Event().wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _write_batch(self) -> None:
+        with self._cond:
+            fresh = list(self._usage)
+            self._usage.clear()
+        if fresh:
+            try:
+                self._append_log(fresh)
+            except Exception:
+                with self._cond:   # put them back, in order, for the retry
+                    self._usage.extendleft(reversed(fresh))
+                raise
+            self._to_table.extend(fresh)
+        while self._to_table:
+            batch = [self._to_table[i] for i in range(min(25, len(self._to_table)))]
+            self._put_items(batch)
+            for _ in batch:
+                self._to_table.popleft()
+            self.written += len(batch)
+        self._write_events()
+
+    def _append_log(self, records: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _put_items(self, records: list[dict]) -> None:
+        requests = {names.USAGE_TABLE: [{"PutRequest": {"Item": usage_item(r)}} for r in records]}
+        for _ in range(8):
+            resp = self.ddb.batch_write_item(RequestItems=requests)
+            requests = resp.get("UnprocessedItems") or {}
+            if not requests:
+                return
+            threading.Event().wait(0.1)
+        raise RuntimeError("DynamoDB left items unprocessed after 8 attempts")
+
+    def _write_events(self) -> None:
+        with self._cond:
+            events = list(self._events)
+            self._events.clear()
+        by_stream: dict[tuple[str, str], list] = {}
+        for group, stream, ts, msg in events:
+            by_stream.setdefault((group, stream), []).append({"timestamp": ts, "message": msg})
+        try:
+            for (group, stream), evs in by_stream.items():
+                if (group, stream) not in self._streams:
+                    try:
+                        self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+                    except self.logs.exceptions.ResourceAlreadyExistsException:
+                        pass
+                    self._streams.add((group, stream))
+                evs.sort(key=lambda e: e["timestamp"])
+                self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=evs)
+        except Exception:
+            with self._cond:
+                self._events.extendleft(reversed(events))
+            raise
+
+    # -- lifecycle --
+    def drain(self, timeout: float = 15.0) -> bool:
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def backlog(self) -> int:
+        return len(self._usage) + len(self._to_table)
+
+    def health(self) -> dict:
+        return {"written": self.written, "backlog": self.backlog(), "failures": self.failures,
+                "last_error": self.last_error}
+
+
+def reseed_from_log(ddb, path: Path) -> int:
+    """The embedded AWS keeps state in memory: after a restart, refill the usage table from the log."""
+    if not path.exists():
+        return 0
+    records = []
+    with path.open() as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue   # a torn last line after a crash
+    for i in range(0, len(records), 25):
+        batch = {names.USAGE_TABLE: [{"PutRequest": {"Item": usage_item(r)}} for r in records[i:i + 25]]}
+        while batch:
+            batch = ddb.batch_write_item(RequestItems=batch).get("UnprocessedItems") or {}
+    return len(records)

@@ -1,0 +1,341 @@
+"""The dispatcher's front door: one call, top to bottom.
+
+    authenticate -> authorize -> admit -> assign + execute -> record
+
+Everything slow (reading IAM, Secrets Manager, the Lambda control plane; writing
+usage and logs) happens in background threads, so a warm call with a free slot
+makes no network round trip.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from infra import aws, names
+from my_mk1_homework.settings import Settings
+
+from . import authorize as authz
+from .admit import Admission, Slot
+from .assign import FunctionPool
+from .authenticate import Identity, KeyStore, secrets_manager_loader, verify
+from .backends import select_backend
+from .clock import SystemClock
+from .errors import AccessDenied, ClientGone, Mk1Error, ResourceNotFound, TooManyRequests
+from .functions import CodeStore, FunctionRegistry, function_name_from
+from .metrics import Metrics
+from .model import ExecInfo, FunctionConfig, Invocation, Outcome
+from .queues import WorkQueue
+from .record import Recorder, billed_ms, iso, report_lines
+from .results import Results
+from .wire import HttpRequest, HttpResponse, InvokeRequest, error_response, new_request_id, parse_invoke, tail
+
+log = logging.getLogger("mk1.service")
+
+INVOKE_ACTION = "lambda:InvokeFunction"
+
+
+@dataclass
+class Execution:
+    outcome: Outcome
+    info: ExecInfo
+    log_lines: list[str]
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, *, backend=None, clock=None):
+        self.s = settings
+        self.clock = clock or SystemClock()
+        c = lambda svc, **kw: aws.client(settings, svc, **kw)  # noqa: E731
+        self.lam, self.sqs, self.s3 = c("lambda"), c("sqs"), c("s3")
+        self.ddb, self.logs, self.iam = c("dynamodb"), c("logs"), c("iam")
+        self.keys = KeyStore(secrets_manager_loader(c("secretsmanager"), names.USERS_SECRET))
+        self.policies = authz.PolicyStore(self.iam)
+        self.registry = FunctionRegistry(self.lam, self.clock)
+        local = settings.embedded_aws or "127.0.0.1" in settings.aws_endpoint or "localhost" in settings.aws_endpoint
+        self.code = CodeStore(self.lam, self.s3, settings.home / "code", local_endpoint=local)
+        self.backend = backend or select_backend(settings)
+        self.metrics = Metrics(self.describe_functions)
+        self.recorder = Recorder(self.ddb, self.logs, settings.usage_log, self.clock,
+                                 settings.MK1_USAGE_BATCH_MS / 1000, self.metrics)
+        self.results = Results(self.ddb)
+        self._pools: dict[str, FunctionPool] = {}
+        self._admissions: dict[str, Admission] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.account = ""
+
+    # -- lifecycle --
+    def start(self) -> "Dispatcher":
+        self.backend.prepare(progress=lambda msg: log.info("backend: %s", msg))
+        removed = self.backend.cleanup_orphans()
+        if removed:
+            log.info("removed %d containers left by an earlier run", removed)
+        self.refresh_control_plane()
+        for cfg in self.registry.all():
+            self._admission(cfg.name)   # start each pump: picks up async calls queued before a restart
+        for target, name in ((self._refresh_loop, "control-refresh"), (self._reap_loop, "reaper")):
+            t = threading.Thread(target=target, daemon=True, name=name)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def refresh_control_plane(self) -> None:
+        self.keys.refresh()
+        self.policies.refresh(self.keys.users())
+        self.registry.refresh()
+
+    def _refresh_loop(self) -> None:
+        every = self.s.MK1_CONTROL_REFRESH_MS / 1000
+        while not self._stop.wait(every):
+            try:
+                self.refresh_control_plane()
+            except Exception as e:   # AWS endpoint restarting: keep serving from what we know
+                log.warning("control-plane refresh failed: %s", e)
+
+    def _reap_loop(self) -> None:
+        every = max(0.05, min(1.0, self.s.MK1_KEEPALIVE_MS / 4000))
+        while not self._stop.wait(every):
+            for pool in list(self._pools.values()):
+                pool.reap()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for a in list(self._admissions.values()):
+            a.stop()
+        for p in list(self._pools.values()):
+            p.shutdown()
+        for a in list(self._admissions.values()):
+            a.queue.flush()
+        self.recorder.drain()
+
+    # -- per-function parts, made on first use --
+    def _pool(self, name: str) -> FunctionPool:
+        with self._lock:
+            if name not in self._pools:
+                self._pools[name] = FunctionPool(
+                    name, self.backend, self.code.directory, self.s.home / "containers", clock=self.clock,
+                    policy=self.s.MK1_PLACEMENT, keepalive_s=self.s.MK1_KEEPALIVE_MS / 1000,
+                    start_timeout_s=self.s.MK1_START_TIMEOUT_MS / 1000,
+                    init_backoff_s=self.s.MK1_INIT_BACKOFF_MS / 1000,
+                    on_log=lambda fn, cid, line: self.recorder.log(fn, f"[$LATEST]{cid}", [line]))
+            return self._pools[name]
+
+    def _admission(self, name: str) -> Admission:
+        with self._lock:
+            if name not in self._admissions:
+                url = self.sqs.get_queue_url(QueueName=names.queue_name(name))["QueueUrl"]
+                dlq = self.sqs.get_queue_url(QueueName=names.dlq_name(name))["QueueUrl"]
+                self._admissions[name] = Admission(
+                    name, WorkQueue(self.sqs, url, dlq), lambda: self._reserved(name), clock=self.clock,
+                    max_depth=self.s.MK1_MAX_QUEUE_DEPTH, max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000,
+                    run_async=self._run_async)
+            return self._admissions[name]
+
+    def _reserved(self, name: str) -> int | None:
+        try:
+            return self.registry.get(name).reserved
+        except Mk1Error:
+            return 0
+
+    # -- the call path --
+    def handle_invoke(self, req: HttpRequest, function_ref: str) -> HttpResponse:
+        request_id = new_request_id()
+        try:
+            identity = self.authenticate(req)
+            inv = parse_invoke(req, function_ref)
+            config = self._resolve(inv)
+            self.authorize(identity, config)
+            if inv.invocation_type == "DryRun":
+                return HttpResponse(204, b"", {"x-amzn-RequestId": request_id})
+            if inv.invocation_type == "Event":
+                return self._accept_async(request_id, identity, config, inv)
+            return self._invoke_sync(request_id, identity, config, inv, req.alive)
+        except Mk1Error as e:
+            return error_response(e, request_id)
+
+    def authenticate(self, req: HttpRequest) -> Identity:
+        akid_known = True
+        try:
+            return verify(req.method, req.raw_path, req.query, req.headers, req.body, self.keys)
+        except Mk1Error as e:
+            akid_known = e.code != "UnrecognizedClientException"
+            if akid_known:
+                raise
+        # A key created a moment ago (re-provisioned): read the keys once more, then decide.
+        if not akid_known:
+            try:
+                self.keys.refresh()
+                self.policies.refresh(self.keys.users())
+            except Exception as e:
+                log.warning("refreshing keys failed: %s", e)
+        return verify(req.method, req.raw_path, req.query, req.headers, req.body, self.keys)
+
+    def _resolve(self, inv: InvokeRequest) -> FunctionConfig:
+        name, arn_qualifier = function_name_from(inv.function_ref)
+        qualifier = inv.qualifier or arn_qualifier
+        config = self.registry.get(name)
+        if qualifier not in (None, "$LATEST"):
+            raise ResourceNotFound(f"Function not found: {config.arn}:{qualifier}")
+        return config
+
+    def authorize(self, identity: Identity, config: FunctionConfig, action: str = INVOKE_ACTION) -> None:
+        decision = authz.evaluate(self.policies.policies(identity.user), action, config.arn)
+        if decision is not authz.Decision.ALLOW:
+            why = "an explicit deny in an identity-based policy" if decision is authz.Decision.DENY \
+                else "no identity-based policy allows the " + action + " action"
+            raise AccessDenied(f"User: {self.user_arn(identity.user, config)} is not authorized to perform: "
+                               f"{action} on resource: {config.arn} because {why}")
+
+    @staticmethod
+    def user_arn(user: str, config: FunctionConfig) -> str:
+        account = config.arn.split(":")[4] if config.arn.count(":") >= 4 else "000000000000"
+        return f"arn:aws:iam::{account}:user/{user}"
+
+    def is_admin_reader(self, identity: Identity) -> bool:
+        resource = f"arn:aws:dynamodb:{self.s.region}:*:table/{names.USAGE_TABLE}"
+        return authz.evaluate(self.policies.policies(identity.user), "dynamodb:Scan", resource.replace(
+            ":*:", ":000000000000:")) is authz.Decision.ALLOW
+
+    def _invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
+                     inv: InvokeRequest, alive) -> HttpResponse:
+        admission = self._admission(config.name)
+        accepted = self.clock.time()
+        try:
+            slot = admission.acquire(request_id, alive=alive)
+        except TooManyRequests as e:
+            self.metrics.throttles.labels(config.name).inc()
+            if e.after_wait:
+                self._record_unrun(request_id, identity, config, "RequestResponse", "throttled", accepted)
+            raise
+        except ClientGone:
+            self._record_unrun(request_id, identity, config, "RequestResponse", "cancelled", accepted)
+            return HttpResponse(499, b"")
+        with slot:
+            run = self._execute(request_id, config, inv.payload)
+        self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms)
+        return self._sync_answer(request_id, run, slot, inv.tail_log)
+
+    def _execute(self, request_id: str, config: FunctionConfig, payload: bytes) -> Execution:
+        invocation = Invocation(request_id, payload, config.arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
+        pool = self._pool(config.name)
+        outcome, info = pool.run(invocation, config)
+        if info.cold:
+            self.metrics.cold_starts.labels(config.name).inc()
+        billed = billed_ms(info.duration_ms, info.init_ms)
+        start, end, report = report_lines(request_id, info.duration_ms, billed, config.memory_mb,
+                                          info.max_memory_mb, info.init_ms)
+        lines = [start, *invocation.logs, end, report]
+        if info.container_id:
+            self.recorder.log(config.name, f"[$LATEST]{info.container_id}", lines, ts=info.started_at)
+        return Execution(outcome, info, lines)
+
+    def _sync_answer(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> HttpResponse:
+        info = run.info
+        headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST",
+                   "Content-Type": "application/json",
+                   "X-Mk1-Container": info.container_id, "X-Mk1-Cold": "true" if info.cold else "false",
+                   "X-Mk1-Duration-Ms": f"{info.duration_ms:.3f}", "X-Mk1-Wait-Ms": f"{slot.wait_ms:.3f}"}
+        if info.init_ms is not None:
+            headers["X-Mk1-Init-Ms"] = f"{info.init_ms:.3f}"
+        if run.outcome.is_error:
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        if tail_log:
+            headers["X-Amz-Log-Result"] = tail(run.log_lines)
+        return HttpResponse(200, run.outcome.payload, headers)
+
+    # -- async (Event) --
+    def _accept_async(self, request_id: str, identity: Identity, config: FunctionConfig,
+                      inv: InvokeRequest) -> HttpResponse:
+        body = {"request_id": request_id, "function": config.name, "user": identity.user, "attempt": 0,
+                "accepted_at": self.clock.time(), "payload": base64.b64encode(inv.payload).decode()}
+        self.results.pending(request_id, config.name, identity.user)
+        self._admission(config.name).enqueue_async(body)
+        return HttpResponse(202, b"", {"x-amzn-RequestId": request_id})
+
+    def _run_async(self, body: dict, receipt: str, slot: Slot) -> None:
+        name, request_id = body["function"], body["request_id"]
+        identity = Identity(body.get("user", "unknown"), "")
+        admission = self._admission(name)
+        try:
+            with slot:
+                config = self.registry.get(name)
+                run = self._execute(request_id, config, base64.b64decode(body["payload"]))
+            self._record(request_id, identity, config, "Event", run, 0.0, attempt=body.get("attempt", 0))
+            attempt = int(body.get("attempt", 0))
+            if run.outcome.is_error and attempt < self.s.MK1_ASYNC_RETRIES:
+                delay = (self.s.MK1_ASYNC_RETRY_BACKOFF_MS / 1000) * (2 ** attempt)
+                admission.enqueue_async({**body, "attempt": attempt + 1}, delay_s=max(1, round(delay)))
+                self.results.update(request_id, "retrying", run.outcome, attempt + 1)
+            elif run.outcome.is_error:
+                admission.queue.to_dlq({**body, "error": run.outcome.payload.decode("utf-8", "replace"),
+                                        "attempts": attempt + 1})
+                self.results.update(request_id, "failed", run.outcome, attempt + 1)
+            else:
+                self.results.update(request_id, "succeeded", run.outcome, attempt + 1)
+            admission.queue.delete(receipt)
+        except Exception:
+            # The message stays in SQS and comes back after its visibility timeout: not lost.
+            log.exception("async invocation %s could not be completed; SQS will redeliver it", request_id)
+
+    # -- usage --
+    def _record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
+                run: Execution, wait_ms: float, attempt: int = 0) -> None:
+        info, status = run.info, run.outcome.status
+        record = {"request_id": request_id, "user": identity.user, "function": config.name,
+                  "invocation_type": itype, "start": iso(info.started_at), "end": iso(info.ended_at),
+                  "duration_ms": round(info.duration_ms, 3), "billed_ms": billed_ms(info.duration_ms, info.init_ms),
+                  "init_ms": None if info.init_ms is None else round(info.init_ms, 3),
+                  "wait_ms": round(wait_ms, 3), "memory_mb": config.memory_mb,
+                  "max_memory_used_mb": None if info.max_memory_mb is None else round(info.max_memory_mb, 1),
+                  "status": status, "error_type": run.outcome.error_type, "container_id": info.container_id,
+                  "backend": info.backend, "attempt": attempt}
+        self.recorder.usage(record)
+        self.metrics.invocations.labels(config.name, identity.user, status).inc()
+        self.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)
+        self.metrics.wait.labels(config.name).observe(wait_ms / 1000)
+
+    def _record_unrun(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
+                      status: str, accepted: float) -> None:
+        now = self.clock.time()
+        record = {"request_id": request_id, "user": identity.user, "function": config.name,
+                  "invocation_type": itype, "start": iso(now), "end": iso(now), "duration_ms": 0.0,
+                  "billed_ms": 0, "init_ms": None, "wait_ms": round((now - accepted) * 1000, 3),
+                  "memory_mb": config.memory_mb, "max_memory_used_mb": None, "status": status,
+                  "error_type": None, "container_id": "", "backend": self.backend.name, "attempt": 0}
+        self.recorder.usage(record)
+        self.metrics.invocations.labels(config.name, identity.user, status).inc()
+
+    # -- visibility --
+    def describe_functions(self) -> dict:
+        out = {}
+        for cfg in self.registry.all():
+            adm = self._admissions.get(cfg.name)
+            pool = self._pools.get(cfg.name)
+            out[cfg.name] = {
+                "arn": cfg.arn, "code_sha256": cfg.code_sha, "memory_mb": cfg.memory_mb,
+                "timeout_s": cfg.timeout_s, "reserved_concurrency": cfg.reserved,
+                **(adm.describe() if adm else {"in_use": 0, "waiting": 0}),
+                "containers": pool.describe() if pool else [],
+                "cold_starts": pool.cold_starts if pool else 0,
+            }
+        return out
+
+    def status(self) -> dict:
+        return {"backend": self.backend.name, "placement": self.s.MK1_PLACEMENT,
+                "keepalive_ms": self.s.MK1_KEEPALIVE_MS, "aws_endpoint": self.s.aws_endpoint,
+                "functions": self.describe_functions(), "recorder": self.recorder.health()}
+
+    def queue_depths(self) -> dict:
+        out = {}
+        for name, adm in list(self._admissions.items()):
+            try:
+                out[name] = adm.queue.depth()
+            except ClientError as e:
+                out[name] = {"error": str(e)}
+        return out

@@ -1,0 +1,86 @@
+"""The wire layer: Lambda's Invoke request in, Lambda's answers out. No domain logic."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass, field
+
+from .errors import InvalidParameterValue, InvalidRequestContent, Mk1Error, RequestTooLarge
+
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024          # Lambda: 6 MB request payload (RequestResponse)
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024             # Lambda: 1 MB for Event invocations
+TAIL_BYTES = 4096
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    raw_path: str                    # URL-encoded, without the query
+    query: dict[str, list[str]]
+    headers: dict[str, str]          # lower-case names
+    body: bytes
+    alive: object = lambda: True     # () -> bool: is the caller still connected?
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class InvokeRequest:
+    function_ref: str
+    qualifier: str | None
+    invocation_type: str
+    tail_log: bool
+    payload: bytes
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def parse_invoke(req: HttpRequest, function_ref: str) -> InvokeRequest:
+    itype = req.headers.get("x-amz-invocation-type", "RequestResponse")
+    if itype not in INVOCATION_TYPES:
+        raise InvalidParameterValue(f"1 validation error detected: Value '{itype[:64]}' at 'invocationType' "
+                                    f"failed to satisfy constraint: Member must satisfy enum value set: "
+                                    f"[Event, RequestResponse, DryRun]")
+    log_type = req.headers.get("x-amz-log-type", "None")
+    if log_type not in ("None", "Tail"):
+        raise InvalidParameterValue(f"Value '{log_type[:64]}' at 'logType' must be one of [None, Tail]")
+    qualifiers = req.query.get("Qualifier") or []
+    limit = ASYNC_PAYLOAD_LIMIT if itype == "Event" else SYNC_PAYLOAD_LIMIT
+    if len(req.body) > limit:
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the {itype} invocation type")
+    payload = req.body or b"{}"
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestContent("Could not parse request body into json: the payload is not valid "
+                                    "JSON (send e.g. {\"prompt\": \"hi\"})") from None
+    return InvokeRequest(function_ref, qualifiers[0] if qualifiers else None, itype, log_type == "Tail", payload)
+
+
+def error_response(err: Mk1Error, request_id: str | None = None) -> HttpResponse:
+    headers = {"x-amzn-ErrorType": err.code, "Content-Type": "application/json"}
+    if request_id:
+        headers["x-amzn-RequestId"] = request_id
+    body = err.body()
+    if err.status == 429:
+        headers["Retry-After"] = str(getattr(err, "retry_after", 1))
+    return HttpResponse(err.status, json.dumps(body).encode(), headers)
+
+
+def tail(lines: list[str]) -> str:
+    data = ("\n".join(lines) + "\n").encode("utf-8", "replace")[-TAIL_BYTES:]
+    return base64.b64encode(data).decode()
+
+
+def safe_header(value: str) -> str:
+    """Never echo CR/LF into a header (header injection)."""
+    return value.replace("\r", " ").replace("\n", " ")[:1024]

@@ -44,6 +44,9 @@ class Handler(ChaliceRequestHandler):
         http.CONNECTION.alive = lambda: _alive(self.connection)
         super()._generic_handle()
 
+    # The parent binds do_* to its own _generic_handle at class creation: rebind to ours.
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
     def log_message(self, fmt, *args) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
 

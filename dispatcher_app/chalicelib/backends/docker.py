@@ -162,6 +162,12 @@ class DockerBackend:
             raise ValueError("the docker backend needs spec.runtime_socket (needs_socket is True)")
         self.prepare(progress=log.info)
         uid, gid = _container_ids()
+        code = spec.code_dir.stat()
+        if code.st_uid != uid and code.st_mode & 0o005 != 0o005:
+            # e.g. a tempfile.mkdtemp() directory (0700): awslambdaric would fail with a baffling
+            # ImportModuleError; say what is wrong instead.
+            raise PermissionError(f"{spec.code_dir} (mode {code.st_mode & 0o777:o}) is not readable by "
+                                  f"the container's user {uid}; make it world-readable (0755)")
         spec.work_dir.mkdir(parents=True, exist_ok=True)
         os.chown(spec.work_dir, uid, gid)  # the container's /tmp: writable by its user, private
         env = {**spec.env,
@@ -169,7 +175,7 @@ class DockerBackend:
                "LAMBDA_TASK_ROOT": TASK_ROOT}  # spec.env has the host's path
         container = self.client.containers.run(
             self._image, command=[spec.handler], name=f"mk1-{spec.container_id}", detach=True,
-            environment=env, labels=self._labels(spec),
+            environment=env, labels=self.labels_for(spec.function_name, spec.container_id),
             network_mode="none", read_only=True, user=f"{uid}:{gid}",
             mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",  # no swap, as in Lambda
             pids_limit=PIDS_LIMIT, cap_drop=["ALL"], security_opt=["no-new-privileges"],
@@ -179,10 +185,9 @@ class DockerBackend:
         return DockerHandle(container, spec)
 
     @staticmethod
-    def _labels(spec: ContainerSpec) -> dict[str, str]:
+    def labels_for(function_name: str, container_id: str) -> dict[str, str]:
         pid = os.getpid()
-        return {MANAGED_LABEL: "true", "mk1.function": spec.function_name,
-                "mk1.container": spec.container_id,
+        return {MANAGED_LABEL: "true", "mk1.function": function_name, "mk1.container": container_id,
                 OWNER_PID_LABEL: str(pid), OWNER_START_LABEL: _process_start(pid) or ""}
 
     def cleanup_orphans(self) -> int:

@@ -1,0 +1,174 @@
+"""Shared fixtures of the Docker backend tests: a real engine, the real image, real pools.
+
+Without an engine the tests skip on a developer's machine, but fail under CI
+(CI set), where .ci/start-dockerd.sh must have started one. Helpers are handed
+to the tests as fixtures: `from conftest import ...` could pick another suite's conftest.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import textwrap
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from chalicelib.assign import FunctionPool
+from chalicelib.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend, engine_available
+from chalicelib.model import FunctionConfig, Invocation
+from infra import package
+
+# A test function that reports on the sandbox it runs in.
+PROBE_SOURCE = textwrap.dedent('''
+    import os, time
+
+    def handler(event, context):
+        probe = event["probe"]
+        if probe == "net":
+            return sorted(os.listdir("/sys/class/net"))
+        if probe == "ids":
+            return {"uid": os.getuid(), "gid": os.getgid()}
+        if probe == "write":
+            with open("/tmp/ok", "w") as f:
+                f.write("fine")
+            try:
+                open("/etc/x", "w").close()
+                return {"etc": "written"}
+            except OSError as e:
+                return {"etc": e.errno, "tmp": open("/tmp/ok").read()}
+        if probe == "env":
+            return {k: os.environ.get(k) for k in ("LAMBDA_TASK_ROOT", "AWS_LAMBDA_FUNCTION_NAME")}
+        if probe == "sleep":
+            print("sleeping", flush=True)
+            time.sleep(event["seconds"])
+            return "slept"
+        raise ValueError(probe)
+''')
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+@pytest.fixture(scope="session")
+def docker_backend() -> DockerBackend:
+    if not engine_available():
+        message = "no Docker engine answers (start one with .ci/start-dockerd.sh)"
+        if _ci():
+            pytest.fail(f"CI: {message}")
+        pytest.skip(message)
+    backend = DockerBackend()
+    backend.prepare(progress=lambda line: print(f"[image] {line}"))  # cached after the first build
+    return backend
+
+
+@pytest.fixture(scope="session")
+def scratch() -> Iterator[Path]:
+    # Short on purpose: the Runtime API sockets live below it (AF_UNIX paths max 107 bytes).
+    root = Path(tempfile.mkdtemp(prefix="mk1d-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _code_dir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    path.chmod(0o755)  # the container's non-root user reads it through the bind mount
+    return path
+
+
+@pytest.fixture(scope="session")
+def alpha_code(scratch: Path) -> Path:
+    code = _code_dir(scratch / "code-alpha")
+    zipfile.ZipFile(io.BytesIO(package.build_zip("RuntimeAlpha"))).extractall(code)
+    return code
+
+
+@pytest.fixture(scope="session")
+def probe_code(scratch: Path) -> Path:
+    code = _code_dir(scratch / "code-probe")
+    (code / "probe.py").write_text(PROBE_SOURCE)
+    return code
+
+
+def _config(name: str, handler: str, *, timeout_s: float = 10, memory_mb: int = 256,
+           env: dict | None = None, code_sha: str = "sha-1") -> FunctionConfig:
+    return FunctionConfig(name, f"arn:aws:lambda:us-east-1:000000000000:function:{name}", code_sha,
+                          handler, "python3.11", timeout_s, memory_mb, env or {}, None)
+
+
+class Logs:
+    """Every output line of a pool's containers, waitable."""
+
+    def __init__(self):
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, function: str, container_id: str, line: str) -> None:
+        self.lines.append((container_id, line))
+
+    def wait_for(self, text: str, timeout_s: float = 10) -> str:
+        """The id of the first container that printed `text`."""
+        found = _wait_until(lambda: next((cid for cid, line in self.lines if text in line), None), timeout_s)
+        assert found, f"no container printed {text!r}; got {self.lines}"
+        return found
+
+
+@pytest.fixture
+def make_pool(docker_backend: DockerBackend, scratch: Path):
+    pools = []
+
+    def make(name: str, code_dir: Path) -> tuple[FunctionPool, Logs]:
+        logs = Logs()
+        pool = FunctionPool(name, docker_backend, lambda cfg: code_dir, scratch / "work", on_log=logs)
+        pools.append(pool)
+        return pool, logs
+
+    yield make
+    for pool in pools:
+        pool.shutdown()
+
+
+def _invoke(pool: FunctionPool, cfg: FunctionConfig, event: dict):
+    inv = Invocation(str(uuid.uuid4()), json.dumps(event).encode(), cfg.arn, "Root=1-test")
+    return pool.run(inv, cfg)
+
+
+def _mk1_containers(backend: DockerBackend, **labels: str) -> list:
+    """This test process's mk1 containers (not those of an mk1 running beside the tests)."""
+    wanted = {MANAGED_LABEL: "true", OWNER_PID_LABEL: str(os.getpid()), **labels}
+    return backend.client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in wanted.items()]})
+
+
+def _wait_until(predicate, timeout_s: float = 10, interval_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval_s)
+
+
+@pytest.fixture
+def fn_config():
+    return _config
+
+
+@pytest.fixture
+def invoke():
+    return _invoke
+
+
+@pytest.fixture
+def mk1_containers(docker_backend: DockerBackend):
+    return lambda **labels: _mk1_containers(docker_backend, **labels)
+
+
+@pytest.fixture
+def wait_until():
+    return _wait_until

@@ -1,0 +1,163 @@
+"""The Docker backend end to end: real engine, real image, FunctionPool on top.
+
+Each test checks one promise of the sandbox (reuse, no network, non-root,
+read-only root, memory limit) or of the lifecycle (crash, timeout, shutdown,
+orphans) as a caller of the pool sees it.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import threading
+
+import pytest
+
+from chalicelib.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend
+
+pytestmark = pytest.mark.docker
+
+
+def _run_in_thread(fn, *args) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(value=fn(*args)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_cold_start_then_warm_reuse(make_pool, alpha_code, fn_config, invoke):
+    pool, logs = make_pool("RuntimeAlpha", alpha_code)
+    cfg = fn_config("RuntimeAlpha", "handler.handler", env={"LOAD_SECONDS": "0.3", "GENERATE_SECONDS": "0"})
+
+    cold, cold_info = invoke(pool, cfg, {"prompt": "hello world"})
+    warm, warm_info = invoke(pool, cfg, {"prompt": "hello again"})
+
+    assert cold.status == warm.status == "success", (cold, warm)
+    assert json.loads(warm.payload)["runtime"] == "RuntimeAlpha"
+    assert cold_info.backend == "docker"
+    assert cold_info.cold and cold_info.init_ms >= 300  # load() ran during init
+    assert not warm_info.cold and warm_info.init_ms is None
+    assert warm_info.container_id == cold_info.container_id
+    assert warm_info.duration_ms < 300  # load() did not run again
+    assert pool.cold_starts == 1
+
+
+def test_container_has_no_network(make_pool, probe_code, fn_config, invoke):
+    pool, _ = make_pool("Probe", probe_code)
+    outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "net"})
+    assert outcome.status == "success", outcome
+    assert json.loads(outcome.payload) == ["lo"]
+
+
+def test_runs_as_non_root(make_pool, probe_code, fn_config, invoke):
+    pool, _ = make_pool("Probe", probe_code)
+    outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "ids"})
+    ids = json.loads(outcome.payload)
+    assert ids["uid"] != 0 and ids["gid"] != 0
+
+
+def test_root_filesystem_is_read_only_but_tmp_is_writable(make_pool, probe_code, fn_config, invoke):
+    pool, _ = make_pool("Probe", probe_code)
+    outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "write"})
+    assert json.loads(outcome.payload) == {"etc": errno.EROFS, "tmp": "fine"}
+
+
+def test_task_root_is_the_containers_path(make_pool, probe_code, fn_config, invoke):
+    pool, _ = make_pool("Probe", probe_code)
+    outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "env"})
+    assert json.loads(outcome.payload) == {"LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": "Probe"}
+
+
+def test_memory_limit_and_isolation_are_set_on_the_container(make_pool, probe_code, fn_config, invoke,
+                                                             mk1_containers):
+    pool, _ = make_pool("Probe", probe_code)
+    outcome, info = invoke(pool, fn_config("Probe", "probe.handler", memory_mb=200), {"probe": "ids"})
+    assert outcome.status == "success"
+    [container] = mk1_containers(**{"mk1.container": info.container_id})  # warm, still running
+    host = container.attrs["HostConfig"]
+    assert host["Memory"] == 200 * 1024 * 1024
+    assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert container.labels["mk1.function"] == "Probe"
+    assert info.max_memory_mb is not None and 0 < info.max_memory_mb < 200
+
+
+def test_killed_container_answers_crash(make_pool, probe_code, fn_config, invoke, docker_backend):
+    pool, logs = make_pool("Probe", probe_code)
+    cfg = fn_config("Probe", "probe.handler")
+    thread, result = _run_in_thread(invoke, pool, cfg, {"probe": "sleep", "seconds": 30})
+    sleeper = logs.wait_for("sleeping")  # the handler is mid-call
+    [described] = [c for c in pool.describe() if c["id"] == sleeper]
+    docker_backend.client.containers.get(described["handle"]).kill()
+    thread.join(10)
+
+    outcome, info = result["value"]
+    assert outcome.status == "crash"
+    assert outcome.error_type == "Runtime.ExitError"
+    assert "signal: killed" in json.loads(outcome.payload)["errorMessage"]
+    assert info.container_id == sleeper
+
+
+def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, invoke, mk1_containers, wait_until):
+    pool, logs = make_pool("Probe", probe_code)
+    cfg = fn_config("Probe", "probe.handler", timeout_s=1)
+    thread, result = _run_in_thread(invoke, pool, cfg, {"probe": "sleep", "seconds": 30})
+    sleeper = logs.wait_for("sleeping")
+    quick, quick_info = invoke(pool, cfg, {"probe": "ids"})  # a second container, beside the sleeper
+    thread.join(10)
+
+    timed_out, info = result["value"]
+    assert quick.status == "success" and quick_info.container_id != sleeper
+    assert timed_out.status == "timeout" and timed_out.error_type == "Sandbox.Timedout"
+    assert info.container_id == sleeper
+    assert wait_until(lambda: not mk1_containers(**{"mk1.container": sleeper}))
+    [survivor] = mk1_containers(**{"mk1.container": quick_info.container_id})
+    assert survivor.status == "running"
+    again, again_info = invoke(pool, cfg, {"probe": "ids"})
+    assert again.status == "success" and again_info.container_id == quick_info.container_id
+    assert not again_info.cold
+
+
+def test_missing_handler_is_an_init_error(make_pool, probe_code, fn_config, invoke):
+    pool, _ = make_pool("Probe", probe_code)
+    outcome, _ = invoke(pool, fn_config("Probe", "nosuchmodule.handler"), {})
+    assert outcome.status == "init_error"
+    assert outcome.error_type == "Runtime.ImportModuleError"
+
+
+def test_shutdown_leaves_no_container(make_pool, probe_code, fn_config, invoke, mk1_containers, wait_until,
+                                      scratch):
+    pool, logs = make_pool("Probe", probe_code)
+    cfg = fn_config("Probe", "probe.handler")
+    thread, _ = _run_in_thread(invoke, pool, cfg, {"probe": "sleep", "seconds": 30})
+    logs.wait_for("sleeping")
+    invoke(pool, cfg, {"probe": "ids"})  # a second, idle container
+    assert len(mk1_containers(**{"mk1.function": "Probe"})) == 2
+
+    pool.shutdown()
+    thread.join(10)
+
+    assert wait_until(lambda: not mk1_containers(**{"mk1.function": "Probe"}))
+    assert wait_until(lambda: pool.count() == 0)
+    assert wait_until(lambda: not [d for d in (scratch / "work").iterdir() if d.name.startswith("Probe-")])
+
+
+def test_cleanup_orphans_removes_only_containers_of_dead_owners(docker_backend: DockerBackend, mk1_containers):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now belongs to no process
+    client = docker_backend.client
+    orphan = client.containers.create(docker_backend.image, ["x"], network_mode="none",
+                                      labels={MANAGED_LABEL: "true", OWNER_PID_LABEL: str(dead.pid),
+                                              "mk1.function": "Orphan"})
+    ours = client.containers.create(docker_backend.image, ["x"], network_mode="none",
+                                    labels=DockerBackend.labels_for("Mine", "Mine-0001-test"))
+    try:
+        assert docker_backend.cleanup_orphans() >= 1
+        assert not client.containers.list(all=True, filters={"id": orphan.id})
+        assert mk1_containers(**{"mk1.function": "Mine"})  # a live owner's container stays
+    finally:
+        for c in (orphan, ours):
+            try:
+                c.remove(force=True)
+            except Exception:
+                pass

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 import zipfile
@@ -103,46 +104,52 @@ def _config(name: str, handler: str, *, timeout_s: float = 10, memory_mb: int = 
                           handler, "python3.11", timeout_s, memory_mb, env or {}, None)
 
 
-class Logs:
-    """Every output line of a pool's containers, waitable."""
-
-    def __init__(self):
-        self.lines: list[tuple[str, str]] = []
-
-    def __call__(self, function: str, container_id: str, line: str) -> None:
-        self.lines.append((container_id, line))
-
-    def wait_for(self, text: str, timeout_s: float = 10) -> str:
-        """The id of the first container that printed `text`."""
-        found = _wait_until(lambda: next((cid for cid, line in self.lines if text in line), None), timeout_s)
-        assert found, f"no container printed {text!r}; got {self.lines}"
-        return found
-
-
 @pytest.fixture
 def make_pool(docker_backend: DockerBackend, scratch: Path):
     pools = []
 
-    def make(name: str, code_dir: Path) -> tuple[FunctionPool, Logs]:
-        logs = Logs()
-        pool = FunctionPool(name, docker_backend, lambda cfg: code_dir, scratch / "work", on_log=logs)
+    def make(name: str, code_dir: Path) -> FunctionPool:
+        pool = FunctionPool(name, docker_backend, lambda cfg: code_dir, scratch / "work")
         pools.append(pool)
-        return pool, logs
+        return pool
 
     yield make
     for pool in pools:
         pool.shutdown()
 
 
+def _invocation(cfg: FunctionConfig, event: dict) -> Invocation:
+    return Invocation(str(uuid.uuid4()), json.dumps(event).encode(), cfg.arn, "Root=1-test")
+
+
 def _invoke(pool: FunctionPool, cfg: FunctionConfig, event: dict):
-    inv = Invocation(str(uuid.uuid4()), json.dumps(event).encode(), cfg.arn, "Root=1-test")
-    return pool.run(inv, cfg)
+    return pool.run(_invocation(cfg, event), cfg)
+
+
+class Call:
+    """A call running in a thread, for tests that act while its handler runs."""
+
+    def __init__(self, pool: FunctionPool, cfg: FunctionConfig, event: dict):
+        self.inv = _invocation(cfg, event)
+        self._result: dict = {}
+        self._thread = threading.Thread(target=lambda: self._result.update(value=pool.run(self.inv, cfg)),
+                                        daemon=True)
+        self._thread.start()
+
+    def wait_for_output(self, text: str, timeout_s: float = 10) -> None:
+        assert _wait_until(lambda: any(text in line for line in self.inv.logs), timeout_s), \
+            f"the handler never printed {text!r}; output: {self.inv.logs}"
+
+    def result(self, timeout_s: float = 10):
+        self._thread.join(timeout_s)
+        return self._result["value"]
 
 
 def _mk1_containers(backend: DockerBackend, **labels: str) -> list:
     """This test process's mk1 containers (not those of an mk1 running beside the tests)."""
     wanted = {MANAGED_LABEL: "true", OWNER_PID_LABEL: str(os.getpid()), **labels}
-    return backend.client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in wanted.items()]})
+    return backend.client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in wanted.items()]},
+                                          ignore_removed=True)
 
 
 def _wait_until(predicate, timeout_s: float = 10, interval_s: float = 0.05):
@@ -172,3 +179,8 @@ def mk1_containers(docker_backend: DockerBackend):
 @pytest.fixture
 def wait_until():
     return _wait_until
+
+
+@pytest.fixture
+def start_call():
+    return Call

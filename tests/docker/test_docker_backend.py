@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import subprocess
-import threading
 
 import pytest
 
@@ -18,15 +17,13 @@ from chalicelib.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBac
 pytestmark = pytest.mark.docker
 
 
-def _run_in_thread(fn, *args) -> tuple[threading.Thread, dict]:
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(value=fn(*args)), daemon=True)
-    thread.start()
-    return thread, result
+def _busy_container(pool) -> dict:
+    [busy] = [c for c in pool.describe() if c["state"] == "busy"]
+    return busy
 
 
 def test_cold_start_then_warm_reuse(make_pool, alpha_code, fn_config, invoke):
-    pool, logs = make_pool("RuntimeAlpha", alpha_code)
+    pool = make_pool("RuntimeAlpha", alpha_code)
     cfg = fn_config("RuntimeAlpha", "handler.handler", env={"LOAD_SECONDS": "0.3", "GENERATE_SECONDS": "0"})
 
     cold, cold_info = invoke(pool, cfg, {"prompt": "hello world"})
@@ -43,34 +40,34 @@ def test_cold_start_then_warm_reuse(make_pool, alpha_code, fn_config, invoke):
 
 
 def test_container_has_no_network(make_pool, probe_code, fn_config, invoke):
-    pool, _ = make_pool("Probe", probe_code)
+    pool = make_pool("Probe", probe_code)
     outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "net"})
     assert outcome.status == "success", outcome
     assert json.loads(outcome.payload) == ["lo"]
 
 
 def test_runs_as_non_root(make_pool, probe_code, fn_config, invoke):
-    pool, _ = make_pool("Probe", probe_code)
+    pool = make_pool("Probe", probe_code)
     outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "ids"})
     ids = json.loads(outcome.payload)
     assert ids["uid"] != 0 and ids["gid"] != 0
 
 
 def test_root_filesystem_is_read_only_but_tmp_is_writable(make_pool, probe_code, fn_config, invoke):
-    pool, _ = make_pool("Probe", probe_code)
+    pool = make_pool("Probe", probe_code)
     outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "write"})
     assert json.loads(outcome.payload) == {"etc": errno.EROFS, "tmp": "fine"}
 
 
 def test_task_root_is_the_containers_path(make_pool, probe_code, fn_config, invoke):
-    pool, _ = make_pool("Probe", probe_code)
+    pool = make_pool("Probe", probe_code)
     outcome, _ = invoke(pool, fn_config("Probe", "probe.handler"), {"probe": "env"})
     assert json.loads(outcome.payload) == {"LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_FUNCTION_NAME": "Probe"}
 
 
 def test_memory_limit_and_isolation_are_set_on_the_container(make_pool, probe_code, fn_config, invoke,
                                                              mk1_containers):
-    pool, _ = make_pool("Probe", probe_code)
+    pool = make_pool("Probe", probe_code)
     outcome, info = invoke(pool, fn_config("Probe", "probe.handler", memory_mb=200), {"probe": "ids"})
     assert outcome.status == "success"
     [container] = mk1_containers(**{"mk1.container": info.container_id})  # warm, still running
@@ -82,31 +79,30 @@ def test_memory_limit_and_isolation_are_set_on_the_container(make_pool, probe_co
     assert info.max_memory_mb is not None and 0 < info.max_memory_mb < 200
 
 
-def test_killed_container_answers_crash(make_pool, probe_code, fn_config, invoke, docker_backend):
-    pool, logs = make_pool("Probe", probe_code)
-    cfg = fn_config("Probe", "probe.handler")
-    thread, result = _run_in_thread(invoke, pool, cfg, {"probe": "sleep", "seconds": 30})
-    sleeper = logs.wait_for("sleeping")  # the handler is mid-call
-    [described] = [c for c in pool.describe() if c["id"] == sleeper]
-    docker_backend.client.containers.get(described["handle"]).kill()
-    thread.join(10)
+def test_killed_container_answers_crash(make_pool, probe_code, fn_config, start_call, docker_backend):
+    pool = make_pool("Probe", probe_code)
+    call = start_call(pool, fn_config("Probe", "probe.handler"), {"probe": "sleep", "seconds": 30})
+    call.wait_for_output("sleeping")  # the handler is mid-call
+    sleeper = _busy_container(pool)
+    docker_backend.client.containers.get(sleeper["handle"]).kill()
 
-    outcome, info = result["value"]
+    outcome, info = call.result()
     assert outcome.status == "crash"
     assert outcome.error_type == "Runtime.ExitError"
     assert "signal: killed" in json.loads(outcome.payload)["errorMessage"]
-    assert info.container_id == sleeper
+    assert info.container_id == sleeper["id"]
 
 
-def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, invoke, mk1_containers, wait_until):
-    pool, logs = make_pool("Probe", probe_code)
+def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, invoke, start_call, mk1_containers,
+                                           wait_until):
+    pool = make_pool("Probe", probe_code)
     cfg = fn_config("Probe", "probe.handler", timeout_s=1)
-    thread, result = _run_in_thread(invoke, pool, cfg, {"probe": "sleep", "seconds": 30})
-    sleeper = logs.wait_for("sleeping")
+    call = start_call(pool, cfg, {"probe": "sleep", "seconds": 30})
+    call.wait_for_output("sleeping")
+    sleeper = _busy_container(pool)["id"]
     quick, quick_info = invoke(pool, cfg, {"probe": "ids"})  # a second container, beside the sleeper
-    thread.join(10)
 
-    timed_out, info = result["value"]
+    timed_out, info = call.result()
     assert quick.status == "success" and quick_info.container_id != sleeper
     assert timed_out.status == "timeout" and timed_out.error_type == "Sandbox.Timedout"
     assert info.container_id == sleeper
@@ -119,23 +115,23 @@ def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, inv
 
 
 def test_missing_handler_is_an_init_error(make_pool, probe_code, fn_config, invoke):
-    pool, _ = make_pool("Probe", probe_code)
+    pool = make_pool("Probe", probe_code)
     outcome, _ = invoke(pool, fn_config("Probe", "nosuchmodule.handler"), {})
     assert outcome.status == "init_error"
     assert outcome.error_type == "Runtime.ImportModuleError"
 
 
-def test_shutdown_leaves_no_container(make_pool, probe_code, fn_config, invoke, mk1_containers, wait_until,
-                                      scratch):
-    pool, logs = make_pool("Probe", probe_code)
+def test_shutdown_leaves_no_container(make_pool, probe_code, fn_config, invoke, start_call, mk1_containers,
+                                      wait_until, scratch):
+    pool = make_pool("Probe", probe_code)
     cfg = fn_config("Probe", "probe.handler")
-    thread, _ = _run_in_thread(invoke, pool, cfg, {"probe": "sleep", "seconds": 30})
-    logs.wait_for("sleeping")
+    call = start_call(pool, cfg, {"probe": "sleep", "seconds": 30})
+    call.wait_for_output("sleeping")
     invoke(pool, cfg, {"probe": "ids"})  # a second, idle container
     assert len(mk1_containers(**{"mk1.function": "Probe"})) == 2
 
     pool.shutdown()
-    thread.join(10)
+    assert call.result()[0].status == "crash"  # the caller is answered, not left hanging
 
     assert wait_until(lambda: not mk1_containers(**{"mk1.function": "Probe"}))
     assert wait_until(lambda: pool.count() == 0)

@@ -142,9 +142,9 @@ class DockerBackend:
     name = "docker"
     needs_socket = True
 
-    def __init__(self, client: docker.DockerClient | None = None, settings=None):
+    def __init__(self, settings=None, client: docker.DockerClient | None = None):
+        self._settings = settings  # mk1 Settings (MK1_HOME, MK1_DOCKER_BASE_IMAGE); None: from the environment
         self.client = client or docker.from_env(max_pool_size=CLIENT_POOL_SIZE)
-        self._settings = settings
         self._image: str | None = None
         self._image_lock = threading.Lock()
 
@@ -173,8 +173,8 @@ class DockerBackend:
         env = {**spec.env,
                "PYTHONPATH": f"{TASK_ROOT}:{image.SITE_DIR}",
                "LAMBDA_TASK_ROOT": TASK_ROOT}  # spec.env has the host's path
-        container = self.client.containers.run(
-            self._image, command=[spec.handler], name=f"mk1-{spec.container_id}", detach=True,
+        container = self.client.containers.create(
+            self._image, command=[spec.handler], name=f"mk1-{spec.container_id}",
             environment=env, labels=self.labels_for(spec.function_name, spec.container_id),
             network_mode="none", read_only=True, user=f"{uid}:{gid}",
             mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",  # no swap, as in Lambda
@@ -182,6 +182,13 @@ class DockerBackend:
             mounts=[Mount(TASK_ROOT, str(spec.code_dir.resolve()), type="bind", read_only=True),
                     Mount(SOCKET_PATH, str(spec.runtime_socket.resolve()), type="bind"),
                     Mount("/tmp", str(spec.work_dir.resolve()), type="bind")])
+        try:
+            container.start()
+        except DockerException:
+            # No handle will exist to remove() what was made, so undo it here.
+            container.remove(force=True)
+            shutil.rmtree(spec.work_dir, ignore_errors=True)
+            raise
         return DockerHandle(container, spec)
 
     @staticmethod
@@ -193,7 +200,9 @@ class DockerBackend:
     def cleanup_orphans(self) -> int:
         """Remove mk1 containers whose owning process is gone; return how many."""
         removed = 0
-        for c in self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
+        # ignore_removed: a container may vanish between the listing and its inspection.
+        for c in self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"},
+                                             ignore_removed=True):
             if _owner_alive(c.labels):
                 continue
             try:

@@ -1,0 +1,34 @@
+import pytest
+
+from chalicelib.containers import ALLOWED, Container, IllegalTransition, State
+
+
+def test_every_state_can_reach_stopped_and_stopped_is_final():
+    for state in State:
+        seen, frontier = {state}, [state]
+        while frontier:
+            for nxt in ALLOWED[frontier.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    frontier.append(nxt)
+        assert State.STOPPED in seen
+    assert ALLOWED[State.STOPPED] == set()
+
+
+def test_reaper_cannot_stop_a_reserved_container(tmp_path):
+    from chalicelib.backends.process import ProcessBackend
+    from chalicelib.clock import FakeClock
+    from chalicelib.model import FunctionConfig
+    cfg = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
+    c = Container(seq=1, function=cfg, code_dir=tmp_path, work_root=tmp_path, backend=ProcessBackend(),
+                  clock=FakeClock())
+    with pytest.raises(IllegalTransition):
+        with c._cond:
+            c._to(State.STOPPED)   # STARTING may not skip to STOPPED
+    with c._cond:
+        c._to(State.READY)
+    assert c.try_reserve()                 # the pool reserves it ...
+    assert not c.try_begin_stop()          # ... so the idle reaper must leave it alone
+    assert c.release(now=5.0) and c.try_begin_stop()
+    for server in c.endpoint._servers:   # never started: just close the sockets
+        server.server_close()

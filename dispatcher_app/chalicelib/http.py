@@ -74,7 +74,7 @@ def _usage_records(req: HttpRequest):
     if not d.is_admin_reader(who):
         user = who.user      # a user sees only their own usage
     return usage_q.query(d.ddb, user=user, function=q.get("function") or None,
-                         since=q.get("since", ""), until=q.get("until", "\uffff"))
+                         since=q.get("since", ""), until=q.get("until", ""))
 
 
 def usage(req: HttpRequest) -> HttpResponse:

@@ -12,8 +12,9 @@ _ser = TypeSerializer()
 
 
 def query(ddb, *, user: str | None = None, function: str | None = None, since: str = "",
-          until: str = "\uffff") -> list[dict]:
+          until: str = "") -> list[dict]:
     """A user's records (table key) or a function's (the by-function index) over [since, until)."""
+    since, until = since or "0000", until or "\uffff"   # key values may not be empty
     rng = {":a": {"S": since}, ":b": {"S": until}}
     if user:
         kw = dict(KeyConditionExpression="#u = :u AND sk BETWEEN :a AND :b",

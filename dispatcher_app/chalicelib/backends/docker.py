@@ -90,13 +90,10 @@ class DockerHandle:
         return -(code - 128) if 128 < code <= 128 + 64 else code
 
     def kill(self) -> None:
-        try:
-            self.container.kill()
-        except NotFound:
-            pass
-        except APIError as e:
-            if e.status_code != 409:  # 409: not running any more, which is what we wanted
-                log.warning("%s: kill failed: %s", self.id, e)
+        # A forced remove is SIGKILL and delete in one engine call (as fast as a plain kill):
+        # once it returns nothing of the container is left, even if mk1 exits right after
+        # a shutdown, before the monitor thread gets to remove().
+        self.remove()
 
     def max_memory_mb(self) -> float | None:
         peak = self._cgroup_peak()

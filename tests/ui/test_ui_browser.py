@@ -1,0 +1,220 @@
+"""The UI in a real browser: the real system, `streamlit run ui/app.py`, Debian's chromium
+driven by playwright. Screenshots go to test-output/ (git-ignored).
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`; never `playwright install`).
+Without it the tests skip, except under CI=true, where they fail.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, System, free_port
+from infra.embedded import wait_http
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+OUT = ROOT / "test-output"
+TIMEOUT_MS = 30_000
+
+
+def _need_browser() -> None:
+    ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    problem = None
+    if not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright Python package is missing (pip install playwright)"
+    if problem:
+        if ci:
+            pytest.fail(f"browser tests need a browser under CI: {problem}")
+        pytest.skip(f"browser test skipped: {problem}")
+
+
+@pytest.fixture(scope="module")
+def mk1(tmp_path_factory):
+    """The real system; Alpha takes 0.3 s per call so its executions visibly overlap."""
+    _need_browser()
+    s = System(tmp_path_factory.mktemp("mk1-ui"), MK1_ALPHA_GENERATE_SECONDS="0.3",
+               MK1_BETA_GENERATE_SECONDS="0.2").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def ui_url(mk1):
+    """`streamlit run ui/app.py` on a free loopback port, pointed at the system."""
+    port = free_port()
+    env = {**os.environ, "MK1_HOME": str(mk1.home), "MK1_ENDPOINT": mk1.url, "PYTHONUNBUFFERED": "1"}
+    log = (mk1.home / "ui.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
+                             "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 30, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(mk1):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, ui_url):
+    OUT.mkdir(exist_ok=True)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+    p = ctx.new_page()
+    p.set_default_timeout(TIMEOUT_MS)
+    open_app(p, ui_url)
+    yield p
+    ctx.close()
+
+
+# -- driving the page ------------------------------------------------------------------------
+
+def open_app(page, url: str) -> None:
+    """Load the app; the first load after the server starts may render only the title."""
+    for attempt in range(3):
+        page.goto(url)
+        try:
+            page.get_by_role("button", name="Invoke runtimes").wait_for(timeout=10_000 * (attempt + 1))
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    settle(page)
+
+
+def settle(page) -> None:
+    """Wait until the script run triggered by the last action has finished."""
+    time.sleep(0.15)   # let the rerun request reach the server
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=stApp]');"
+        " return a && !['running', 'rerunRequested'].includes(a.getAttribute('data-test-script-state')); }",
+        timeout=60_000)
+
+
+def select(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def fill(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settle(page)
+
+
+def invoke(page, user: str, n_alpha: int, n_beta: int) -> None:
+    select(page, "User", user)
+    fill(page, "RuntimeAlpha invocations", n_alpha)
+    fill(page, "RuntimeBeta invocations", n_beta)
+    fill(page, "RuntimeAlpha prompt", "hello from the browser")
+    fill(page, "RuntimeBeta prompt", "quick brown fox")
+    page.get_by_role("button", name="Invoke runtimes").click()
+
+
+def main_text(page) -> str:
+    return page.locator("[data-testid=stMain]").inner_text()
+
+
+def shot(page, name: str) -> Path:
+    """The whole page: Streamlit scrolls an inner element, so grow the viewport to fit it."""
+    path = OUT / name
+    size = page.viewport_size
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stAppViewContainer], body')]"
+                           ".map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
+    time.sleep(0.5)   # charts re-layout to the new size
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    return path
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+def test_admin_batch_answers_and_timeline(page):
+    t0 = time.monotonic()
+    invoke(page, "admin", 4, 2)
+    page.get_by_text("6 of 6 answers").wait_for(timeout=60_000)
+    peak = page.get_by_text("max concurrent per runtime:")
+    peak.wait_for(timeout=30_000)
+    settle(page)
+    elapsed = time.monotonic() - t0
+    text = peak.inner_text()
+    per_runtime = {rt: int(n) for rt, n in re.findall(r"(Runtime\w+) (\d+)", text)}
+    assert set(per_runtime) == {"RuntimeAlpha", "RuntimeBeta"}, text
+    assert all(1 <= n <= 3 for n in per_runtime.values()), text     # reserved concurrency 3
+    assert per_runtime["RuntimeAlpha"] >= 2, text                    # the calls really ran in parallel
+    body = main_text(page)
+    assert "6 of 6 answers — 6 ok" in body
+    assert "Bars from usage records" in body
+    assert "not allowed" not in body and "Traceback" not in body
+    # the Gantt chart is drawn, and so are the pool and the billing report
+    assert page.locator("[data-testid=stVegaLiteChart]").count() >= 1
+    assert "Container pool" in body and "Usage and billing" in body
+    page.get_by_role("tab", name="Billing report").click()
+    page.get_by_text("Estimated total").wait_for()
+    page.get_by_role("tab", name="Over time").click()
+    shot(page, "ui-admin-batch.png")
+    assert elapsed < 30, f"the batch took {elapsed:.1f} s in the browser"
+
+
+def test_user1_is_refused_beta(page):
+    invoke(page, "user1", 1, 1)
+    denied = page.get_by_text("user1 is not allowed to invoke RuntimeBeta")
+    denied.wait_for(timeout=60_000)
+    page.get_by_text("2 of 2 answers").wait_for()
+    settle(page)
+    body = main_text(page)
+    assert "1 ok, 1 denied" in body
+    assert "Traceback" not in body
+    shot(page, "ui-user1-denied.png")
+
+
+def test_narrow_window(browser, ui_url):
+    """A phone-sized window: the controls stack, nothing overflows the page sideways."""
+    ctx = browser.new_context(viewport={"width": 400, "height": 900})
+    p = ctx.new_page()
+    p.set_default_timeout(TIMEOUT_MS)
+    try:
+        open_app(p, ui_url)
+        invoke(p, "user2", 0, 2)
+        p.get_by_text("2 of 2 answers").wait_for(timeout=60_000)
+        p.get_by_text("max concurrent per runtime:").wait_for()
+        settle(p)
+        width = p.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 400, f"the page is {width}px wide in a 400px window"
+        shot(p, "ui-narrow.png")
+    finally:
+        ctx.close()

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
+from docker.utils import parse_repository_tag
 
 from my_mk1_homework import settings as settings_mod
 
@@ -100,7 +101,10 @@ def inputs_hash(base: str, packages: list[str]) -> str:
 # -- the base image --
 def _choose_base(client: docker.DockerClient, settings: settings_mod.Settings, progress: Progress) -> str:
     if settings.MK1_DOCKER_BASE_IMAGE:
-        return settings.MK1_DOCKER_BASE_IMAGE
+        base = settings.MK1_DOCKER_BASE_IMAGE
+        if not _present_or_pulled(client, base, progress):
+            raise RuntimeError(f"MK1_DOCKER_BASE_IMAGE={base} is neither present nor pullable")
+        return base
     if _present_or_pulled(client, PUBLIC_BASE, progress):
         return PUBLIC_BASE
     progress(f"{PUBLIC_BASE} cannot be pulled; using an offline Debian {DEBIAN_SUITE} base")
@@ -121,7 +125,7 @@ def _present(client: docker.DockerClient, name: str) -> bool:
 def _present_or_pulled(client: docker.DockerClient, name: str, progress: Progress) -> bool:
     if _present(client, name):
         return True
-    repo, tag = name.rsplit(":", 1)
+    repo, tag = parse_repository_tag(name)
     try:
         for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
             if "error" in event:

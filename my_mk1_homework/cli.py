@@ -19,7 +19,7 @@ import urllib.request
 
 from . import settings as settings_mod
 from .client import Function, load_profile
-from .errors import ConnectionError, FunctionError, Mk1Error
+from .errors import AuthenticationFailed, ConnectionError, Mk1Error, NotFound
 from .signed import signed_get
 
 try:
@@ -81,10 +81,11 @@ def cmd_invoke(args, s) -> int:
         for p in prompts:
             try:
                 results.append(fn.generate(p))
-            except (FunctionError, Mk1Error) as e:
-                if isinstance(e, ConnectionError):
-                    raise
+            except Mk1Error as e:
                 results.append(e)
+    fatal = [r for r in results if isinstance(r, (ConnectionError, NotFound, AuthenticationFailed))]
+    if fatal:
+        raise fatal[0]   # wrong name, user or endpoint: say it once, exit 2
     for i, r in enumerate(results, 1):
         if isinstance(r, Exception):
             failed += 1

@@ -12,9 +12,21 @@ if ! command -v dockerd >/dev/null 2>&1; then
   exit 0
 fi
 log="${DOCKERD_LOG:-/tmp/dockerd.log}"
-nohup dockerd --bridge=none --iptables=false --ip-masq=false >"$log" 2>&1 &
-pid=$!
-echo "start-dockerd: started dockerd (pid $pid, log $log)"
+pidfile=/var/run/docker.pid
+pid=""
+if [ -f "$pidfile" ]; then
+  old="$(cat "$pidfile" 2>/dev/null)"
+  if [ -n "$old" ] && grep -qs '^dockerd$' "/proc/$old/comm" && ! grep -qs '^State:[[:space:]]*Z' "/proc/$old/status"; then
+    pid="$old"  # a dockerd still starting up: wait for it rather than start a second one
+  else
+    rm -f "$pidfile"  # left by a killed dockerd; dockerd refuses to start while it exists
+  fi
+fi
+if [ -z "$pid" ]; then
+  nohup dockerd --bridge=none --iptables=false --ip-masq=false >"$log" 2>&1 &
+  pid=$!
+  echo "start-dockerd: started dockerd (pid $pid, log $log)"
+fi
 for _ in $(seq 60); do
   if docker info >/dev/null 2>&1; then
     exit 0

@@ -2,7 +2,7 @@
 awslambdaric, and the socket shim (infra/docker_shim.py).
 
 The image is tagged `mk1-lambda-python:<hash12>`, the hash covering every input
-(base image name, Dockerfile, shim source, runtime package versions, CPU), so it
+(base image name, Dockerfile, shim source, runtime package versions, the engine's CPU), so it
 is rebuilt exactly when one of them changes. The base is, in order:
 MK1_DOCKER_BASE_IMAGE; python:3.11-slim if present or pullable; else an image
 made offline from Debian packages (debootstrap + `docker import`), because a
@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import importlib.metadata
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -64,7 +63,8 @@ def ensure_image(client: docker.DockerClient, progress: Progress = print,
     settings = settings or settings_mod.load()
     base = _choose_base(client, settings, progress)
     packages = runtime_packages()
-    digest = inputs_hash(base, packages)
+    arch = client.info()["Architecture"]  # the engine's, e.g. aarch64 under Docker Desktop on a Mac
+    digest = inputs_hash(base, packages, arch)
     tag = f"{IMAGE_REPO}:{digest[:12]}"
     try:
         client.images.get(tag)
@@ -73,7 +73,7 @@ def ensure_image(client: docker.DockerClient, progress: Progress = print,
         pass
     progress(f"building {tag} from {base} ...")
     with tempfile.TemporaryDirectory(prefix="mk1-image-") as ctx:
-        _write_context(Path(ctx), base, packages, progress)
+        _write_context(Path(ctx), base, packages, arch, progress)
         _build(client, Path(ctx), tag, digest, progress)
     progress(f"built {tag}")
     return tag
@@ -90,9 +90,9 @@ def runtime_packages() -> list[str]:
     return pins
 
 
-def inputs_hash(base: str, packages: list[str]) -> str:
+def inputs_hash(base: str, packages: list[str], arch: str) -> str:
     h = hashlib.sha256()
-    for part in [base, DOCKERFILE, Path(docker_shim.__file__).read_text(), *packages, platform.machine()]:
+    for part in [base, DOCKERFILE, Path(docker_shim.__file__).read_text(), *packages, arch]:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -220,13 +220,13 @@ def _deb822(stanza: str) -> dict[str, str]:
 
 
 # -- the function image --
-def _write_context(ctx: Path, base: str, packages: list[str], progress: Progress) -> None:
+def _write_context(ctx: Path, base: str, packages: list[str], arch: str, progress: Progress) -> None:
     (ctx / "Dockerfile").write_text(DOCKERFILE.format(base=base))
     shutil.copy(docker_shim.__file__, ctx / "docker_shim.py")
     wheels = ctx / "wheels"
     progress(f"fetching wheels: {' '.join(packages)}")
     _run_streaming([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.11", "--platform", f"manylinux2014_{platform.machine()}",
+                    "--python-version", "3.11", "--platform", f"manylinux2014_{arch}",
                     "-d", str(wheels), *packages], progress)
     _run_streaming([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                     "--target", str(ctx / "site"), *map(str, sorted(wheels.glob("*.whl")))], progress)

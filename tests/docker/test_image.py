@@ -8,10 +8,11 @@ from infra import image
 
 def test_inputs_hash_changes_with_each_input():
     packages = image.runtime_packages()
-    same = image.inputs_hash("base:1", packages)
-    assert same == image.inputs_hash("base:1", packages)
-    assert same != image.inputs_hash("base:2", packages)
-    assert same != image.inputs_hash("base:1", [*packages[:-1], "simplejson==0.0.1"])
+    same = image.inputs_hash("base:1", packages, "x86_64")
+    assert same == image.inputs_hash("base:1", packages, "x86_64")
+    assert same != image.inputs_hash("base:2", packages, "x86_64")
+    assert same != image.inputs_hash("base:1", [*packages[:-1], "simplejson==0.0.1"], "x86_64")
+    assert same != image.inputs_hash("base:1", packages, "aarch64")
 
 
 def test_runtime_packages_pin_awslambdaric_and_its_dependencies():

@@ -2,8 +2,8 @@
 awslambdaric, and the socket shim (infra/docker_shim.py).
 
 The image is tagged `mk1-lambda-python:<hash12>`, the hash covering every input
-(base image name, Dockerfile, shim source, runtime package versions, the engine's CPU), so it
-is rebuilt exactly when one of them changes. The base is, in order:
+(base image name, Dockerfile, shim source, runtime package versions, the engine's
+CPU), so it is rebuilt exactly when one of them changes. The base is, in order:
 MK1_DOCKER_BASE_IMAGE; python:3.11-slim if present or pullable; else an image
 made offline from Debian packages (debootstrap + `docker import`), because a
 machine may reach Debian's mirror but no image registry. awslambdaric's wheels
@@ -249,4 +249,4 @@ def _run_streaming(cmd: list[str], progress: Progress) -> None:
     for line in proc.stdout:  # type: ignore[union-attr]
         progress(line.rstrip())
     if proc.wait() != 0:
-        raise RuntimeError(f"{cmd[0]} {cmd[1]} failed (exit {proc.returncode})")
+        raise RuntimeError(f"{' '.join(cmd)[:200]} failed (exit {proc.returncode})")

@@ -1,0 +1,230 @@
+"""python -m bench [--quick | --selftest] [--only 1,2,...] [--no-peer] [--no-docker] [--profile]
+
+Full run: every figure beside its floor and the Ray Serve peer; writes .mk1/bench/results.json,
+docs/bench/*.png and the numbers in docs/BENCHMARKS.md.
+--quick:   smaller counts, no peer (< 2 min); writes .mk1/bench/results-quick.json and
+           .mk1/bench/results.json, plots under .mk1/bench/plots; docs untouched.
+--selftest: figure 1 with 20 calls, no peer, no plots; exits 0 when the measurement works.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+from . import figures, harness as h, report
+from .venv import RayPeer, ensure
+
+OUT = h.ROOT / ".mk1" / "bench"
+
+SIZES = {
+    #            fig1 reps x calls, fig2 reps x calls, fig3 process/docker calls, fig4 burst, fig5 points
+    "full": {"f1": (5, 200), "f2": (3, 600), "f3": (12, 6), "f4": 1000,
+             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}},
+    "quick": {"f1": (3, 100), "f2": (2, 150), "f3": (4, 2), "f4": 200, "f5": {1: 30, 10: 120, 30: 150}},
+    "selftest": {"f1": (1, 20)},
+}
+
+# mk1's production defaults for the background work (tests/helpers.py speeds these up for tests)
+DEFAULTS = {"MK1_CONTROL_REFRESH_MS": "1000", "MK1_USAGE_BATCH_MS": "200"}
+SYSTEM_A = {**DEFAULTS, "MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0",
+            "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.05",
+            "MK1_MAX_QUEUE_DEPTH": "2000", "MK1_MAX_WAIT_MS": "900000", "MK1_BACKEND": "process"}
+SYSTEM_COLD = {**DEFAULTS, "MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0", "MK1_KEEPALIVE_MS": "0"}
+SYSTEM_QUEUE = {**DEFAULTS, "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.01",
+                "MK1_MAX_QUEUE_DEPTH": "2000", "MK1_MAX_WAIT_MS": "900000", "MK1_BACKEND": "process"}
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def docker_works() -> tuple[bool, str]:
+    if not shutil.which("docker"):
+        return False, "no docker command on this machine"
+    try:
+        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, f"`docker info` failed: {e}"
+    if r.returncode != 0:
+        return False, "`docker info` failed: " + (r.stderr.strip().splitlines() or ["no engine"])[-1]
+    return True, ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short run (< 2 min), no peer")
+    ap.add_argument("--selftest", action="store_true", help="figure 1 with 20 calls; exit 0 if it works")
+    ap.add_argument("--only", default="", help="comma-separated figures to run, e.g. 1,3")
+    ap.add_argument("--no-peer", action="store_true", help="do not install or run the Ray Serve peer")
+    ap.add_argument("--no-docker", action="store_true", help="skip the Docker cold start")
+    ap.add_argument("--profile", action="store_true", help="profile the dispatcher even if goals are met")
+    ap.add_argument("--no-docs", action="store_true", help="full run without rewriting docs/")
+    args = ap.parse_args(argv)
+    mode = "selftest" if args.selftest else "quick" if args.quick else "full"
+    size = SIZES[mode]
+    only = {int(x) for x in args.only.split(",") if x.strip()} or ({1} if mode == "selftest" else {1, 2, 3, 4, 5})
+    OUT.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    results: dict = {"mode": mode, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "machine": report.machine_facts(), "figures": {}, "not_measured": {}}
+    log(f"mk1 benchmark ({mode}) on {results['machine']['cpu']} x{results['machine']['cores']}")
+
+    # -- the bench venv: plots (matplotlib), the peer (Ray Serve), the profiler (py-spy)
+    want = []
+    if mode != "selftest":
+        want.append("matplotlib")
+    peer_reason = None
+    if mode != "full":
+        peer_reason = f"not measured: --{mode} runs no peer"
+    elif args.no_peer:
+        peer_reason = "not measured: --no-peer"
+    elif not ({1, 2} & only):
+        peer_reason = "not measured: its figures (1, 2) were not run"
+    else:
+        want.append("ray")
+    if mode == "full" or args.profile:
+        want.append("py-spy")
+    tools = ensure(want, log) if want else {}
+    if "ray" in want and tools.get("ray"):
+        peer_reason = f"not measured: {tools['ray']}"
+    results["tools"] = tools
+
+    failures = 0
+
+    def guarded(name: str, fn):
+        nonlocal failures
+        t0, load0 = time.monotonic(), os.getloadavg()
+        try:
+            r = fn()
+            if r is not None:
+                r["seconds"] = round(time.monotonic() - t0, 1)
+                # other work on this 2-core machine shows here: a high load means noisy numbers
+                r["loadavg_1min"] = {"before": round(load0[0], 2), "after": round(os.getloadavg()[0], 2)}
+            return r
+        except Exception as e:
+            failures += 1
+            log(f"  {name} FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc()
+            results["not_measured"][name] = f"failed: {type(e).__name__}: {e}"[:500]
+            return None
+
+    # -- system A: figures 1, 2, 5 (and the profile)
+    if only & {1, 2, 5}:
+        floor = h.FloorServer()
+        peer = None
+        if peer_reason is None:
+            log("starting the Ray Serve peer (bench venv subprocess) ...")
+            try:
+                peer = RayPeer(h.free_port())
+                results["peer"] = {"name": "Ray Serve", "version": report.bench_version("ray"),
+                                   "start_s": round(peer.start_s, 1), "rss_mib": peer.rss_mib()}
+                log(f"  up in {peer.start_s:.1f} s, {results['peer']['rss_mib']} MiB RSS")
+            except Exception as e:
+                peer_reason = f"not measured: the peer did not start ({e})"
+        if peer_reason:
+            results["peer"] = {"name": "Ray Serve", "status": peer_reason}
+            log(f"peer: {peer_reason}")
+        try:
+            log("starting mk1 (system A: no-op RuntimeAlpha, 50 ms RuntimeBeta) ...")
+            with h.running_system("a", **SYSTEM_A) as s:
+                if 1 in only:
+                    reps, calls = size["f1"]
+                    log(f"figure 1: warm call overhead ({reps} reps x {calls} calls per variant)")
+                    f1 = guarded("1", lambda: figures.warm_overhead(s, floor, peer, reps, calls, log=log))
+                    if f1:
+                        results["figures"]["1"] = f1
+                        if mode != "selftest" and (args.profile or not f1["goal"]["met_3ms"]
+                                                   or f1["goal"].get("below_peer") is False):
+                            log("profiling the dispatcher under warm load (py-spy) ...")
+                            results["profile"] = guarded(
+                                "profile", lambda: __import__("bench.profile", fromlist=["x"]).profile_dispatcher(
+                                    s, seconds=8 if mode == "full" else 5, log=log))
+                if 2 in only:
+                    reps, calls = size["f2"]
+                    log(f"figure 2: throughput at the cap (30 clients, {reps} reps x {calls} calls)")
+                    results["figures"]["2"] = guarded("2", lambda: figures.throughput(
+                        s, floor, peer, reps, calls, profile=mode == "full" or args.profile, log=log))
+                if peer is not None:
+                    results["peer"]["rss_mib_after"] = peer.rss_mib()
+                    peer.stop()
+                    peer = None
+                if 5 in only:
+                    log(f"figure 5: scaling curve ({', '.join(map(str, size['f5']))} clients)")
+                    results["figures"]["5"] = guarded("5", lambda: figures.scaling(s, floor, size["f5"], log=log))
+        finally:
+            if peer is not None:
+                peer.stop()
+            floor.stop()
+
+    # -- figure 3: cold starts, process and Docker
+    if 3 in only:
+        n_proc, n_docker = size["f3"]
+        log(f"figure 3: cold start, process backend ({n_proc} cold calls)")
+        cold = {}
+        try:
+            with h.running_system("cp", MK1_BACKEND="process", **SYSTEM_COLD) as s:
+                cold["process"] = guarded("3-process", lambda: figures.cold_start(s, "process", n_proc, log=log))
+        except Exception as e:
+            results["not_measured"]["3-process"] = f"failed: {e}"
+            failures += 1
+        ok, why = (False, "--no-docker") if args.no_docker else docker_works()
+        if ok:
+            log(f"figure 3: cold start, Docker backend ({n_docker} cold calls)")
+            try:
+                with h.running_system("cd", MK1_BACKEND="docker", **SYSTEM_COLD) as s:
+                    import docker
+                    from infra.image import ensure_image
+                    image = ensure_image(docker.from_env(), progress=lambda m: None, settings=s.settings())
+                    cold["docker"] = guarded("3-docker", lambda: figures.cold_start(
+                        s, "docker", n_docker, docker_image=image, log=log))
+            except Exception as e:
+                results["not_measured"]["3-docker"] = f"not measured: the Docker backend failed to start ({e})"
+        else:
+            results["not_measured"]["3-docker"] = f"not measured: {why}"
+            log(f"  Docker: not measured ({why})")
+        results["figures"]["3"] = {k: v for k, v in cold.items() if v}
+
+    # -- figure 4: the queue at depth
+    if 4 in only:
+        n = size["f4"]
+        log(f"figure 4: queue at depth ({n} calls at once, cap 3, 10 ms function)")
+        try:
+            with h.running_system("q", **SYSTEM_QUEUE) as s:
+                results["figures"]["4"] = guarded("4", lambda: figures.queue_depth(
+                    s, n, profile=mode == "full" or args.profile, log=log))
+        except Exception as e:
+            results["not_measured"]["4"] = f"failed: {e}"
+            failures += 1
+
+    results["seconds"] = round(time.monotonic() - t_start, 1)
+    results["figures"] = {k: v for k, v in results["figures"].items() if v}
+    name = {"full": "results-full.json", "quick": "results-quick.json", "selftest": "selftest.json"}[mode]
+    (OUT / name).write_text(json.dumps(results, indent=1))
+    if mode != "selftest":   # results.json: the raw results of the latest full or quick run
+        (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    print()
+    print(report.table(results))
+    if mode != "selftest" and not tools.get("matplotlib", "missing"):
+        plot_dir = (h.ROOT / "docs" / "bench") if (mode == "full" and not args.no_docs) else (OUT / "plots")
+        report.plot(OUT / name, plot_dir, log)
+    if mode == "full" and not args.no_docs and only == {1, 2, 3, 4, 5}:
+        report.write_doc(results)
+        log("wrote docs/BENCHMARKS.md")
+    log(f"\nresults: {(OUT / name).relative_to(h.ROOT)}  ({results['seconds']:.0f} s)")
+    if mode == "selftest":
+        f1 = results["figures"].get("1")
+        good = bool(f1) and f1["variants"]["mk1_boto3"]["overhead_ms"]["n"] == 20
+        log("selftest " + ("passed" if good else "FAILED"))
+        return 0 if good else 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The five figures. Each returns a JSON-able dict; each is measured beside its references
+in the same run, interleaved where the references are cheap, over several repetitions."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import Callable
+
+from . import harness as h
+from .stats import inversions, percentile, ratio, summary
+
+ALPHA, BETA = "RuntimeAlpha", "RuntimeBeta"
+CAP = 3
+
+
+def _overheads(rows: list[dict]) -> list[float]:
+    return [r["ms"] - (r.get("generate_ms") or 0.0) for r in rows]
+
+
+# ---------------------------------------------------------------- figure 1
+def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log=print) -> dict:
+    """End-to-end latency minus the handler's own time (generate_ms), warm, free slot, one client.
+
+    Variants, interleaved per repetition (each a batch of `calls` sequential calls):
+      direct        the handler called in this process (the floor of a call)
+      floor_http    bare keep-alive HTTP round trip to a TCP_NODELAY stdlib server running the handler
+      boto3_floor   boto3's lambda client against that same floor server (boto3's own cost)
+      mk1_signed    mk1 through one keep-alive http.client connection, SigV4-signed per call
+      mk1_boto3     mk1 through boto3 (THE figure)
+      peer_http     Ray Serve, bare keep-alive HTTP
+      peer_boto3    Ray Serve through the same boto3 client
+    """
+    akid, secret = system.keys(h.USER)
+    direct = h.load_alpha_handler(0.0)
+    event = dict(h.PAYLOAD)
+
+    def direct_call():
+        t0 = time.perf_counter()
+        out = direct(event, None)
+        return (time.perf_counter() - t0) * 1000, out, {}
+
+    floor_http = h.PlainHttp(floor.url, h.INVOKE_PATH.format("floor-noop"))
+    boto_floor = h.boto3_client(floor.url)
+    mk1_signed = h.SignedHttp(system.url, akid, secret)
+    mk1_boto = h.boto3_lambda(system)
+    variants: dict[str, Callable[[], tuple]] = {
+        "direct": direct_call,
+        "floor_http": floor_http.invoke,
+        "boto3_floor": lambda: h.boto3_invoke(boto_floor, "floor-noop"),
+        "mk1_signed": lambda: mk1_signed.invoke(ALPHA),
+        "mk1_boto3": lambda: h.boto3_invoke(mk1_boto, ALPHA),
+    }
+    if peer is not None:
+        peer_http = h.PlainHttp(peer.url, h.INVOKE_PATH.format("noop"))
+        peer_boto = h.boto3_client(peer.url)
+        variants["peer_http"] = peer_http.invoke
+        variants["peer_boto3"] = lambda: h.boto3_invoke(peer_boto, "noop")
+    # warm up every path (mk1's first call is a cold start; Ray's router learns its replicas)
+    for fn in variants.values():
+        for _ in range(min(30, max(5, calls // 4))):
+            fn()
+    rows: dict[str, list[dict]] = {k: [] for k in variants}
+    rep_medians: dict[str, list[float]] = {k: [] for k in variants}
+    for rep in range(reps):
+        for name, fn in variants.items():
+            batch = []
+            for _ in range(calls):
+                ms, payload, headers = fn()
+                batch.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0),
+                              "duration_ms": h._num(headers.get("x-mk1-duration-ms")),
+                              "wait_ms": h._num(headers.get("x-mk1-wait-ms")),
+                              "cold": headers.get("x-mk1-cold")})
+            rows[name].extend(batch)
+            rep_medians[name].append(round(percentile(_overheads(batch), 50), 4))
+        log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rep_medians.items()))
+    out: dict = {"reps": reps, "calls_per_rep": calls, "variants": {}}
+    for name in variants:
+        out["variants"][name] = {"overhead_ms": summary(_overheads(rows[name])),
+                                 "latency_ms": summary(r["ms"] for r in rows[name]),
+                                 "rep_medians_ms": rep_medians[name]}
+    mk1_rows = rows["mk1_boto3"] + rows["mk1_signed"]
+    hop = [r["duration_ms"] - r["generate_ms"] for r in mk1_rows if r["duration_ms"] is not None]
+    out["mk1_cold_calls_in_sample"] = sum(1 for r in mk1_rows if r["cold"] == "true")
+    v = {k: out["variants"][k]["overhead_ms"]["median"] for k in variants}
+    p99 = {k: out["variants"][k]["overhead_ms"]["p99"] for k in variants}
+    runtime_hop = percentile(hop, 50)
+    out["breakdown_ms"] = {
+        "direct_call": v["direct"],
+        "loopback_http_floor": v["floor_http"],
+        "boto3_client_cost": round(v["boto3_floor"] - v["floor_http"], 4),
+        "runtime_api_hop (duration_ms - generate_ms)": round(runtime_hop, 4) if runtime_hop is not None else None,
+        "dispatcher_front (mk1_signed - floor_http - runtime hop)":
+            round(v["mk1_signed"] - v["floor_http"] - (runtime_hop or 0), 4),
+        "boto3_extra_on_mk1 (mk1_boto3 - mk1_signed)": round(v["mk1_boto3"] - v["mk1_signed"], 4),
+    }
+    out["ratios"] = {"mk1_boto3/floor_http": ratio(v["mk1_boto3"], v["floor_http"]),
+                     "mk1_boto3/boto3_floor": ratio(v["mk1_boto3"], v["boto3_floor"]),
+                     "mk1_signed/floor_http": ratio(v["mk1_signed"], v["floor_http"]),
+                     "p99 mk1_boto3/boto3_floor": ratio(p99["mk1_boto3"], p99["boto3_floor"])}
+    if peer is not None:
+        out["ratios"]["mk1_boto3/peer_boto3"] = ratio(v["mk1_boto3"], v["peer_boto3"])
+        out["ratios"]["mk1_signed/peer_http"] = ratio(v["mk1_signed"], v["peer_http"])
+    out["goal"] = {"target": "mk1 median overhead (boto3) < 3 ms and below the peer's",
+                   "value_ms": v["mk1_boto3"], "limit_ms": 3.0, "met_3ms": v["mk1_boto3"] < 3.0,
+                   "margin_ms": round(3.0 - v["mk1_boto3"], 3),
+                   "peer_ms": v.get("peer_boto3"),
+                   "below_peer": (v["mk1_boto3"] < v["peer_boto3"]) if peer is not None else None}
+    for c in (floor_http, mk1_signed):
+        c.close()
+    return out
+
+
+# ---------------------------------------------------------------- figure 2
+def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, clients: int = 30,
+               generate_s: float = 0.05, profile: bool = False, log=print) -> dict:
+    """Fixed count of calls by `clients` threads through boto3; achieved calls/s over cap/generate."""
+    ideal = CAP / generate_s
+    pool = clients + 8
+    mk1 = h.boto3_lambda(system, pool)
+    boto_floor = h.boto3_client(floor.url, pool=pool)
+    targets = {"mk1": (lambda: mk1, lambda c: h.boto3_invoke(c, BETA)),
+               "floor": (lambda: boto_floor, lambda c: h.boto3_invoke(c, "floor-gen50"))}
+    if peer is not None:
+        peer_c = h.boto3_client(peer.url, pool=pool)
+        targets["peer"] = (lambda: peer_c, lambda c: h.boto3_invoke(c, "gen50"))
+    for name, (make, call) in targets.items():   # warm: 3 execution environments each
+        h.run_clients(make, call, clients, max(clients * 2, 30))
+    results: dict[str, list[dict]] = {k: [] for k in targets}
+    for rep in range(reps):
+        for name, (make, call) in targets.items():
+            r = h.run_clients(make, call, clients, calls)
+            rate = r["ok"] / r["wall_s"] if r["wall_s"] else 0.0
+            results[name].append({"calls_per_s": round(rate, 2), "ok": r["ok"], "errors": len(r["errors"]),
+                                  "error_samples": r["errors"][:3], "wall_s": round(r["wall_s"], 3),
+                                  "latency_ms": summary(x["ms"] for x in r["rows"]),
+                                  "wait_ms": summary(x["wait_ms"] for x in r["rows"] if x["wait_ms"] is not None)})
+        log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]['calls_per_s']:.1f}/s" for k, v in results.items()))
+    out: dict = {"reps": reps, "calls_per_rep": calls, "clients": clients, "generate_s": generate_s,
+                 "cap": CAP, "ideal_calls_per_s": ideal, "targets": {}}
+    for name, rs in results.items():
+        rates = [r["calls_per_s"] for r in rs]
+        med = percentile(rates, 50)
+        out["targets"][name] = {"calls_per_s": summary(rates), "ratio_to_ideal": ratio(med, ideal),
+                                "runs": rs}
+    if profile:   # one more mk1 run, under py-spy: where the dispatcher's time goes at the cap
+        from .profile import Spy
+        spy = Spy(system.dispatcher.pid, "throughput")
+        make, call = targets["mk1"]
+        r = h.run_clients(make, call, clients, calls)
+        out["profile"] = spy.stop(r["ok"])
+        out["profile"]["calls_per_s_while_profiling"] = round(r["ok"] / r["wall_s"], 2) if r["wall_s"] else None
+    m = out["targets"]["mk1"]["ratio_to_ideal"]
+    out["ratios"] = {"mk1/ideal": m, "floor/ideal": out["targets"]["floor"]["ratio_to_ideal"],
+                     "mk1/floor": ratio(percentile([r["calls_per_s"] for r in results["mk1"]], 50),
+                                        percentile([r["calls_per_s"] for r in results["floor"]], 50))}
+    if peer is not None:
+        out["ratios"]["peer/ideal"] = out["targets"]["peer"]["ratio_to_ideal"]
+    out["goal"] = {"target": "achieved/ideal >= 0.97", "value": m, "met": (m or 0) >= 0.97,
+                   "margin": round((m or 0) - 0.97, 3)}
+    return out
+
+
+# ---------------------------------------------------------------- figure 3
+def _python_floor(code: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return (time.perf_counter() - t0) * 1000
+
+
+def cold_start(system, backend: str, calls: int, load_s: float = 0.2, docker_image: str | None = None,
+               log=print) -> dict:
+    """Call-to-answer of a cold call (MK1_KEEPALIVE_MS=0: every call starts a new environment)
+    minus load() (and minus the handler's generate_ms, ~0), beside the floor of starting the
+    same kind of environment with nothing in it."""
+    client = h.boto3_lambda(system)
+    rows, floors, floors_ric = [], [], []
+    sleep = f"import time; time.sleep({load_s})"
+    docker_client = None
+    if backend == "docker":
+        import docker
+        docker_client = docker.from_env()
+    for i in range(calls):
+        time.sleep(0.3)  # the previous environment is gone (keepalive 0)
+        ms, payload, headers = h.boto3_invoke(client, ALPHA)
+        rows.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0), "cold": headers.get("x-mk1-cold"),
+                     "init_ms": h._num(headers.get("x-mk1-init-ms")),
+                     "duration_ms": h._num(headers.get("x-mk1-duration-ms"))})
+        if backend == "process":
+            floors.append(_python_floor(sleep) - load_s * 1000)
+            floors_ric.append(_python_floor("import awslambdaric.bootstrap; " + sleep) - load_s * 1000)
+        else:
+            t0 = time.perf_counter()
+            docker_client.containers.run(docker_image, ["-c", sleep], entrypoint="python3", network_mode="none",
+                                         remove=True)
+            floors.append((time.perf_counter() - t0) * 1000 - load_s * 1000)
+    cold = [r for r in rows if r["cold"] == "true"]
+    over = [r["ms"] - load_s * 1000 - r["generate_ms"] for r in cold]
+    out = {"backend": backend, "calls": calls, "cold_calls": len(cold), "load_s": load_s,
+           "overhead_ms": summary(over),
+           "init_ms": summary(r["init_ms"] for r in cold if r["init_ms"] is not None),
+           "init_minus_load_ms": summary(r["init_ms"] - load_s * 1000 for r in cold if r["init_ms"] is not None),
+           "after_init_ms": summary(r["ms"] - r["init_ms"] - r["generate_ms"] for r in cold if r["init_ms"]),
+           "floor_ms": summary(floors)}
+    if backend == "process":
+        out["floor_with_awslambdaric_ms"] = summary(floors_ric)
+        out["floor_what"] = "python -c 'time.sleep(load)' wall time minus load (interpreter start)"
+    else:
+        out["floor_what"] = (f"docker SDK containers.run({docker_image}, python3 -c 'time.sleep(load)', "
+                             "--network none, --rm) minus load")
+        out["image"] = docker_image
+    med = out["overhead_ms"]["median"]
+    out["ratios"] = {"overhead/floor": ratio(med, out["floor_ms"]["median"])}
+    limit = 100.0 if backend == "process" else 500.0
+    out["goal"] = {"target": f"{backend}: cold call-to-answer minus load() < {limit:.0f} ms", "value_ms": med,
+                   "limit_ms": limit, "met": med is not None and med < limit,
+                   "margin_ms": None if med is None else round(limit - med, 1)}
+    return out
+
+
+# ---------------------------------------------------------------- figure 4
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False, log=print) -> dict:
+    """N calls submitted at once to one function (cap 3): answered? FIFO? overhead? peak RSS?"""
+    akid, secret = system.keys(h.USER)
+    warm = h.boto3_lambda(system)
+    # three warm environments, so the burst measures queueing rather than cold starts
+    ts = [threading.Thread(target=lambda: [h.boto3_invoke(warm, BETA) for _ in range(3)]) for _ in range(CAP)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    pid = system.dispatcher.pid
+    before = h.proc_status(pid)
+    n_records_before = len(system.usage_records())
+    log(f"  dispatcher before: {before}")
+    peak_threads = [before.get("Threads", 0)]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(0.2):
+            peak_threads[0] = max(peak_threads[0], h.proc_status(pid).get("Threads", 0))
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    spy = None
+    if profile:
+        from .profile import Spy
+        spy = Spy(pid, "queue")
+    b = h.burst(system.url, akid, secret, BETA, n)
+    prof = spy.stop(n) if spy else None
+    stop.set()
+    watcher.join()
+    after = h.proc_status(pid)
+    rows = b["rows"]
+    ok = [r for r in rows if r["status"] == 200 and not r.get("function_error")]
+    log(f"  {len(ok)}/{n} answered in {b['wall_s']:.1f} s (submitted in {b['submit_s']:.2f} s); after: {after}")
+    ids = {r["request_id"]: r for r in ok}
+    records = [x for x in system.usage_records(expect=n_records_before + len(ok), timeout=60)
+               if x.get("request_id") in ids]
+    out: dict = {"calls": n, "answered_ok": len(ok), "failed": n - len(ok),
+                 "failure_samples": [r.get("error") or r.get("body") for r in rows if r not in ok][:5],
+                 "generate_s": generate_s, "cap": CAP, "submit_s": round(b["submit_s"], 3),
+                 "wall_s": round(b["wall_s"], 3), "usage_records": len(records)}
+    # overheads, from the answers' headers
+    wait = [float(r["headers"]["x-mk1-wait-ms"]) for r in ok if "x-mk1-wait-ms" in r["headers"]]
+    dur = {r["request_id"]: float(r["headers"].get("x-mk1-duration-ms", "nan")) for r in ok}
+    nonwait = [r["ms"] - float(r["headers"]["x-mk1-wait-ms"]) - dur[r["request_id"]] for r in ok
+               if "x-mk1-wait-ms" in r["headers"]]
+    out["latency_ms"] = summary(r["ms"] for r in ok)
+    out["wait_ms"] = summary(wait)
+    out["non_wait_overhead_ms"] = summary(nonwait)
+    if records:
+        starts = [_ts(x["start"]) for x in records]
+        ends = [_ts(x["end"]) for x in records]
+        span = max(ends) - min(starts)
+        mean_dur = sum(x["duration_ms"] for x in records) / len(records)
+        out["drain_s"] = round(span, 3)
+        out["drain_calls_per_s"] = round(len(records) / span, 2) if span else None
+        out["ideal_calls_per_s"] = CAP / generate_s
+        out["ratio_to_ideal"] = ratio(out["drain_calls_per_s"], CAP / generate_s)
+        out["mean_duration_ms"] = round(mean_dur, 3)
+        # slot time per call beyond the function's own execution: the dispatcher's cost per queued call
+        out["slot_overhead_per_call_ms"] = round(CAP * span * 1000 / len(records) - mean_dur, 3)
+        # FIFO: the order calls entered the dispatcher (start - wait) against the order they started
+        entered = {x["request_id"]: _ts(x["start"]) - x["wait_ms"] / 1000 for x in records}
+        by_entry = sorted(records, key=lambda x: entered[x["request_id"]])
+        start_seq = [_ts(x["start"]) for x in by_entry]
+        pairs = len(records) * (len(records) - 1) // 2
+        inv = inversions(start_seq)
+        # inversions beyond clock resolution and the concurrent-SQS-send race: entries >= 10 ms apart
+        ent = [entered[x["request_id"]] for x in by_entry]
+        far = sum(1 for i in range(len(by_entry)) for j in range(i + 1, len(by_entry))
+                  if ent[j] - ent[i] >= 0.010 and start_seq[i] > start_seq[j])
+        start_rank = {id(x): k for k, x in enumerate(sorted(by_entry, key=lambda x: _ts(x["start"])))}
+        disp = [abs(start_rank[id(x)] - k) for k, x in enumerate(by_entry)]
+        seq_of = {r["request_id"]: r["seq"] for r in ok}
+        client_seq = [seq_of[x["request_id"]] for x in sorted(records, key=lambda x: _ts(x["start"]))]
+        t0 = min(ent)
+        out["series"] = [[round(entered[x["request_id"]] - t0, 4), round(_ts(x["start"]) - t0, 4),
+                          round(x["wait_ms"], 1)] for x in by_entry]   # for the plot: entry vs start
+        gaps = {"<=10ms": 0, "10-100ms": 0, "100-500ms": 0, ">500ms": 0}
+        for i in range(len(by_entry)):
+            for j in range(i + 1, len(by_entry)):
+                if start_seq[i] > start_seq[j]:
+                    g = ent[j] - ent[i]
+                    gaps["<=10ms" if g <= 0.010 else "10-100ms" if g <= 0.1 else "100-500ms" if g <= 0.5
+                         else ">500ms"] += 1
+        out["fifo"] = {"inversions_by_entry_gap": gaps, "pairs": pairs, "inversions": inv, "inverted_fraction": ratio(inv, pairs),
+                       "inversions_entries_10ms_apart": far, "max_displacement": max(disp),
+                       "median_displacement": percentile(disp, 50),
+                       "client_submit_order_inversions": inversions(client_seq),
+                       "start_resolution_ms": 1}
+    out["dispatcher"] = {"before": before, "after": after, "peak_threads": peak_threads[0],
+                         "peak_rss_mib": after.get("VmHWM"),
+                         "rss_growth_mib": round((after.get("VmHWM") or 0) - (before.get("VmHWM") or 0), 1)}
+    if prof is not None:
+        out["profile"] = prof
+    fifo_ok = out.get("fifo", {}).get("inversions_entries_10ms_apart", 1) == 0
+    out["goal"] = {"target": "all answered, FIFO kept", "all_answered": len(ok) == n, "fifo_kept": fifo_ok,
+                   "met": len(ok) == n and fifo_ok}
+    return out
+
+
+# ---------------------------------------------------------------- figure 5
+def scaling(system, floor: h.FloorServer, points: dict[int, int], generate_s: float = 0.05, log=print) -> dict:
+    """Overhead and throughput as clients grow (same system and 50 ms function as figure 2),
+    each point beside the same harness against the floor server (50 ms handler, semaphore of 3)."""
+    out = {"generate_s": generate_s, "cap": CAP, "points": []}
+    pool = max(points) + 8
+    client = h.boto3_lambda(system, pool)
+    fclient = h.boto3_client(floor.url, pool=pool)
+    h.run_clients(lambda: client, lambda c: h.boto3_invoke(c, BETA), CAP, CAP * 4)  # warm 3 environments
+    for clients, calls in points.items():
+        f = h.run_clients(lambda: fclient, lambda c: h.boto3_invoke(c, "floor-gen50"), clients, calls)
+        frate = f["ok"] / f["wall_s"] if f["wall_s"] else 0.0
+        r = h.run_clients(lambda: client, lambda c: h.boto3_invoke(c, BETA), clients, calls)
+        rows = r["rows"]
+        rate = r["ok"] / r["wall_s"] if r["wall_s"] else 0.0
+        ideal = min(clients, CAP) / generate_s
+        non_wait = [x["ms"] - (x["wait_ms"] or 0) - (x["generate_ms"] or 0) for x in rows]
+        ideal_latency = max(clients / CAP, 1) * generate_s * 1000
+        p = {"clients": clients, "calls": calls, "ok": r["ok"], "errors": len(r["errors"]),
+             "calls_per_s": round(rate, 2), "ideal_calls_per_s": ideal, "ratio_to_ideal": ratio(rate, ideal),
+             "latency_ms": summary(x["ms"] for x in rows), "ideal_latency_ms": round(ideal_latency, 1),
+             "overhead_ms": summary(_overheads(rows)),
+             "non_wait_overhead_ms": summary(non_wait),
+             "wait_ms": summary(x["wait_ms"] for x in rows if x["wait_ms"] is not None),
+             "dispatcher": h.proc_status(system.dispatcher.pid),
+             "floor": {"calls_per_s": round(frate, 2), "ratio_to_ideal": ratio(frate, ideal),
+                       "latency_ms": summary(x["ms"] for x in f["rows"]),
+                       "overhead_ms": summary(_overheads(f["rows"]))}}
+        out["points"].append(p)
+        log(f"  {clients:>3} clients: {rate:6.1f}/s of {ideal:.0f} ({p['ratio_to_ideal']}; floor {frate:.1f}/s), "
+            f"non-wait overhead median {p['non_wait_overhead_ms']['median']:.2f} ms, "
+            f"wait median {p['wait_ms']['median']} ms")
+    return out

@@ -1,0 +1,179 @@
+"""The printed table, the machine facts, the plots (in the bench venv) and docs/BENCHMARKS.md."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+from .harness import ROOT
+from .stats import fmt, ratio
+from .venv import PY as BENCH_PY, version as bench_version  # noqa: F401  (re-exported)
+
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+KEEP = re.compile(r"<!-- analysis:begin -->.*?<!-- analysis:end -->", re.S)
+
+
+# -- machine facts --
+def machine_facts() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
+                   if x.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem = 0
+
+    def pkg(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def run(*cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd=ROOT)
+            return r.stdout.strip() if r.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "packages": {p: pkg(p) for p in ("boto3", "botocore", "chalice", "moto", "awslambdaric")},
+            "docker_server": run("docker", "version", "--format", "{{.Server.Version}}"),
+            "git_commit": run("git", "rev-parse", "--short", "HEAD")}
+
+
+# -- the table --
+def _row(fig, measure, mk1_med, mk1_p99, floor, peer, goal, met, digits=2, floor_ratio=None, peer_ratio=None):
+    return [fig, measure, fmt(mk1_med, digits), fmt(mk1_p99, digits), fmt(floor, digits),
+            fmt(floor_ratio if floor_ratio is not None else ratio(mk1_med, floor), 2),
+            fmt(peer, digits) if not isinstance(peer, str) else peer,
+            fmt(peer_ratio if peer_ratio is not None else (ratio(mk1_med, peer) if not isinstance(peer, str) else None), 2),
+            goal, met]
+
+
+HEAD = ["fig", "measure", "mk1 median", "mk1 p99", "floor", "mk1/floor", "peer (Ray Serve)", "mk1/peer", "goal",
+        "met"]
+
+
+def _yes(b) -> str:
+    return "n/a" if b is None else ("yes" if b else "NO")
+
+
+def rows(results: dict) -> list[list[str]]:
+    out = []
+    F = results.get("figures", {})
+    nm = results.get("not_measured", {})
+    peer_status = results.get("peer", {}).get("status", "not measured")
+    f1 = F.get("1")
+    if f1:
+        v = {k: x["overhead_ms"] for k, x in f1["variants"].items()}
+        g = f1["goal"]
+        pb = v.get("peer_boto3", {}).get("median", peer_status) if "peer_boto3" in v else "not measured"
+        ph = v.get("peer_http", {}).get("median") if "peer_http" in v else "not measured"
+        met = g["met_3ms"] and (g["below_peer"] is not False)
+        out.append(_row("1", "warm overhead via boto3, ms", v["mk1_boto3"]["median"], v["mk1_boto3"]["p99"],
+                        v["floor_http"]["median"], pb, "< 3 ms and < peer",
+                        f"{_yes(g['met_3ms'])} / {_yes(g['below_peer'])}" if not met else "yes"))
+        out.append(_row("1", "  same, raw signed HTTP, ms", v["mk1_signed"]["median"], v["mk1_signed"]["p99"],
+                        v["floor_http"]["median"], ph, "-", "-"))
+        out.append(_row("1", "  boto3 on the bare floor, ms", v["boto3_floor"]["median"], v["boto3_floor"]["p99"],
+                        v["floor_http"]["median"], "-", "-", "-"))
+        out.append(_row("1", "  direct handler call, ms", v["direct"]["median"], v["direct"]["p99"], None, "-",
+                        "-", "-", digits=3))
+    elif "1" in nm:
+        out.append(["1", "warm overhead", nm["1"], "", "", "", "", "", "", ""])
+    f2 = F.get("2")
+    if f2:
+        t = f2["targets"]
+        peer = t["peer"]["calls_per_s"]["median"] if "peer" in t else "not measured"
+        m = t["mk1"]["calls_per_s"]
+        out.append(_row("2", f"throughput, {f2['clients']} clients, calls/s (ideal {f2['ideal_calls_per_s']:.0f}; p99 col: worst rep)",
+                        m["median"], m["min"], t["floor"]["calls_per_s"]["median"], peer,
+                        ">= 0.97 x ideal", f"{_yes(f2['goal']['met'])} ({fmt(f2['goal']['value'], 3)} x ideal)",
+                        digits=1))
+    f3 = F.get("3", {})
+    for backend, limit in (("process", 100), ("docker", 500)):
+        c = f3.get(backend)
+        if "3" not in F and f"3-{backend}" not in nm:
+            continue
+        if c:
+            out.append(_row("3", f"cold start {backend}, ms over load()", c["overhead_ms"]["median"],
+                            c["overhead_ms"]["p99"], c["floor_ms"]["median"], "-", f"< {limit} ms",
+                            f"{_yes(c['goal']['met'])} ({fmt(c['goal']['margin_ms'], 0)} ms margin)", digits=1))
+        else:
+            why = nm.get(f"3-{backend}", "not run")
+            out.append(["3", f"cold start {backend}", why, "", "", "", "", "", f"< {limit} ms", "n/a"])
+    f4 = F.get("4")
+    if f4:
+        fifo = f4.get("fifo", {})
+        out.append(["4", f"{f4['calls']} queued calls: answered", f"{f4['answered_ok']}/{f4['calls']}", "", "", "",
+                    "-", "-", "all", _yes(f4["goal"]["all_answered"])])
+        out.append(["4", "  FIFO: inversions (entries >= 10 ms apart)",
+                    f"{fifo.get('inversions_entries_10ms_apart')}",
+                    f"all pairs: {fifo.get('inversions')}/{fifo.get('pairs')}", "", "", "-", "-", "0",
+                    _yes(f4["goal"]["fifo_kept"])])
+        out.append(_row("4", "  slot time per queued call beyond the function, ms",
+                        f4.get("slot_overhead_per_call_ms"), None, None, "-", "-", "-"))
+        out.append(_row("4", "  non-wait overhead per call (latency - wait - duration), ms",
+                        f4["non_wait_overhead_ms"]["median"], f4["non_wait_overhead_ms"]["p99"], None, "-", "-", "-"))
+        out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
+                        f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
+        d = f4["dispatcher"]
+        out.append(["4", "  dispatcher peak RSS (VmHWM), MiB", fmt(d["peak_rss_mib"], 1), "",
+                    f"before: {fmt(d['before'].get('VmHWM'), 1)}", "", "-", "-", "-",
+                    f"{d['peak_threads']} threads"])
+    elif "4" in nm:
+        out.append(["4", "queue at depth", nm["4"], "", "", "", "", "", "", ""])
+    f5 = F.get("5")
+    if f5:
+        for p in f5["points"]:
+            out.append(_row("5", f"{p['clients']:>3} clients: calls/s (ideal {p['ideal_calls_per_s']:.0f}) | "
+                                 "non-wait overhead ms med/p99",
+                            p["calls_per_s"], None, p.get("floor", {}).get("calls_per_s"), "-", "-",
+                            f"{fmt(p['non_wait_overhead_ms']['median'])} / {fmt(p['non_wait_overhead_ms']['p99'])}",
+                            digits=1))
+    return out
+
+
+def table(results: dict) -> str:
+    rs = [HEAD, *rows(results)]
+    widths = [max(len(str(r[i])) for r in rs) for i in range(len(HEAD))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rs]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict) -> str:
+    rs = rows(results)
+    out = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    out += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rs]
+    return "\n".join(out)
+
+
+# -- plots --
+def plot(results_file: Path, out_dir: Path, log=print) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([str(BENCH_PY), str(ROOT / "bench" / "plot.py"), str(results_file), str(out_dir)],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        log(f"plots failed: {(r.stderr or r.stdout).strip()[-500:]}")
+    else:
+        log(f"plots: {out_dir.relative_to(ROOT)}/ ({r.stdout.strip()})")
+
+
+# -- the doc --
+def write_doc(results: dict) -> None:
+    from .doc import render
+    old = DOC.read_text() if DOC.exists() else ""
+    keep = KEEP.search(old)
+    text = render(results, markdown_table(results))
+    if keep:
+        text = KEEP.sub(lambda _: keep.group(0), text)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)

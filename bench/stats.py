@@ -1,0 +1,62 @@
+"""Small statistics helpers (no numpy in mk1's venv on purpose)."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    xs = sorted(values)
+    if not xs:
+        return None
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summary(values: Iterable[float]) -> dict:
+    xs = [float(v) for v in values]
+    if not xs:
+        return {"n": 0, "median": None, "p99": None, "mean": None, "min": None, "max": None}
+    return {"n": len(xs), "median": round(percentile(xs, 50), 4), "p99": round(percentile(xs, 99), 4),
+            "mean": round(sum(xs) / len(xs), 4), "min": round(min(xs), 4), "max": round(max(xs), 4)}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+def fmt(v, digits: int = 2, unit: str = "") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def inversions(seq: list[float]) -> int:
+    """Pairs i < j with seq[i] > seq[j] (merge sort, O(n log n)); ties are not inversions."""
+    def sort(xs: list[float]) -> tuple[list[float], int]:
+        if len(xs) <= 1:
+            return xs, 0
+        mid = len(xs) // 2
+        left, a = sort(xs[:mid])
+        right, b = sort(xs[mid:])
+        merged, count, i, j = [], a + b, 0, 0
+        while i < len(left) and j < len(right):
+            if left[i] <= right[j]:
+                merged.append(left[i])
+                i += 1
+            else:
+                merged.append(right[j])
+                count += len(left) - i
+                j += 1
+        merged.extend(left[i:])
+        merged.extend(right[j:])
+        return merged, count
+    return sort(list(seq))[1]

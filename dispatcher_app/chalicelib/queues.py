@@ -8,16 +8,23 @@ import threading
 
 log = logging.getLogger("mk1.queues")
 
-# Longer than any wait plus any run: a held message must not reappear while we own it.
-RECEIVE_VISIBILITY_S = 900
+# A received message stays invisible while we own it: we receive it for a short time and a
+# heartbeat keeps extending that while it waits for a slot or runs. If this dispatcher dies,
+# its messages reappear within RECEIVE_VISIBILITY_S for another (or the restarted) one.
+RECEIVE_VISIBILITY_S = 30
+HEARTBEAT_EVERY_S = 10
 
 
 class WorkQueue:
     def __init__(self, sqs, queue_url: str, dlq_url: str):
         self.sqs, self.url, self.dlq_url = sqs, queue_url, dlq_url
         self._deletes: stdqueue.Queue[str | None] = stdqueue.Queue()
+        self._owned: set[str] = set()
+        self._owned_lock = threading.Lock()
+        self._stopped = threading.Event()
         self._deleter = threading.Thread(target=self._delete_loop, daemon=True, name="sqs-deleter")
         self._deleter.start()
+        threading.Thread(target=self._heartbeat_loop, daemon=True, name="sqs-heartbeat").start()
 
     def send(self, body: dict, delay_s: int = 0) -> str:
         kw = {"DelaySeconds": min(max(int(delay_s), 0), 900)} if delay_s else {}
@@ -29,6 +36,8 @@ class WorkQueue:
                                         AttributeNames=["ApproximateReceiveCount"])
         out = []
         for m in resp.get("Messages", []):
+            with self._owned_lock:
+                self._owned.add(m["ReceiptHandle"])
             try:
                 out.append((json.loads(m["Body"]), m["ReceiptHandle"]))
             except ValueError:
@@ -37,11 +46,29 @@ class WorkQueue:
         return out
 
     def delete(self, receipt: str) -> None:
+        self._disown(receipt)
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
 
     def delete_later(self, receipt: str) -> None:
         """Off the caller's path: a dispatched sync call's message is deleted in the background."""
+        self._disown(receipt)
         self._deletes.put(receipt)
+
+    def _disown(self, receipt: str) -> None:
+        with self._owned_lock:
+            self._owned.discard(receipt)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_EVERY_S):
+            with self._owned_lock:
+                owned = list(self._owned)
+            for i in range(0, len(owned), 10):
+                entries = [{"Id": str(j), "ReceiptHandle": r, "VisibilityTimeout": RECEIVE_VISIBILITY_S}
+                           for j, r in enumerate(owned[i:i + 10])]
+                try:
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+                except Exception as e:  # the endpoint may be restarting; the next beat retries
+                    log.warning("extending visibility of %d messages failed: %s", len(entries), e)
 
     def _delete_loop(self) -> None:
         while True:
@@ -68,6 +95,7 @@ class WorkQueue:
                     threading.Event().wait(0.2 * (attempt + 1))
 
     def flush(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
         self._deletes.put(None)
         self._deleter.join(timeout)
 

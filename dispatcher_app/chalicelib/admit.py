@@ -36,6 +36,7 @@ class Waiter:
     granted: bool = False
     cancelled: bool = False
     receipt: str | None = None
+    lease: int | None = None        # cluster mode: the global slot granted to this call
 
 
 class Slot:
@@ -48,7 +49,7 @@ class Slot:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._admission._release()
+            self._admission._release(self)
 
     def __enter__(self) -> "Slot":
         return self
@@ -107,7 +108,8 @@ class Admission:
             self._cond.notify_all()
         try:
             self.queue.send({"request_id": request_id, "kind": "sync", "function": self.function,
-                             "owner": self.instance_id})
+                             "owner": self.instance_id, "expires": self.clock.time() + (
+                                 self.max_wait_s if max_wait_s is None else max_wait_s) + 5})
         except Exception as e:
             self._cancel(w)
             raise ServiceUnavailable(f"could not queue the call in SQS: {e}") from e
@@ -123,8 +125,12 @@ class Admission:
                 raise TooManyRequests(self._busy(cap, self._waiting()) +
                                       f"; waited {self.max_wait_s:.0f} s without a free slot.", REASON, 1,
                                       after_wait=True)
-        self.queue.delete_later(w.receipt)  # type: ignore[arg-type]
-        return Slot(self, (self.clock.monotonic() - w.enqueued) * 1000)
+        if w.receipt is not None:
+            self.queue.delete_later(w.receipt)
+        return self._granted_slot(w, (self.clock.monotonic() - w.enqueued) * 1000)
+
+    def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
+        return Slot(self, wait_ms)
 
     def _cancel(self, w: Waiter) -> bool:
         """True if cancelled; False if a slot was granted first (then the caller must use it)."""
@@ -163,7 +169,7 @@ class Admission:
         self.in_use += 1
         self.peak_in_use = max(self.peak_in_use, self.in_use)
 
-    def _release(self) -> None:
+    def _release(self, slot: Slot | None = None) -> None:
         with self._cond:
             self.in_use -= 1
             self._dispatch()

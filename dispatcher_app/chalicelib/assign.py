@@ -136,11 +136,15 @@ class FunctionPool:
             c.stop()
         return [c.id for c in victims]
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait_s: float = 10.0) -> None:
+        """Stop every container and wait (bounded) until each is gone and cleaned up."""
         with self._lock:
             everyone = list(self._containers.values())
         for c in everyone:
             c.stop()
+        deadline = self.clock.monotonic() + wait_s
+        while self.count() and self.clock.monotonic() < deadline:
+            threading.Event().wait(0.02)
 
     def describe(self) -> list[dict]:
         now = self.clock.monotonic()

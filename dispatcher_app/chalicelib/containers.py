@@ -82,7 +82,7 @@ class Container:
         self.exit_code: int | None = None
         self.handle: Handle | None = None
         self._work_dir = work_root / self.id
-        socket_path = work_root / "sockets" / f"{self.id}.sock" if backend.needs_socket else None
+        socket_path = _socket_dir() / f"{_short_uid()}.sock" if backend.needs_socket else None
         self.endpoint = RuntimeEndpoint(self, socket_path)
         self._env = extra_env or {}
         self._code_dir = code_dir
@@ -308,6 +308,19 @@ def _signal_name(num: int) -> str:
         return signal.Signals(num).name.removeprefix("SIG").lower().replace("kill", "killed")
     except ValueError:
         return str(num)
+
+
+_SOCKET_DIR: Path | None = None
+
+
+def _socket_dir() -> Path:
+    """A short per-process directory: a Unix socket path may not exceed 107 bytes, and
+    MK1_HOME (or a test's tmp dir) can be deep."""
+    global _SOCKET_DIR
+    if _SOCKET_DIR is None:
+        import tempfile
+        _SOCKET_DIR = Path(tempfile.mkdtemp(prefix="mk1-rt-"))
+    return _SOCKET_DIR
 
 
 def _short_uid() -> str:

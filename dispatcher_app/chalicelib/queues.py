@@ -10,14 +10,14 @@ log = logging.getLogger("mk1.queues")
 
 # A received message stays invisible while we own it: we receive it for a short time and a
 # heartbeat keeps extending that while it waits for a slot or runs. If this dispatcher dies,
-# its messages reappear within RECEIVE_VISIBILITY_S for another (or the restarted) one.
-RECEIVE_VISIBILITY_S = 30
-HEARTBEAT_EVERY_S = 10
+# its messages reappear within MK1_SQS_VISIBILITY_S for another (or the restarted) one.
+DEFAULT_VISIBILITY_S = 30
 
 
 class WorkQueue:
-    def __init__(self, sqs, queue_url: str, dlq_url: str):
+    def __init__(self, sqs, queue_url: str, dlq_url: str, visibility_s: int = DEFAULT_VISIBILITY_S):
         self.sqs, self.url, self.dlq_url = sqs, queue_url, dlq_url
+        self.visibility_s = max(2, visibility_s)
         self._deletes: stdqueue.Queue[str | None] = stdqueue.Queue()
         self._owned: set[str] = set()
         self._owned_lock = threading.Lock()
@@ -32,7 +32,7 @@ class WorkQueue:
 
     def receive(self, max_messages: int, wait_s: int) -> list[tuple[dict, str]]:
         resp = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=max(1, min(max_messages, 10)),
-                                        WaitTimeSeconds=wait_s, VisibilityTimeout=RECEIVE_VISIBILITY_S,
+                                        WaitTimeSeconds=wait_s, VisibilityTimeout=self.visibility_s,
                                         AttributeNames=["ApproximateReceiveCount"])
         out = []
         for m in resp.get("Messages", []):
@@ -54,16 +54,24 @@ class WorkQueue:
         self._disown(receipt)
         self._deletes.put(receipt)
 
+    def give_back(self, receipt: str) -> None:
+        """Make a message visible again at once (it is another dispatcher's to take)."""
+        self._disown(receipt)
+        try:
+            self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        except Exception as e:
+            log.warning("giving a message back failed (%s); it reappears after its timeout", e)
+
     def _disown(self, receipt: str) -> None:
         with self._owned_lock:
             self._owned.discard(receipt)
 
     def _heartbeat_loop(self) -> None:
-        while not self._stopped.wait(HEARTBEAT_EVERY_S):
+        while not self._stopped.wait(self.visibility_s / 3):
             with self._owned_lock:
                 owned = list(self._owned)
             for i in range(0, len(owned), 10):
-                entries = [{"Id": str(j), "ReceiptHandle": r, "VisibilityTimeout": RECEIVE_VISIBILITY_S}
+                entries = [{"Id": str(j), "ReceiptHandle": r, "VisibilityTimeout": self.visibility_s}
                            for j, r in enumerate(owned[i:i + 10])]
                 try:
                     self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)

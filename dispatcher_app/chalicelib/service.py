@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -25,6 +26,8 @@ from .assign import FunctionPool
 from .authenticate import Identity, KeyStore, secrets_manager_loader, verify
 from .backends import select_backend
 from .clock import SystemClock
+from .cluster import ClusterAdmission
+from .leases import Leases
 from .errors import AccessDenied, ClientGone, Mk1Error, ResourceNotFound, TooManyRequests
 from .functions import CodeStore, FunctionRegistry, function_name_from
 from .metrics import Metrics
@@ -68,6 +71,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.instance_id = uuid.uuid4().hex
+        self.leases = Leases(self.ddb, self.instance_id, settings.MK1_LEASE_MS / 1000, self.clock) \
+            if settings.MK1_CLUSTER else None
         self.account = ""
 
     # -- lifecycle --
@@ -116,6 +122,8 @@ class Dispatcher:
             p.shutdown()
         for a in list(self._admissions.values()):
             a.queue.flush()
+        if self.leases:
+            self.leases.stop()
         self.recorder.drain()
 
     # -- per-function parts, made on first use --
@@ -135,10 +143,12 @@ class Dispatcher:
             if name not in self._admissions:
                 url = self.sqs.get_queue_url(QueueName=names.queue_name(name))["QueueUrl"]
                 dlq = self.sqs.get_queue_url(QueueName=names.dlq_name(name))["QueueUrl"]
-                self._admissions[name] = Admission(
-                    name, WorkQueue(self.sqs, url, dlq), lambda: self._reserved(name), clock=self.clock,
-                    max_depth=self.s.MK1_MAX_QUEUE_DEPTH, max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000,
-                    run_async=self._run_async)
+                kind, extra = (ClusterAdmission, {"leases": self.leases}) if self.leases else (Admission, {})
+                self._admissions[name] = kind(
+                    name, WorkQueue(self.sqs, url, dlq, self.s.MK1_SQS_VISIBILITY_S), lambda: self._reserved(name),
+                    clock=self.clock, max_depth=self.s.MK1_MAX_QUEUE_DEPTH,
+                    max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000, run_async=self._run_async,
+                    instance_id=self.instance_id, **extra)
             return self._admissions[name]
 
     def _reserved(self, name: str) -> int | None:
@@ -332,6 +342,7 @@ class Dispatcher:
 
     def status(self) -> dict:
         return {"backend": self.backend.name, "placement": self.s.MK1_PLACEMENT,
+                "cluster": bool(self.leases), "instance": self.instance_id,
                 "keepalive_ms": self.s.MK1_KEEPALIVE_MS, "aws_endpoint": self.s.aws_endpoint,
                 "functions": self.describe_functions(), "recorder": self.recorder.health()}
 

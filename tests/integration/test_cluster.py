@@ -1,0 +1,120 @@
+"""Cluster mode: several dispatcher processes on one AWS endpoint hold the cap globally."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from chalicelib.usage import query
+from helpers import ROOT, System, free_port
+from infra.embedded import wait_http
+
+CLUSTER = {"MK1_CLUSTER": "1", "MK1_LEASE_MS": "2000", "MK1_SQS_VISIBILITY_S": "3",
+           "MK1_ALPHA_GENERATE_SECONDS": "0.1", "MK1_MAX_WAIT_MS": "60000"}
+
+
+class Peer:
+    """One more dispatcher process on the first system's AWS endpoint."""
+
+    def __init__(self, first: System, name: str):
+        self.home = first.home.parent / name
+        self.home.mkdir(exist_ok=True)
+        shutil.copy(first.home / "credentials", self.home / "credentials")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**first.env, "MK1_HOME": str(self.home), "MK1_DISPATCHER_PORT": str(self.port)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "chalicelib.server"], env=env, cwd=ROOT,
+                                     stdout=(self.home / "dispatcher.log").open("ab"), stderr=subprocess.STDOUT)
+        wait_http(f"{self.url}/health", 60, self.proc)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+
+def clients(first, peers, fn, user="admin"):
+    from my_mk1_homework import Function
+    akid, secret = first.keys(user)
+    return [Function(fn, user, access_key_id=akid, secret_access_key=secret, endpoint=u)
+            for u in [first.url] + [p.url for p in peers]]
+
+
+def peak(records):
+    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
+    running = top = 0
+    for _, d in events:
+        running += d
+        top = max(top, running)
+    return top
+
+
+def wait_records(first, ids, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = [r for r in query(first.aws("dynamodb"), function="RuntimeAlpha") if r["request_id"] in ids]
+        if {r["request_id"] for r in recs} >= set(ids) or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.2)
+
+
+def test_three_dispatchers_never_exceed_the_cap(make_system):
+    first = make_system(**CLUSTER)
+    peers = [Peer(first, "b"), Peer(first, "c")]
+    try:
+        fns = clients(first, peers, "RuntimeAlpha")
+        results, lock = [], threading.Lock()
+
+        def worker(i):
+            r = fns[i % 3].invoke({"prompt": f"call {i}"})
+            with lock:
+                results.append(r)
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(60)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(results) == 60 and all(r.function_error is None for r in results)
+        recs = wait_records(first, {r.request_id for r in results})
+        assert len(recs) == 60
+        assert peak(recs) <= 3
+        assert len({r["container_id"].split("-")[0] for r in recs}) == 1
+    finally:
+        for p in peers:
+            p.stop()
+
+
+def test_killed_dispatcher_loses_no_async_call_and_its_slots_return(make_system):
+    first = make_system(**{**CLUSTER, "MK1_ALPHA_GENERATE_SECONDS": "0.3"})
+    peers = [Peer(first, "b"), Peer(first, "c")]
+    try:
+        victim, survivors = peers[0], [first, peers[1]]
+        fns = clients(first, peers, "RuntimeAlpha")
+        raw = [f._client for f in fns]
+        accepted = [raw[1].invoke(FunctionName="RuntimeAlpha", InvocationType="Event",
+                                  Payload=b'{"prompt":"async"}')["ResponseMetadata"]["RequestId"] for _ in range(12)]
+        time.sleep(0.5)
+        victim.stop(signal.SIGKILL)
+        sync_ok = [f.generate("survivor") for f in (fns[0], fns[2]) for _ in range(3)]
+        assert all(x.startswith("[alpha]") for x in sync_ok)
+        recs = wait_records(first, set(accepted), timeout=60)
+        assert {r["request_id"] for r in recs} == set(accepted)      # every accepted call ran
+        # slots held by the dead dispatcher came back: 3 calls can run at once again
+        burst, lock = [], threading.Lock()
+
+        def one():
+            r = fns[0].invoke({"prompt": "again"})
+            with lock:
+                burst.append(r)
+        ts = [threading.Thread(target=one) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert len(burst) == 3 and max(r.wait_ms for r in burst) < 200
+    finally:
+        for p in peers:
+            p.stop()

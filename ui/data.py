@@ -200,7 +200,7 @@ def _signed(user: str, path: str, query: dict | None, url: str | None) -> dict:
     return body
 
 
-# Always sent: the dispatcher's user/function queries fail (HTTP 500) on an empty `since`.
+# Always sent: a dispatcher before d428e51 answered HTTP 500 to a user/function query without `since`.
 EPOCH = "1970-01-01T00:00:00.000Z"
 WINDOWS = {"last 15 minutes": 900, "last hour": 3600, "last 24 hours": 86400, "all time": None}
 

@@ -137,13 +137,20 @@ def fill(page, label: str, value) -> None:
     settle(page)
 
 
-def invoke(page, user: str, n_alpha: int, n_beta: int) -> None:
+def invoke(page, user: str, n_alpha: int, n_beta: int, prompts: tuple[str, str] | None = None) -> None:
     select(page, "User", user)
     fill(page, "RuntimeAlpha invocations", n_alpha)
     fill(page, "RuntimeBeta invocations", n_beta)
-    fill(page, "RuntimeAlpha prompt", "hello from the browser")
-    fill(page, "RuntimeBeta prompt", "quick brown fox")
+    if prompts:
+        fill(page, "RuntimeAlpha prompt", prompts[0])
+        fill(page, "RuntimeBeta prompt", prompts[1])
     page.get_by_role("button", name="Invoke runtimes").click()
+
+
+def answer_rows(page) -> list[str]:
+    """The rows of the results table (the grid is drawn on a canvas; its accessible table has the text)."""
+    table = page.locator("[data-testid=stDataFrame]").first
+    return [r.text_content() or "" for r in table.locator("tbody tr").all()]
 
 
 def main_text(page) -> str:
@@ -170,7 +177,7 @@ def shot(page, name: str) -> Path:
 # -- the tests -------------------------------------------------------------------------------
 
 def test_admin_batch_answers_and_timeline(page):
-    invoke(page, "admin", 4, 2)
+    invoke(page, "admin", 4, 2, ("hello from the browser", "quick brown fox"))
     page.get_by_text("6 of 6 answers").wait_for(timeout=60_000)
     peak = page.get_by_text("max concurrent per runtime:")
     peak.wait_for(timeout=30_000)
@@ -182,6 +189,10 @@ def test_admin_batch_answers_and_timeline(page):
     assert per_runtime["RuntimeAlpha"] >= 2, text                    # the calls really ran in parallel
     body = main_text(page)
     assert "6 of 6 answers — 6 ok" in body
+    rows = answer_rows(page)
+    assert len(rows) == 6, rows
+    assert sum("[alpha] browser the from hello" in r for r in rows) == 4, rows
+    assert sum("[beta] QUICK BROWN FOX" in r for r in rows) == 2, rows
     assert "Bars from usage records" in body
     assert "not allowed" not in body and "Traceback" not in body
     # the Gantt chart is drawn, and so are the pool and the billing report
@@ -201,6 +212,8 @@ def test_user1_is_refused_beta(page):
     settle(page)
     body = main_text(page)
     assert "1 ok, 1 denied" in body
+    rows = answer_rows(page)
+    assert len(rows) == 2 and any("denied" in r and "RuntimeBeta" in r for r in rows), rows
     assert "Traceback" not in body
     shot(page, "ui-user1-denied.png")
 

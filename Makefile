@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: up test bench bench-quick install clean down
+.PHONY: up test bench bench-quick install clean down package-aws
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# Function zips + `chalice package` of the dispatcher, under build/aws/ (see README: deploying to AWS).
+package-aws: $(STAMP)
+	$(BIN)/python -m infra.package_aws
 
 clean:
 	rm -rf $(VENV) .mk1

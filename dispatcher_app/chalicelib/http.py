@@ -21,8 +21,25 @@ def attach(dispatcher) -> None:
 
 def dispatcher():
     if _DISPATCHER is None:
+        _attach_in_lambda()
+    if _DISPATCHER is None:
         raise RuntimeError("the dispatcher is not attached (use chalicelib.server)")
     return _DISPATCHER
+
+
+_ATTACH_LOCK = threading.Lock()
+
+
+def _attach_in_lambda() -> None:
+    """Deployed with `chalice package` there is no server.py: build the Dispatcher on first use."""
+    import os
+    if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    with _ATTACH_LOCK:
+        if _DISPATCHER is None:
+            from my_mk1_homework import settings
+            from .service import Dispatcher
+            attach(Dispatcher(settings.load()).start())
 
 
 def request(app) -> HttpRequest:

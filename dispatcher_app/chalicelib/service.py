@@ -28,6 +28,7 @@ from .backends import select_backend
 from .clock import SystemClock
 from .cluster import ClusterAdmission
 from .leases import Leases
+from .executor_lambda import LambdaExecutor
 from .errors import AccessDenied, ClientGone, Mk1Error, ResourceNotFound, TooManyRequests
 from .functions import CodeStore, FunctionRegistry, function_name_from
 from .metrics import Metrics
@@ -129,6 +130,9 @@ class Dispatcher:
     # -- per-function parts, made on first use --
     def _pool(self, name: str) -> FunctionPool:
         with self._lock:
+            if name not in self._pools and self.s.MK1_EXECUTOR == "lambda":
+                self._pools[name] = LambdaExecutor(name, self.s.MK1_EXECUTOR_ENDPOINT,  # type: ignore[assignment]
+                                                   self.s.MK1_EXECUTOR_CREDENTIALS, self.s.region, self.clock)
             if name not in self._pools:
                 self._pools[name] = FunctionPool(
                     name, self.backend, self.code.directory, self.s.home / "containers", clock=self.clock,
@@ -341,7 +345,7 @@ class Dispatcher:
         return out
 
     def status(self) -> dict:
-        return {"backend": self.backend.name, "placement": self.s.MK1_PLACEMENT,
+        return {"backend": self.backend.name, "executor": self.s.MK1_EXECUTOR, "placement": self.s.MK1_PLACEMENT,
                 "cluster": bool(self.leases), "instance": self.instance_id,
                 "keepalive_ms": self.s.MK1_KEEPALIVE_MS, "aws_endpoint": self.s.aws_endpoint,
                 "functions": self.describe_functions(), "recorder": self.recorder.health()}

@@ -5,7 +5,9 @@ import json
 import threading
 from urllib.parse import parse_qs
 
-from .errors import Mk1Error, ResourceNotFound
+from botocore.exceptions import ClientError
+
+from .errors import Mk1Error, ResourceNotFound, ServiceUnavailable
 from .wire import HttpRequest, HttpResponse, error_response
 from . import usage as usage_q
 
@@ -99,6 +101,8 @@ def usage(req: HttpRequest) -> HttpResponse:
         return _json(200, {"records": _usage_records(req)})
     except Mk1Error as e:
         return error_response(e)
+    except ClientError as e:
+        return error_response(ServiceUnavailable(f"the usage table cannot be read right now: {e}"))
 
 
 def usage_report(req: HttpRequest) -> HttpResponse:
@@ -109,6 +113,8 @@ def usage_report(req: HttpRequest) -> HttpResponse:
                            "price_per_request": d.s.MK1_PRICE_PER_REQUEST})
     except Mk1Error as e:
         return error_response(e)
+    except ClientError as e:
+        return error_response(ServiceUnavailable(f"the usage table cannot be read right now: {e}"))
 
 
 def metrics() -> HttpResponse:

@@ -146,6 +146,7 @@ def test_dispatcher_sigkill_with_event_calls_queued(make_system):
                           headers={"X-Amz-Invocation-Type": "Event"})
         assert a.status == 202, a
         ids.append(a.headers["x-amzn-requestid"])
+    pids = [int(c["handle"][4:]) for c in status(s)["functions"]["RuntimeAlpha"]["containers"]]
     s.stop_dispatcher(signal.SIGKILL)
     killed_at = _iso_now()
     before = s.usage_records()
@@ -175,10 +176,20 @@ def test_dispatcher_sigkill_with_event_calls_queued(make_system):
         sum(count[r] - 1 for r in finished_before)
     st = status(s)["functions"]["RuntimeAlpha"]
     assert st["in_use"] == 0 and st["waiting"] == 0
+    # the killed dispatcher's containers do not linger (their Runtime API went away with it)
+    wait_for(lambda: not [p for p in pids if _alive(p)], 15, 0.2, what="the orphaned containers to exit")
     # the async results are fetchable after the restart
     fn = s.function("RuntimeAlpha", "admin")
     from my_mk1_homework.client import Call
     assert Call(fn, ids[-1]).result(timeout=10) == "[alpha] 9 event"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except OSError:
+        return False
 
 
 # -- (c) a client hanging up while its call waits for a slot ------------------------------------

@@ -90,8 +90,23 @@ def test_aws_restart_under_the_dispatcher(make_system):
     wait_for(lambda: status(s)["recorder"]["backlog"] == 0, 15, what="an empty recorder backlog")
     all_ids = records_by_id(s.usage_records(expect=len(logged) + 6))
     assert all(n == 1 for n in all_ids.values()), all_ids   # nothing written twice to the log
-    # and the recorder recovers fully: CloudWatch gets the new REPORT lines, the failures stop
-    rid = fn.invoke({"prompt": "after"}).request_id
+
+
+def test_cloudwatch_logs_recover_after_an_aws_restart(make_system):
+    """After the AWS endpoint restarts empty and is provisioned again, the function logs
+    (START/END/REPORT) reach CloudWatch Logs again and the recorder stops failing."""
+    s = make_system()
+    fn = s.function("RuntimeAlpha", "admin")
+    fn.generate("before")
+    wait_for(lambda: status(s)["recorder"]["backlog"] == 0 and len(s.usage_records()) == 1, 10, what="a record")
+    time.sleep(0.5)   # the log stream of the container is created now
+    s.moto.terminate()
+    s.moto.wait(10)
+    s.start_moto()
+    s.provision()
+    fn = s.function("RuntimeAlpha", "admin")      # new keys
+    rid = wait_for(lambda: _ok(signed_invoke(s.url, s.keys("admin"), "RuntimeAlpha", PROMPT)), 20, 0.3,
+                   what="a call with the new keys").headers["x-amzn-requestid"]
     logs = s.aws("logs")
     wait_for(lambda: logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha",
                                             filterPattern=f'"REPORT RequestId: {rid}"')["events"], 15, 0.5,

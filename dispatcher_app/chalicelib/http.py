@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from urllib.parse import parse_qs
 
@@ -10,6 +11,8 @@ from botocore.exceptions import ClientError
 from .errors import Mk1Error, ResourceNotFound, ServiceUnavailable
 from .wire import HttpRequest, HttpResponse, error_response
 from . import usage as usage_q
+
+log = logging.getLogger("mk1.http")
 
 # Set by server.py for each request: what Chalice does not expose (raw path + query, the socket).
 CONNECTION = threading.local()
@@ -115,6 +118,12 @@ def usage_report(req: HttpRequest) -> HttpResponse:
         return error_response(e)
     except ClientError as e:
         return error_response(ServiceUnavailable(f"the usage table cannot be read right now: {e}"))
+
+
+def internal_error() -> HttpResponse:
+    log.exception("unexpected error while answering a request")
+    return error_response(Mk1Error("mk1 hit an internal error answering this request; the dispatcher "
+                                   "log has the details"))
 
 
 def metrics() -> HttpResponse:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import select
 import signal
@@ -43,6 +44,14 @@ class Handler(ChaliceRequestHandler):
         http.CONNECTION.raw_path = self.path
         http.CONNECTION.alive = lambda: _alive(self.connection)
         super()._generic_handle()
+
+    def _send_error_response(self, error) -> None:
+        # Chalice's own refusals (no such route) in Lambda's shape, like every other error.
+        status = error.CODE if error.CODE != 403 else 404
+        body = json.dumps({"Type": "User", "message": f"Unknown operation: {self.command} "
+                                                      f"{self.path.split('?')[0][:200]}"}).encode()
+        self._send_http_response(status, {"x-amzn-ErrorType": "UnknownOperationException",
+                                          "Content-Type": "application/json"}, body)
 
     # The parent binds do_* to its own _generic_handle at class creation: rebind to ours.
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
@@ -88,6 +97,10 @@ def main() -> int:
     from .service import Dispatcher
     s = settings_mod.load()
     logging.basicConfig(level=s.MK1_LOG_LEVEL, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # botocore logs whole responses at DEBUG (Secrets Manager's answer holds the users' secret
+    # keys): whatever MK1_LOG_LEVEL says, the AWS SDK never logs below INFO.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         dispatcher = Dispatcher(s).start()
     except Exception as e:

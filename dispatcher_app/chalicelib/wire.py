@@ -60,7 +60,7 @@ def parse_invoke(req: HttpRequest, function_ref: str) -> InvokeRequest:
     payload = req.body or b"{}"
     try:
         json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequestContent("Could not parse request body into json: the payload is not valid "
                                     "JSON (send e.g. {\"prompt\": \"hi\"})") from None
     return InvokeRequest(function_ref, qualifiers[0] if qualifiers else None, itype, log_type == "Tail", payload)

@@ -70,13 +70,15 @@ def _fig1(f: dict) -> str:
 def _fig2(f: dict) -> str:
     label = {"mk1": "mk1 (boto3, 30 threads)", "floor": "floor: same harness → bare server, 50 ms handler "
              "behind a semaphore of 3", "peer": "Ray Serve (same boto3 harness)"}
-    rows = ["| target | calls/s (median of reps) | each rep | × ideal | latency median / p99 (ms) |",
-            "|---|---|---|---|---|"]
+    rows = ["| target | calls/s (median of reps) | each rep | × ideal | latency median / p99 (ms) | "
+            "runtime hop (duration − handler) median / p99 (ms) |", "|---|---|---|---|---|---|"]
     for k, t in f["targets"].items():
         last = t["runs"][-1]["latency_ms"]
+        hop = t["runs"][-1].get("hop_ms") or {}
         rows.append(f"| {label.get(k, k)} | {fmt(t['calls_per_s']['median'], 1)} | "
                     f"{', '.join(fmt(r['calls_per_s'], 1) for r in t['runs'])} | {fmt(t['ratio_to_ideal'], 3)} | "
-                    f"{fmt(last['median'], 1)} / {fmt(last['p99'], 1)} |")
+                    f"{fmt(last['median'], 1)} / {fmt(last['p99'], 1)} | "
+                    f"{fmt(hop.get('median'), 2)} / {fmt(hop.get('p99'), 2)} |")
     return "\n".join(rows)
 
 
@@ -106,13 +108,30 @@ def _fig4(f: dict) -> str:
         f"{_ms(f.get('mean_duration_ms'))} for a 10 ms handler)",
         f"- per call, latency − wait − duration (the dispatcher's work outside the queue, as the caller sees it): "
         f"median {_ms(f['non_wait_overhead_ms']['median'])}, p99 {_ms(f['non_wait_overhead_ms']['p99'])}; "
-        f"wait median {_ms(f['wait_ms']['median'], 0)}, p99 {_ms(f['wait_ms']['p99'], 0)}",
+        f"wait median {_ms(f['wait_ms']['median'], 0)}, p99 {_ms(f['wait_ms']['p99'], 0)}; of the non-wait "
+        f"time, from sending to entering the queue: median {_ms((f.get('before_entry_ms') or {}).get('median'), 1)}, "
+        f"p99 {_ms((f.get('before_entry_ms') or {}).get('p99'), 1)}; from the end of execution to the answer "
+        f"received: median {_ms((f.get('after_end_ms') or {}).get('median'), 1)}, "
+        f"p99 {_ms((f.get('after_end_ms') or {}).get('p99'), 1)} (wall clocks, record times at 1 ms)",
         f"- FIFO: {fifo.get('inversions')} inverted pairs of {fifo.get('pairs')} "
         f"({fmt(fifo.get('inverted_fraction'), 3)}); by the gap between the two calls' entries: {gaps}; "
         f"max displacement {fifo.get('max_displacement')} places, median {fifo.get('median_displacement')}",
         f"- dispatcher memory: peak RSS (VmHWM) **{fmt(d['peak_rss_mib'], 1)} MiB** (before the burst "
         f"{fmt(d['before'].get('VmHWM'), 1)} MiB, +{fmt(d['rss_growth_mib'], 1)} MiB), peak threads "
-        f"{d['peak_threads']}"])
+        f"{d['peak_threads']}",
+        f"- CPU per call (ms): {_cpu(f.get('cpu_ms_per_call'))}"]
+        + ([f"- **stalled**: no answer for the last {f.get('calls') - f['answered_ok']} calls; the function's "
+            f"state afterwards: `{f.get('function_state_after')}`"] if f.get("stalled") else [])
+        + ([f"- failures: " + "; ".join(f"{v} × `{k}`" for k, v in f["failure_kinds"].items())]
+           if f.get("failure_kinds") else [])
+        + ([f"- exceptions in the dispatcher's log: " + "; ".join(
+            f"{v} × `{k}`" for k, v in f["dispatcher_errors"].items())] if f.get("dispatcher_errors") else []))
+
+
+def _cpu(c: dict | None) -> str:
+    if not c:
+        return "n/a"
+    return ", ".join(f"{k} {v}" for k, v in c.items())
 
 
 def _fig5(f: dict) -> str:
@@ -259,6 +278,16 @@ resolution), over the usage records in `usage.log`; peak RSS is the dispatcher's
 
 ![figure 4](bench/fig4_queue.png)
 """)
+    if "4b" in F:
+        parts.append(f"""### 4b. The same at {F['4b']['calls']} calls
+
+Figure 4 did not complete at {F['4']['calls']} calls, so the run measured the queue again on a fresh
+system at {F['4b']['calls']} calls, a depth below the failure, for its other numbers.
+
+{_fig4(F['4b'])}
+
+![figure 4b](bench/fig4b_queue_500.png)
+""")
     if "5" in F:
         parts.append(f"""## 5. Scaling curve
 
@@ -282,6 +311,29 @@ frame per call, summed over the dispatcher's threads (background threads include
 in a socket read can still be sampled as active).
 
 """ + "\n".join(p for p in prof if p))
+    cpu_rows = []
+    if F.get("1", {}).get("cpu_ms_per_call"):
+        cpu_rows.append(("1: warm no-op call, 1 client", F["1"]["cpu_ms_per_call"]))
+    for i, run in enumerate(F.get("2", {}).get("targets", {}).get("mk1", {}).get("runs", [])):
+        if run.get("cpu_ms_per_call"):
+            cpu_rows.append((f"2: at the cap, 30 clients, rep {i + 1} ({run['calls_per_s']}/s)", run["cpu_ms_per_call"]))
+    for p in F.get("5", {}).get("points", []):
+        if p.get("cpu_ms_per_call"):
+            cpu_rows.append((f"5: {p['clients']} clients ({p['calls_per_s']}/s)", p["cpu_ms_per_call"]))
+    for k in ("4", "4b"):
+        if F.get(k, {}).get("cpu_ms_per_call"):
+            cpu_rows.append((f"4: {F[k]['calls']} calls at once", F[k]["cpu_ms_per_call"]))
+    if cpu_rows:
+        keys = list(cpu_rows[0][1])
+        t = ["| run | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+        t += ["| " + name + " | " + " | ".join(str(c.get(k)) for k in keys) + " |" for name, c in cpu_rows]
+        parts.append("""## CPU per call, by process
+
+CPU time (user + system, from /proc) used during the run by each process, divided by the calls made;
+`machine_cpu_ms_available_per_call` is 2 cores × wall time / calls. Background work (control-plane
+refresh every second, usage batches) is spread over the calls, so it weighs more at low rates.
+
+""" + "\n".join(t))
     f1 = F.get("1", {}).get("breakdown_ms", {})
     c3 = F.get("3", {})
     parts.append(f"""## What lies outside mk1

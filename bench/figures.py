@@ -2,8 +2,11 @@
 in the same run, interleaved where the references are cheap, over several repetitions."""
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from collections import Counter
 import threading
 import time
 from datetime import datetime
@@ -76,7 +79,10 @@ def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log
             rows[name].extend(batch)
             rep_medians[name].append(round(percentile(_overheads(batch), 50), 4))
         log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rep_medians.items()))
-    out: dict = {"reps": reps, "calls_per_rep": calls, "variants": {}}
+    meter = h.CpuMeter(system)   # one more mk1 batch: CPU per warm call, by process
+    for _ in range(calls):
+        variants["mk1_boto3"]()
+    out: dict = {"reps": reps, "calls_per_rep": calls, "variants": {}, "cpu_ms_per_call": meter.stop(calls)}
     for name in variants:
         out["variants"][name] = {"overhead_ms": summary(_overheads(rows[name])),
                                  "latency_ms": summary(r["ms"] for r in rows[name]),
@@ -131,12 +137,19 @@ def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, client
     results: dict[str, list[dict]] = {k: [] for k in targets}
     for rep in range(reps):
         for name, (make, call) in targets.items():
+            meter = h.CpuMeter(system) if name == "mk1" else None
             r = h.run_clients(make, call, clients, calls)
+            cpu = meter.stop(r["ok"]) if meter else None
             rate = r["ok"] / r["wall_s"] if r["wall_s"] else 0.0
             results[name].append({"calls_per_s": round(rate, 2), "ok": r["ok"], "errors": len(r["errors"]),
                                   "error_samples": r["errors"][:3], "wall_s": round(r["wall_s"], 3),
                                   "latency_ms": summary(x["ms"] for x in r["rows"]),
-                                  "wait_ms": summary(x["wait_ms"] for x in r["rows"] if x["wait_ms"] is not None)})
+                                  "wait_ms": summary(x["wait_ms"] for x in r["rows"] if x["wait_ms"] is not None),
+                                  # the slot is held for duration_ms; beyond the handler that is the
+                                  # dispatcher <-> runtime hop
+                                  "hop_ms": summary(x["duration_ms"] - (x["generate_ms"] or 0) for x in r["rows"]
+                                                    if x["duration_ms"] is not None),
+                                  **({"cpu_ms_per_call": cpu} if cpu else {})})
         log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]['calls_per_s']:.1f}/s" for k, v in results.items()))
     out: dict = {"reps": reps, "calls_per_rep": calls, "clients": clients, "generate_s": generate_s,
                  "cap": CAP, "ideal_calls_per_s": ideal, "targets": {}}
@@ -225,7 +238,29 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False, log=print) -> dict:
+def _function_state(system, name: str) -> dict:
+    """in_use / waiting / held of a function, from the dispatcher's /mk1/status."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{system.url}/mk1/status", timeout=10) as r:
+            f = json.loads(r.read())["functions"][name]
+        return {k: f.get(k) for k in ("in_use", "waiting", "held", "peak_in_use", "reserved_concurrency")} | {
+            "containers_idle_s": [c.get("idle_s") for c in f.get("containers", [])]}
+    except Exception as e:
+        return {"error": str(e)}
+
+
+def _dispatcher_errors(system) -> dict:
+    """Exception lines in the dispatcher's log, counted (what went wrong inside, if anything)."""
+    try:
+        text = system.log()
+    except OSError:
+        return {}
+    return dict(Counter(m.group(0)[:160] for m in re.finditer(r"^\w*(?:Error|Exception)\b: .*$", text, re.M)))
+
+
+def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False, stall_s: float = 60,
+                log=print) -> dict:
     """N calls submitted at once to one function (cap 3): answered? FIFO? overhead? peak RSS?"""
     akid, secret = system.keys(h.USER)
     warm = h.boto3_lambda(system)
@@ -248,22 +283,31 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
     spy = None
     if profile:
         from .profile import Spy
-        spy = Spy(pid, "queue")
-    b = h.burst(system.url, akid, secret, BETA, n)
+        spy = Spy(pid, "queue", rate=50)   # ~1,000 threads to sample: keep py-spy's own cost low
+    meter = h.CpuMeter(system)
+    b = h.burst(system.url, akid, secret, BETA, n, stall_s=stall_s)
+    cpu = meter.stop(n)
     prof = spy.stop(n) if spy else None
     stop.set()
+    state = _function_state(system, BETA)
     watcher.join()
     after = h.proc_status(pid)
     rows = b["rows"]
     ok = [r for r in rows if r["status"] == 200 and not r.get("function_error")]
+    bad = [r for r in rows if not (r["status"] == 200 and not r.get("function_error"))]
     log(f"  {len(ok)}/{n} answered in {b['wall_s']:.1f} s (submitted in {b['submit_s']:.2f} s); after: {after}")
     ids = {r["request_id"]: r for r in ok}
-    records = [x for x in system.usage_records(expect=n_records_before + len(ok), timeout=60)
+    records = [x for x in system.usage_records(expect=n_records_before + len(ok), timeout=30)
                if x.get("request_id") in ids]
     out: dict = {"calls": n, "answered_ok": len(ok), "failed": n - len(ok),
-                 "failure_samples": [r.get("error") or r.get("body") for r in rows if r not in ok][:5],
+                 "failure_samples": [r.get("error") or r.get("body") for r in bad][:5],
                  "generate_s": generate_s, "cap": CAP, "submit_s": round(b["submit_s"], 3),
-                 "wall_s": round(b["wall_s"], 3), "usage_records": len(records)}
+                 "wall_s": round(b["wall_s"], 3), "usage_records": len(records), "stalled": b["stalled"],
+                 "failure_kinds": dict(Counter((r.get("error") or r.get("body") or "")[:160]
+                                               for r in bad)),
+                 "function_state_after": state, "cpu_ms_per_call": cpu, "dispatcher_errors": _dispatcher_errors(system)}
+    if b["stalled"]:
+        log(f"  STALLED: no answer for {stall_s:.0f} s; function state {state}")
     # overheads, from the answers' headers
     wait = [float(r["headers"]["x-mk1-wait-ms"]) for r in ok if "x-mk1-wait-ms" in r["headers"]]
     dur = {r["request_id"]: float(r["headers"].get("x-mk1-duration-ms", "nan")) for r in ok}
@@ -298,6 +342,11 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         disp = [abs(start_rank[id(x)] - k) for k, x in enumerate(by_entry)]
         seq_of = {r["request_id"]: r["seq"] for r in ok}
         client_seq = [seq_of[x["request_id"]] for x in sorted(records, key=lambda x: _ts(x["start"]))]
+        # where the non-wait time is: before the call entered the queue, and after its execution ended
+        by_id = {r["request_id"]: r for r in ok}
+        out["before_entry_ms"] = summary((entered[x["request_id"]] - by_id[x["request_id"]]["sent_wall"]) * 1000
+                                         for x in records)
+        out["after_end_ms"] = summary((by_id[x["request_id"]]["done_wall"] - _ts(x["end"])) * 1000 for x in records)
         t0 = min(ent)
         out["series"] = [[round(entered[x["request_id"]] - t0, 4), round(_ts(x["start"]) - t0, 4),
                           round(x["wait_ms"], 1)] for x in by_entry]   # for the plot: entry vs start
@@ -336,7 +385,9 @@ def scaling(system, floor: h.FloorServer, points: dict[int, int], generate_s: fl
     for clients, calls in points.items():
         f = h.run_clients(lambda: fclient, lambda c: h.boto3_invoke(c, "floor-gen50"), clients, calls)
         frate = f["ok"] / f["wall_s"] if f["wall_s"] else 0.0
+        meter = h.CpuMeter(system)
         r = h.run_clients(lambda: client, lambda c: h.boto3_invoke(c, BETA), clients, calls)
+        cpu = meter.stop(r["ok"])
         rows = r["rows"]
         rate = r["ok"] / r["wall_s"] if r["wall_s"] else 0.0
         ideal = min(clients, CAP) / generate_s
@@ -348,7 +399,9 @@ def scaling(system, floor: h.FloorServer, points: dict[int, int], generate_s: fl
              "overhead_ms": summary(_overheads(rows)),
              "non_wait_overhead_ms": summary(non_wait),
              "wait_ms": summary(x["wait_ms"] for x in rows if x["wait_ms"] is not None),
-             "dispatcher": h.proc_status(system.dispatcher.pid),
+             "hop_ms": summary(x["duration_ms"] - (x["generate_ms"] or 0) for x in rows
+                               if x["duration_ms"] is not None),
+             "dispatcher": h.proc_status(system.dispatcher.pid), "cpu_ms_per_call": cpu,
              "floor": {"calls_per_s": round(frate, 2), "ratio_to_ideal": ratio(frate, ideal),
                        "latency_ms": summary(x["ms"] for x in f["rows"]),
                        "overhead_ms": summary(_overheads(f["rows"]))}}

@@ -301,9 +301,13 @@ def _num(v) -> float | None:
 
 
 # -- a burst: N calls submitted at once over N connections (asyncio, raw HTTP/1.1) --
-def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: float = 900) -> dict:
+def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: float = 900,
+          stall_s: float = 60) -> dict:
     """Open N connections one after another as fast as one client can and send a signed Invoke on
-    each without waiting; then read all the answers. Returns per-call rows in submission order."""
+    each without waiting; then read all the answers. Returns per-call rows in submission order.
+
+    If no answer at all arrives for `stall_s` while calls are outstanding, the rest are abandoned
+    (rows with status 0, "stalled") and `stalled` is set: the system stopped making progress."""
     host, port = url.split("://", 1)[1].rstrip("/").split(":")
     port = int(port)
     auth = SigV4Auth(Credentials(akid, secret), "lambda", REGION)
@@ -328,14 +332,14 @@ def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: fl
             headers[k.strip().lower()] = v.strip()
         length = int(headers.get("content-length", "0"))
         body = await reader.readexactly(length) if length else await reader.read()
-        done = time.perf_counter()
+        done, done_wall = time.perf_counter(), time.time()
         status = int(status_line.split()[1]) if status_line else 0
-        return {"status": status, "ms": (done - sent) * 1000, "done": done, "headers": headers,
+        return {"status": status, "ms": (done - sent) * 1000, "done": done, "done_wall": done_wall, "headers": headers,
                 "request_id": headers.get("x-amzn-requestid"), "function_error": headers.get("x-amz-function-error"),
                 "body": body[:200].decode("utf-8", "replace")}
 
     async def main() -> dict:
-        tasks, writers, sent_at = [], [], []
+        tasks, writers, sent_at, sent_wall = [], [], [], []
         t_first = time.perf_counter()
         for _ in range(n):
             reader, writer = await asyncio.open_connection(host, port)
@@ -345,10 +349,24 @@ def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: fl
             writer.write(signed_request())
             sent = time.perf_counter()
             sent_at.append(sent)
+            sent_wall.append(time.time())
             writers.append(writer)
             tasks.append(asyncio.create_task(asyncio.wait_for(read_answer(reader, sent), timeout_s)))
         t_submitted = time.perf_counter()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        pending, stalled = set(tasks), False
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=stall_s)
+            if not done and pending:
+                stalled = True
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
+        def outcome(t):
+            if t.cancelled():
+                return asyncio.CancelledError(f"stalled: no answer from the system for {stall_s:.0f} s")
+            return t.exception() or t.result()
+        results = [outcome(t) for t in tasks]
         for w in writers:
             w.close()
         rows = []
@@ -357,10 +375,10 @@ def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: fl
                 rows.append({"seq": i, "status": 0, "error": f"{type(r).__name__}: {r}"[:300],
                              "sent": sent_at[i] - t_first})
             else:
-                r["seq"], r["sent"] = i, sent_at[i] - t_first
+                r["seq"], r["sent"], r["sent_wall"] = i, sent_at[i] - t_first, sent_wall[i]
                 r["done"] -= t_first
                 rows.append(r)
-        return {"rows": rows, "submit_s": t_submitted - t_first,
+        return {"rows": rows, "submit_s": t_submitted - t_first, "stalled": stalled,
                 "wall_s": max((r.get("done", 0) for r in rows), default=0)}
 
     return asyncio.run(main())
@@ -368,3 +386,48 @@ def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: fl
 
 if __name__ == "__main__" and sys.argv[1:] == ["floor"]:
     _serve_floor()
+
+
+# -- CPU time by process: who burns the 2 cores during a figure --
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used meanwhile by the dispatcher, its function processes, moto and this client."""
+
+    def __init__(self, system):
+        self.system = system
+        self.t0 = time.monotonic()
+        self.start = self._sample()
+
+    def _sample(self) -> dict:
+        d, m = self.system.dispatcher.pid, self.system.moto.pid
+        kids = {p: _cpu_s(p) for p in _children(d)}
+        return {"dispatcher": _cpu_s(d), "functions": kids, "moto": _cpu_s(m), "client": time.process_time()}
+
+    def stop(self, calls: int) -> dict:
+        end, wall = self._sample(), time.monotonic() - self.t0
+        fn = sum(v - self.start["functions"].get(p, 0.0) for p, v in end["functions"].items())
+        used = {"dispatcher": end["dispatcher"] - self.start["dispatcher"], "function processes": fn,
+                "moto": end["moto"] - self.start["moto"], "bench client": end["client"] - self.start["client"]}
+        out = {k: round(v * 1000 / max(calls, 1), 2) for k, v in used.items()}
+        out["total"] = round(sum(used.values()) * 1000 / max(calls, 1), 2)
+        out["machine_cpu_ms_available_per_call"] = round(wall * (os.cpu_count() or 1) * 1000 / max(calls, 1), 2)
+        return out

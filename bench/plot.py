@@ -94,7 +94,7 @@ def fig3(f, out: Path, title_suffix: str) -> str:
     return path.name
 
 
-def fig4(f, out: Path, title_suffix: str) -> str | None:
+def fig4(f, out: Path, title_suffix: str, name: str = "fig4_queue.png") -> str | None:
     series = f.get("series")
     if not series:
         return None
@@ -109,9 +109,10 @@ def fig4(f, out: Path, title_suffix: str) -> str | None:
     b.set_ylabel("wait for a slot (s)")
     b.set_title(f"wait; drain {f.get('drain_calls_per_s')} of {f.get('ideal_calls_per_s'):.0f} calls/s",
                 fontsize=10)
-    fig.suptitle(f"4. {f['calls']} calls at once, cap 3, 10 ms function{title_suffix}", fontsize=11)
+    stalled = f" — {f['answered_ok']} answered, then STALLED" if f.get("stalled") else ""
+    fig.suptitle(f"4. {f['calls']} calls at once, cap 3, 10 ms function{stalled}{title_suffix}", fontsize=11)
     fig.tight_layout()
-    path = out / "fig4_queue.png"
+    path = out / name
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
@@ -150,7 +151,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if results.get("mode") == "full" else f" [{results.get('mode')}]"
     made = []
-    for key, fn in (("1", fig1), ("2", fig2), ("3", fig3), ("4", fig4), ("5", fig5)):
+    fig4b = lambda f, o, t: fig4(f, o, t, "fig4b_queue_500.png")  # noqa: E731
+    for key, fn in (("1", fig1), ("2", fig2), ("3", fig3), ("4", fig4), ("4b", fig4b), ("5", fig5)):
         f = results.get("figures", {}).get(key)
         if f:
             name = fn(f, out, suffix)

@@ -100,7 +100,7 @@ def profile_dispatcher(system, seconds: float = 8.0, rate: int = 500, out_dir: P
 class Spy:
     """py-spy recording a process until stop(); summarize per call with the calls made meanwhile."""
 
-    def __init__(self, pid: int, name: str, rate: int = 200, out_dir: Path | None = None):
+    def __init__(self, pid: int, name: str, rate: int = 100, out_dir: Path | None = None):
         self.rate = rate
         out_dir = out_dir or (h.ROOT / ".mk1" / "bench")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -109,27 +109,30 @@ def rows(results: dict) -> list[list[str]]:
         else:
             why = nm.get(f"3-{backend}", "not run")
             out.append(["3", f"cold start {backend}", why, "", "", "", "", "", f"< {limit} ms", "n/a"])
-    f4 = F.get("4")
-    if f4:
-        fifo = f4.get("fifo", {})
-        out.append(["4", f"{f4['calls']} queued calls: answered", f"{f4['answered_ok']}/{f4['calls']}", "", "", "",
-                    "-", "-", "all", _yes(f4["goal"]["all_answered"])])
-        out.append(["4", "  FIFO: inversions (entries >= 10 ms apart)",
-                    f"{fifo.get('inversions_entries_10ms_apart')}",
-                    f"all pairs: {fifo.get('inversions')}/{fifo.get('pairs')}", "", "", "-", "-", "0",
-                    _yes(f4["goal"]["fifo_kept"])])
-        out.append(_row("4", "  slot time per queued call beyond the function, ms",
-                        f4.get("slot_overhead_per_call_ms"), None, None, "-", "-", "-"))
-        out.append(_row("4", "  non-wait overhead per call (latency - wait - duration), ms",
-                        f4["non_wait_overhead_ms"]["median"], f4["non_wait_overhead_ms"]["p99"], None, "-", "-", "-"))
-        out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
-                        f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
-        d = f4["dispatcher"]
-        out.append(["4", "  dispatcher peak RSS (VmHWM), MiB", fmt(d["peak_rss_mib"], 1), "",
-                    f"before: {fmt(d['before'].get('VmHWM'), 1)}", "", "-", "-", "-",
-                    f"{d['peak_threads']} threads"])
-    elif "4" in nm:
-        out.append(["4", "queue at depth", nm["4"], "", "", "", "", "", "", ""])
+    for key in ("4", "4b"):
+        f4 = F.get(key)
+        if f4:
+            fifo = f4.get("fifo", {})
+            stalled = " (STALLED)" if f4.get("stalled") else ""
+            out.append(["4", f"{f4['calls']} queued calls: answered{stalled}", f"{f4['answered_ok']}/{f4['calls']}",
+                        "", "", "", "-", "-", "all", _yes(f4["goal"]["all_answered"])])
+            out.append(["4", "  FIFO: inversions (entries >= 10 ms apart)",
+                        f"{fifo.get('inversions_entries_10ms_apart')}",
+                        f"all pairs: {fifo.get('inversions')}/{fifo.get('pairs')}", "", "", "-", "-", "0",
+                        _yes(f4["goal"]["fifo_kept"])])
+            out.append(_row("4", "  slot time per queued call beyond the function, ms",
+                            f4.get("slot_overhead_per_call_ms"), None, None, "-", "-", "-"))
+            out.append(_row("4", "  non-wait overhead per call (latency - wait - duration), ms",
+                            f4["non_wait_overhead_ms"]["median"], f4["non_wait_overhead_ms"]["p99"], None, "-", "-",
+                            "-"))
+            out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
+                            f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
+            d = f4["dispatcher"]
+            out.append(["4", "  dispatcher peak RSS (VmHWM), MiB", fmt(d["peak_rss_mib"], 1), "",
+                        f"before: {fmt(d['before'].get('VmHWM'), 1)}", "", "-", "-", "-",
+                        f"{d['peak_threads']} threads"])
+        elif key == "4" and "4" in nm:
+            out.append(["4", "queue at depth", nm["4"], "", "", "", "", "", "", ""])
     f5 = F.get("5")
     if f5:
         for p in f5["points"]:

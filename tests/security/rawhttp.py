@@ -23,7 +23,7 @@ ERROR_CODES = {  # Lambda's error codes mk1 answers with, and their status
     "MissingAuthenticationTokenException": 403, "InvalidRequestContentException": 400,
     "InvalidParameterValueException": 400, "IncompleteSignatureException": 400,
     "ResourceNotFoundException": 404, "RequestTooLargeException": 413, "TooManyRequestsException": 429,
-    "ServiceException": 503,
+    "ServiceException": 503, "UnknownOperationException": 404,
 }
 
 

@@ -25,12 +25,8 @@ JSON_VALUES = st.recursive(
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=12)
 
-# Open findings, excluded here and pinned by their own tests in test_bad_input.py (which turn
-# from xfail to XPASS -> failure once fixed; then drop the exclusion):
-#  - a Content-Type outside app.py's list gets Chalice's 415 {"Code": ...}
-#    (test_any_content_type_is_accepted_like_lambda)
-#  - JSON nested deeper than Python's recursion limit gets a 500
-#    (test_deeply_nested_json_is_refused_not_a_server_error): hypothesis' JSON here stays shallow.
+# Any Content-Type (Lambda takes the payload as bytes); JSON nested beyond Python's recursion limit
+# is pinned by test_bad_input.py::test_deeply_nested_json_is_refused_not_a_server_error.
 CONTENT_TYPES = ["application/json", "application/octet-stream", "binary/octet-stream", "text/plain",
                  "application/x-amz-json-1.1"]
 
@@ -49,7 +45,8 @@ def requests(draw):
     path = f"/2015-03-31/functions/{quote(name, safe='')}/invocations"
     if qualifier is not None:
         path += "?Qualifier=" + quote(qualifier, safe="")
-    headers = {"Content-Type": draw(st.sampled_from(CONTENT_TYPES))}
+    headers = {"Content-Type": mostly(draw, st.sampled_from(CONTENT_TYPES), st.sampled_from(
+        ["text/html", "image/png", "", "multipart/form-data; boundary=x"]) | HEADER_TEXT)}
     itype = mostly(draw, st.sampled_from([None, "RequestResponse", "Event", "DryRun"]),
                    st.sampled_from(["event", "", "RequestResponse "]) | HEADER_TEXT)
     if itype is not None:
@@ -70,7 +67,8 @@ def requests(draw):
     ))
     signer = mostly(draw, st.sampled_from(["user1", "user2", "admin", "admin"]),
                     st.sampled_from(["unknown", None, "garbage"]))
-    return path, headers, body, signer
+    # other methods on this path: test_bad_input.py::test_other_methods_on_the_invoke_route_get_a_lambda_error
+    return "POST", path, headers, body, signer
 
 
 def _check(answer, path):
@@ -97,14 +95,14 @@ SEEN: dict[int, int] = {}
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(req=requests())
 def _fuzz(system, req):
-    path, headers, body, signer = req
+    method, path, headers, body, signer = req
     if signer in ("user1", "user2", "admin"):
-        headers = signed_headers(system.url, "POST", path, body, system.keys(signer), headers)
+        headers = signed_headers(system.url, method, path, body, system.keys(signer), headers)
     elif signer == "unknown":
-        headers = signed_headers(system.url, "POST", path, body, ("AKIAIOSFODNN7EXAMPLE", "s" * 40), headers)
+        headers = signed_headers(system.url, method, path, body, ("AKIAIOSFODNN7EXAMPLE", "s" * 40), headers)
     elif signer == "garbage":
         headers = {**headers, "Authorization": "AWS4-HMAC-SHA256 " + headers.get("X-Amz-Log-Type", "x")}
-    answer = send(system.url, "POST", path, body, headers, timeout=60)
+    answer = send(system.url, method, path, body, headers, timeout=60)
     SEEN[answer.status] = SEEN.get(answer.status, 0) + 1
     _check(answer, path)
 

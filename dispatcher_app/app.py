@@ -35,6 +35,13 @@ def invoke(name):
     return _send(http.dispatcher().handle_invoke(http.request(app), name))
 
 
+@app.route("/2015-03-31/functions/{name}/invocations", methods=["GET", "PUT", "DELETE", "PATCH"],
+           content_types=ANY_BODY)
+@guarded
+def invoke_wrong_method(name):
+    return _send(http.method_not_allowed())
+
+
 @app.route("/health", methods=["GET"])
 @guarded
 def health():

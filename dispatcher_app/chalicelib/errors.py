@@ -29,6 +29,10 @@ class InvalidParameterValue(UserError):
     status, code = 400, "InvalidParameterValueException"
 
 
+class MethodNotAllowed(UserError):
+    status, code = 405, "MethodNotAllowedException"
+
+
 class RequestTooLarge(UserError):
     status, code = 413, "RequestTooLargeException"
 

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 from botocore.exceptions import ClientError
 
-from .errors import Mk1Error, ResourceNotFound, ServiceUnavailable
+from .errors import MethodNotAllowed, Mk1Error, ResourceNotFound, ServiceUnavailable
 from .wire import HttpRequest, HttpResponse, error_response
 from . import usage as usage_q
 
@@ -118,6 +118,10 @@ def usage_report(req: HttpRequest) -> HttpResponse:
         return error_response(e)
     except ClientError as e:
         return error_response(ServiceUnavailable(f"the usage table cannot be read right now: {e}"))
+
+
+def method_not_allowed() -> HttpResponse:
+    return error_response(MethodNotAllowed("Invoke takes POST /2015-03-31/functions/{name}/invocations"))
 
 
 def internal_error() -> HttpResponse:

@@ -27,6 +27,8 @@ log = logging.getLogger("mk1.record")
 
 _ser, _deser = TypeSerializer(), TypeDeserializer()
 
+MAX_PENDING_LOG_EVENTS = 100_000
+
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -70,6 +72,7 @@ class Recorder:
         self._streams: set[tuple[str, str]] = set()
         self._running = True
         self.written = 0
+        self.dropped_log_events = 0
         self.failures = 0
         self.last_error: str | None = None
         self._to_table: deque[dict] = deque()   # in the log file, not yet in the table
@@ -135,12 +138,20 @@ class Recorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        size = os.fstat(fd).st_size
         try:
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
             os.fsync(fd)
+        except OSError:
+            # A full disk can take part of the batch: cut it off, so the retry leaves no torn line.
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
         finally:
             os.close(fd)
 
@@ -161,20 +172,48 @@ class Recorder:
         by_stream: dict[tuple[str, str], list] = {}
         for group, stream, ts, msg in events:
             by_stream.setdefault((group, stream), []).append({"timestamp": ts, "message": msg})
+        done: set[tuple[str, str]] = set()
         try:
             for (group, stream), evs in by_stream.items():
-                if (group, stream) not in self._streams:
-                    try:
-                        self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
-                    except self.logs.exceptions.ResourceAlreadyExistsException:
-                        pass
-                    self._streams.add((group, stream))
                 evs.sort(key=lambda e: e["timestamp"])
-                self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=evs)
+                try:
+                    self._put_events(group, stream, evs)
+                except self.logs.exceptions.ResourceNotFoundException:
+                    # The AWS endpoint restarted and lost the stream (or group): make them again.
+                    self._streams.discard((group, stream))
+                    self._ensure_group(group)
+                    self._put_events(group, stream, evs)
+                done.add((group, stream))
         except Exception:
+            rest = [e for e in events if (e[0], e[1]) not in done]
             with self._cond:
-                self._events.extendleft(reversed(events))
+                self._events.extendleft(reversed(rest))
+                self._trim_events()
             raise
+
+    def _put_events(self, group: str, stream: str, evs: list) -> None:
+        if (group, stream) not in self._streams:
+            try:
+                self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            except self.logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            self._streams.add((group, stream))
+        self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=evs)
+
+    def _ensure_group(self, group: str) -> None:
+        try:
+            self.logs.create_log_group(logGroupName=group)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass
+
+    def _trim_events(self) -> None:
+        """Caller holds the lock. Function logs (not usage) are bounded while CloudWatch is down."""
+        excess = len(self._events) - MAX_PENDING_LOG_EVENTS
+        if excess > 0:
+            for _ in range(excess):
+                self._events.popleft()
+            self.dropped_log_events += excess
+            log.error("CloudWatch Logs unreachable: dropped the %d oldest log lines", excess)
 
     # -- lifecycle --
     def drain(self, timeout: float = 15.0) -> bool:
@@ -189,7 +228,7 @@ class Recorder:
 
     def health(self) -> dict:
         return {"written": self.written, "backlog": self.backlog(), "failures": self.failures,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "dropped_log_events": self.dropped_log_events}
 
 
 def reseed_from_log(ddb, path: Path) -> int:

@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws, names
 from my_mk1_homework.settings import Settings
@@ -29,7 +29,7 @@ from .clock import SystemClock
 from .cluster import ClusterAdmission
 from .leases import Leases
 from .executor_lambda import LambdaExecutor
-from .errors import AccessDenied, ClientGone, Mk1Error, ResourceNotFound, TooManyRequests
+from .errors import AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable, TooManyRequests
 from .functions import CodeStore, FunctionRegistry, function_name_from
 from .metrics import Metrics
 from .model import ExecInfo, FunctionConfig, Invocation, Outcome
@@ -272,7 +272,10 @@ class Dispatcher:
                       inv: InvokeRequest) -> HttpResponse:
         body = {"request_id": request_id, "function": config.name, "user": identity.user, "attempt": 0,
                 "accepted_at": self.clock.time(), "payload": base64.b64encode(inv.payload).decode()}
-        self.results.pending(request_id, config.name, identity.user)
+        try:
+            self.results.pending(request_id, config.name, identity.user)
+        except (ClientError, BotoCoreError) as e:
+            raise ServiceUnavailable(f"async calls need the AWS endpoint, which is not answering: {e}") from e
         self._admission(config.name).enqueue_async(body)
         return HttpResponse(202, b"", {"x-amzn-RequestId": request_id})
 
@@ -355,6 +358,6 @@ class Dispatcher:
         for name, adm in list(self._admissions.items()):
             try:
                 out[name] = adm.queue.depth()
-            except ClientError as e:
+            except (ClientError, BotoCoreError) as e:
                 out[name] = {"error": str(e)}
         return out

@@ -221,9 +221,6 @@ def test_deeply_nested_json_is_refused_not_a_server_error(system):
             assert_lambda_error(a, 400, "InvalidRequestContentException")
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: a method other than POST on the invoke route gets Chalice's "
-                   "405 {Code: MethodNotAllowedError} (no x-amzn-ErrorType, no Type/message); fix: answer it in "
-                   "Lambda's shape like the other route misses (server.Handler / app.py)")
 def test_other_methods_on_the_invoke_route_get_a_lambda_error(system):
     path = invoke_path("RuntimeAlpha")
     with Unchanged(system):

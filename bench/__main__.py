@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                     f1 = guarded("1", lambda: figures.warm_overhead(s, floor, peer, reps, calls, log=log))
                     if f1:
                         results["figures"]["1"] = f1
-                        if mode != "selftest" and (args.profile or not f1["goal"]["met_3ms"]
-                                                   or f1["goal"].get("below_peer") is False):
+                        if mode == "full" or args.profile or (mode != "selftest" and (
+                                not f1["goal"]["met_3ms"] or f1["goal"].get("below_peer") is False)):
                             log("profiling the dispatcher under warm load (py-spy) ...")
                             results["profile"] = guarded(
                                 "profile", lambda: __import__("bench.profile", fromlist=["x"]).profile_dispatcher(

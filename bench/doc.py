@@ -153,7 +153,7 @@ def _profile(p: dict | None, title: str) -> str:
         return f"### {title}\n\nnot profiled: {p['error']}\n"
     lines = [f"### {title}", "",
              f"{p['calls']} calls, {p['samples']} samples at {p['rate_hz']} Hz: "
-             f"{p['active_ms_per_call']} ms of non-idle dispatcher thread time per call "
+             f"{p['active_ms_per_call']} ms of GIL-holding dispatcher time per call "
              f"(raw stacks: `{p.get('raw_file')}`).", "",
              "| mk1 frame (inclusive) | ms per call | share |", "|---|---|---|"]
     lines += [f"| `{x['frame']}` | {x['ms_per_call']} | {x['share']:.1%} |" for x in p["mk1_inclusive"][:15]]
@@ -305,10 +305,10 @@ Non-wait overhead = latency − queue wait (X-Mk1-Wait-Ms) − generate_ms.
     if any(prof):
         parts.append("""## Where the time goes: profiles of the dispatcher
 
-py-spy (bench venv) samples the running dispatcher process (`--nonblocking --function`, non-idle
-threads only). "ms per call" = samples / rate / calls made meanwhile: the thread time spent in a
-frame per call, summed over the dispatcher's threads (background threads included; a thread blocked
-in a socket read can still be sampled as active).
+py-spy (bench venv) samples the running dispatcher process (`--gil --nonblocking --function`): only
+the thread holding the GIL, i.e. where the dispatcher's Python CPU goes, whichever thread it is
+(background threads included). "ms per call" = samples / rate / calls made meanwhile. Time a call
+spends blocked (on the function, on moto, on the GIL) is not in these tables; it is in the figures.
 
 """ + "\n".join(p for p in prof if p))
     cpu_rows = []

@@ -124,6 +124,8 @@ def fig5(f, out: Path, title_suffix: str) -> str:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(c, [p["calls_per_s"] for p in pts], "o-", color=MK1, label="mk1")
     a.plot(c, [p["ideal_calls_per_s"] for p in pts], "--", color="black", lw=1, label="ideal min(c,3)/50 ms")
+    if all(p.get("floor") for p in pts):
+        a.plot(c, [p["floor"]["calls_per_s"] for p in pts], "s:", color=FLOOR, label="floor (same harness)")
     a.set_xscale("log")
     a.set_xlabel("concurrent clients")
     a.set_ylabel("calls/s")

@@ -1,9 +1,9 @@
-"""Where a warm call's time goes inside the dispatcher: py-spy (from the bench venv) samples the
-running dispatcher process while one client makes sequential warm calls.
+"""Where the dispatcher's time goes: py-spy (from the bench venv) samples the running dispatcher.
 
-Samples of non-idle threads only (py-spy's default), aggregated per function (-F). A function's
-"ms per call" is its samples / rate / calls: the time some dispatcher thread spent running in it
-(inclusive: in it or below it; self: in its own code) per call.
+Only the thread holding the GIL is sampled (`--gil`): with one GIL, that is where the dispatcher's
+Python CPU goes (threads blocked in I/O or waiting for the GIL are not counted). Aggregated per
+function (`--function`). A frame's "ms per call" is its samples / rate / calls made meanwhile:
+the GIL-holding time spent in it (inclusive: in it or below it; self: in its own code) per call.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def profile_dispatcher(system, seconds: float = 8.0, rate: int = 500, out_dir: P
             calls[0] += 1
     spy = subprocess.Popen([str(PYSPY), "record", "--pid", str(system.dispatcher.pid), "--duration",
                             str(int(seconds)), "--rate", str(rate), "--format", "raw", "--function",
-                            "--nonblocking", "--output", str(raw)],
+                            "--nonblocking", "--gil", "--output", str(raw)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(0.5)   # py-spy attaches
     t = threading.Thread(target=load, daemon=True)
@@ -109,7 +109,7 @@ class Spy:
         self.proc = None
         if PYSPY.exists():
             self.proc = subprocess.Popen([str(PYSPY), "record", "--pid", str(pid), "--rate", str(rate), "--format",
-                                          "raw", "--function", "--nonblocking", "--output", str(self.raw)],
+                                          "raw", "--function", "--nonblocking", "--gil", "--output", str(self.raw)],
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             time.sleep(0.5)   # attached
 

@@ -25,6 +25,8 @@ log = logging.getLogger("mk1.admit")
 REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
 DEFAULT_UNRESERVED_CAP = 10      # a function with no reserved concurrency (mk1 always sets 3)
 SWEEP_EVERY_S = 2.0              # look for work nobody here announced (a restart's leftovers)
+WAITER_CHECK_S = 0.25            # how often a waiting caller checks its deadline and connection
+PREFETCH = 10                    # messages held beyond the cap, ready for the next free slot
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Waiter:
     cancelled: bool = False
     receipt: str | None = None
     lease: int | None = None        # cluster mode: the global slot granted to this call
+    failed: Exception | None = None  # its queue message could not be sent
 
 
 class Slot:
@@ -106,17 +109,26 @@ class Admission:
             w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
             self._waiters[request_id] = w
             self._cond.notify_all()
-        try:
-            self.queue.send({"request_id": request_id, "kind": "sync", "function": self.function,
-                             "owner": self.instance_id, "expires": self.clock.time() + (
-                                 self.max_wait_s if max_wait_s is None else max_wait_s) + 5})
-        except Exception as e:
-            self._cancel(w)
-            raise ServiceUnavailable(f"could not queue the call in SQS: {e}") from e
+            # Sent by the queue's sender thread in registration order: SQS order is arrival order.
+            self.queue.send_ordered({"request_id": request_id, "kind": "sync", "function": self.function,
+                                     "owner": self.instance_id, "expires": self.clock.time() + (
+                                         self.max_wait_s if max_wait_s is None else max_wait_s) + 5},
+                                    on_fail=lambda err, w=w: self._send_failed(w, err))
         return self._wait(w, cap, alive)
 
+    def _send_failed(self, w: Waiter, err: Exception) -> None:
+        with self._cond:
+            if w.granted or w.cancelled:
+                return
+            w.cancelled = True
+            w.failed = err
+            self._waiters.pop(w.request_id, None)
+        w.event.set()
+
     def _wait(self, w: Waiter, cap: int, alive: Callable[[], bool]) -> Slot:
-        while not w.event.wait(0.05):
+        # A hand-off sets the event at once; the timeout only paces the deadline and
+        # hang-up checks (kept coarse: a thousand waiters must not keep two cores busy).
+        while not w.event.wait(WAITER_CHECK_S):
             expired = self.clock.monotonic() >= w.deadline
             gone = not alive()
             if (expired or gone) and self._cancel(w):
@@ -125,6 +137,8 @@ class Admission:
                 raise TooManyRequests(self._busy(cap, self._waiting()) +
                                       f"; waited {self.max_wait_s:.0f} s without a free slot.", REASON, 1,
                                       after_wait=True)
+        if w.failed is not None:
+            raise ServiceUnavailable(f"could not queue the call in SQS: {w.failed}")
         if w.receipt is not None:
             self.queue.delete_later(w.receipt)
         return self._granted_slot(w, (self.clock.monotonic() - w.enqueued) * 1000)
@@ -201,7 +215,7 @@ class Admission:
     # -- the pump: SQS -> held, in order --
     def _want(self, now: float) -> tuple[bool, int]:
         expected = len(self._waiters) + self._async_pending
-        room = self.cap() + 2 - len(self._held)
+        room = self.cap() + PREFETCH - len(self._held)
         if room <= 0:
             return False, 0
         if expected > len(self._held):
@@ -221,7 +235,7 @@ class Admission:
                     self._dispatch()  # the cap may have been raised live
                 if not self._running:
                     return
-                room = self.cap() + 2 - len(self._held)
+                room = self.cap() + PREFETCH - len(self._held)
                 if wait_s == 0:
                     self._last_sweep = self.clock.monotonic()
             try:

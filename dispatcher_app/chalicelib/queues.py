@@ -24,11 +24,36 @@ class WorkQueue:
         self._stopped = threading.Event()
         self._deleter = threading.Thread(target=self._delete_loop, daemon=True, name="sqs-deleter")
         self._deleter.start()
+        self._sends: stdqueue.Queue[tuple[dict, object]] = stdqueue.Queue()
+        threading.Thread(target=self._send_loop, daemon=True, name="sqs-sender").start()
         threading.Thread(target=self._heartbeat_loop, daemon=True, name="sqs-heartbeat").start()
 
     def send(self, body: dict, delay_s: int = 0) -> str:
         kw = {"DelaySeconds": min(max(int(delay_s), 0), 900)} if delay_s else {}
         return self.sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(body), **kw)["MessageId"]
+
+    def send_ordered(self, body: dict, on_fail) -> None:
+        """Queue a message for the sender thread: messages reach SQS in the order of these calls
+        (concurrent send_message calls would race each other), ten to a batch under load."""
+        self._sends.put((body, on_fail))
+
+    def _send_loop(self) -> None:
+        while True:
+            batch = [self._sends.get()]
+            while len(batch) < 10:
+                try:
+                    batch.append(self._sends.get_nowait())
+                except stdqueue.Empty:
+                    break
+            entries = [{"Id": str(i), "MessageBody": json.dumps(body)} for i, (body, _) in enumerate(batch)]
+            try:
+                failed = self.sqs.send_message_batch(QueueUrl=self.url, Entries=entries).get("Failed", [])
+            except Exception as e:
+                for _, on_fail in batch:
+                    on_fail(e)
+                continue
+            for f in failed:
+                batch[int(f["Id"])][1](RuntimeError(f.get("Message", f.get("Code", "send failed"))))
 
     def receive(self, max_messages: int, wait_s: int) -> list[tuple[dict, str]]:
         resp = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=max(1, min(max_messages, 10)),

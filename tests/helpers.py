@@ -119,3 +119,13 @@ class System:
             if expect is None or len(lines) >= expect or time.monotonic() > deadline:
                 return [json.loads(x) for x in lines]
             time.sleep(0.05)
+
+
+def peak_concurrency(records) -> int:
+    """Most calls running at once, from usage records' start/end (ISO strings sort as times)."""
+    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
+    running = top = 0
+    for _, step in events:
+        running += step
+        top = max(top, running)
+    return top

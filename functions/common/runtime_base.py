@@ -61,3 +61,14 @@ class SimulatedRuntime:
 
     def compose(self, prompt: str) -> str:  # pragma: no cover - each runtime overrides
         raise NotImplementedError
+
+
+def lambda_handler(runtime: SimulatedRuntime):
+    """The standard Lambda handler over a loaded runtime: {"prompt": ...} -> {"response": ...}."""
+    def handler(event, context):
+        prompt = parse_prompt(event)
+        started = time.monotonic()
+        response = runtime.generate(prompt)
+        return {"response": response, "runtime": runtime.name,
+                "generate_ms": round((time.monotonic() - started) * 1000, 3)}
+    return handler

@@ -6,6 +6,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from helpers import peak_concurrency
 from my_mk1_homework import Throttled
 
 
@@ -27,15 +28,6 @@ def _burst(fn, n, prompt="p"):
     for t in ts:
         t.join(120)
     return out
-
-
-def _peak(records):
-    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
-    running = peak = 0
-    for _, d in events:
-        running += d
-        peak = max(peak, running)
-    return peak
 
 
 def test_queue_bound_gives_429_with_lambda_body(make_system):
@@ -94,7 +86,7 @@ def test_reserved_concurrency_changes_live(make_system):
     assert all(not isinstance(r, Exception) for r in results)
     ids = {r.request_id for r in results}
     recs = [r for r in sys_.usage_records(expect=4) if r["request_id"] in ids]
-    assert len(recs) == 4 and _peak(recs) == 1
+    assert len(recs) == 4 and peak_concurrency(recs) == 1
     lam.put_function_concurrency(FunctionName="RuntimeAlpha", ReservedConcurrentExecutions=0)
     time.sleep(1.0)
     with pytest.raises(Throttled) as e:

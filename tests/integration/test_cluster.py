@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from chalicelib.usage import query
-from helpers import ROOT, System, free_port
+from helpers import ROOT, System, free_port, peak_concurrency
 from infra.embedded import wait_http
 
 CLUSTER = {"MK1_CLUSTER": "1", "MK1_LEASE_MS": "2000", "MK1_SQS_VISIBILITY_S": "3",
@@ -43,15 +43,6 @@ def clients(first, peers, fn, user="admin"):
             for u in [first.url] + [p.url for p in peers]]
 
 
-def peak(records):
-    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
-    running = top = 0
-    for _, d in events:
-        running += d
-        top = max(top, running)
-    return top
-
-
 def wait_records(first, ids, timeout=30):
     deadline = time.monotonic() + timeout
     while True:
@@ -80,7 +71,7 @@ def test_three_dispatchers_never_exceed_the_cap(make_system):
         assert len(results) == 60 and all(r.function_error is None for r in results)
         recs = wait_records(first, {r.request_id for r in results})
         assert len(recs) == 60
-        assert peak(recs) <= 3
+        assert peak_concurrency(recs) <= 3
         assert len({r["container_id"].split("-")[0] for r in recs}) == 1
     finally:
         for p in peers:

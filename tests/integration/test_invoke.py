@@ -5,6 +5,8 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
+from helpers import peak_concurrency
+
 
 def _invoke(client, fn, payload=None, **kw):
     r = client.invoke(FunctionName=fn, Payload=json.dumps(payload or {"prompt": "hello world"}), **kw)
@@ -114,10 +116,5 @@ def test_cap_of_three_fifo_and_all_answered(system):
     while len(recs) < 10 and __import__("time").monotonic() < deadline:
         recs = [x for x in system.usage_records() if x["request_id"] in ids]
     assert len(recs) == 10
-    events = sorted([(x["start"], 1) for x in recs] + [(x["end"], -1) for x in recs], key=lambda e: (e[0], e[1]))
-    running = peak = 0
-    for _, d in events:
-        running += d
-        peak = max(peak, running)
-    assert peak <= 3
+    assert peak_concurrency(recs) <= 3
     assert sum(1 for r in results if r.wait_ms and r.wait_ms > 0) >= 7

@@ -229,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     if mode != "selftest" and not tools.get("matplotlib", "missing"):
         plot_dir = (h.ROOT / "docs" / "bench") if (mode == "full" and not args.no_docs) else (OUT / "plots")
         report.plot(OUT / name, plot_dir, log)
+    if mode == "full" and only == {1, 2, 3, 4, 5}:
+        history = report.append_history(results)
     if mode == "full" and not args.no_docs and only == {1, 2, 3, 4, 5}:
-        report.write_doc(results)
+        report.write_doc(results, history)
         log("wrote docs/BENCHMARKS.md")
     log(f"\nresults: {(OUT / name).relative_to(h.ROOT)}  ({results['seconds']:.0f} s)")
     if mode == "selftest":

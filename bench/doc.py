@@ -167,7 +167,20 @@ ANALYSIS_DEFAULT = """<!-- analysis:begin -->
 <!-- analysis:end -->"""
 
 
-def render(r: dict, table: str) -> str:
+def _history(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    t = ["| started | commit | max load | 1: mk1 ms | 1: peer ms | 2: × ideal | 3: process ms | 3: docker ms | "
+         "4: answered | 4: FIFO inv. | 5: × ideal by clients |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for h in rows[-8:]:
+        t.append(f"| {h['started']} | {h['commit']} | {fmt(h['max_load'], 1)} | {fmt(h['f1_mk1_boto3_ms'], 2)} | "
+                 f"{fmt(h['f1_peer_boto3_ms'], 2)} | {fmt(h['f2_ratio'], 3)} | {fmt(h['f3_process_ms'], 1)} | "
+                 f"{fmt(h['f3_docker_ms'], 1)} | {h['f4_answered']} | {h['f4_fifo_inversions_10ms']} | "
+                 f"{', '.join(fmt(x, 2) for x in h['f5_ratios'])} |")
+    return "\n".join(t)
+
+
+def render(r: dict, table: str, history: list[dict] | None = None) -> str:
     m = r["machine"]
     F = r["figures"]
     peer = r.get("peer", {})
@@ -227,6 +240,14 @@ mk1 commit {m.get('git_commit')}. Peer: {peer_line}.
 ### Goals
 
 """ + "\n".join(_goal_lines(r))]
+    if history:
+        parts.append("""### The last full runs
+
+The same benchmark on the same machine differs from run to run with what else the 2 cores are doing
+(max load = the highest 1-minute load average seen before/after a figure); mk1's code may differ too
+(commit).
+
+""" + _history(history))
     if "1" in F:
         parts.append(f"""## 1. Warm call overhead
 

@@ -171,12 +171,43 @@ def plot(results_file: Path, out_dir: Path, log=print) -> None:
 
 
 # -- the doc --
-def write_doc(results: dict) -> None:
+def write_doc(results: dict, history: list[dict] | None = None) -> None:
     from .doc import render
     old = DOC.read_text() if DOC.exists() else ""
     keep = KEEP.search(old)
-    text = render(results, markdown_table(results))
+    text = render(results, markdown_table(results), history or [])
     if keep:
         text = KEEP.sub(lambda _: keep.group(0), text)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+# -- history of full runs: the spread between runs on a shared 2-core machine --
+HISTORY = ROOT / ".mk1" / "bench" / "history.jsonl"
+
+
+def history_entry(r: dict) -> dict:
+    F = r.get("figures", {})
+    loads = [v.get("loadavg_1min", {}).get(k) for v in list(F.values()) + list(F.get("3", {}).values())
+             if isinstance(v, dict) for k in ("before", "after")]
+    loads = [x for x in loads if x is not None]
+    v1 = F.get("1", {}).get("variants", {})
+    f4 = F.get("4", {})
+    return {"started": r.get("started"), "commit": r.get("machine", {}).get("git_commit"),
+            "max_load": max(loads) if loads else None,
+            "f1_mk1_boto3_ms": v1.get("mk1_boto3", {}).get("overhead_ms", {}).get("median"),
+            "f1_peer_boto3_ms": v1.get("peer_boto3", {}).get("overhead_ms", {}).get("median"),
+            "f2_ratio": F.get("2", {}).get("goal", {}).get("value"),
+            "f3_process_ms": F.get("3", {}).get("process", {}).get("overhead_ms", {}).get("median"),
+            "f3_docker_ms": F.get("3", {}).get("docker", {}).get("overhead_ms", {}).get("median"),
+            "f4_answered": f"{f4.get('answered_ok')}/{f4.get('calls')}" if f4 else None,
+            "f4_fifo_inversions_10ms": f4.get("fifo", {}).get("inversions_entries_10ms_apart"),
+            "f5_ratios": [p["ratio_to_ideal"] for p in F.get("5", {}).get("points", [])]}
+
+
+def append_history(r: dict) -> list[dict]:
+    import json
+    HISTORY.parent.mkdir(parents=True, exist_ok=True)
+    with HISTORY.open("a") as f:
+        f.write(json.dumps(history_entry(r)) + "\n")
+    return [json.loads(x) for x in HISTORY.read_text().splitlines() if x.strip()]

@@ -76,13 +76,17 @@ class Recorder:
         self.failures = 0
         self.last_error: str | None = None
         self._to_table: deque[dict] = deque()   # in the log file, not yet in the table
+        self._notify: dict[str, threading.Event] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True, name="recorder")
         self._thread.start()
 
     # -- producers (the call path: no I/O here) --
-    def usage(self, record: dict) -> None:
+    def usage(self, record: dict, written: threading.Event | None = None) -> None:
+        """Queue a record; `written` (if given) is set once it is in the usage table."""
         with self._cond:
             self._usage.append(record)
+            if written is not None:
+                self._notify[record["request_id"]] = written
             self._cond.notify()
 
     def log(self, function: str, stream: str, lines: list[str], ts: float | None = None) -> None:
@@ -132,6 +136,11 @@ class Recorder:
             for _ in batch:
                 self._to_table.popleft()
             self.written += len(batch)
+            with self._cond:
+                for r in batch:
+                    event = self._notify.pop(r["request_id"], None)
+                    if event is not None:
+                        event.set()
         self._write_events()
 
     def _append_log(self, records: list[dict]) -> None:

@@ -41,6 +41,7 @@ from .wire import HttpRequest, HttpResponse, InvokeRequest, error_response, new_
 log = logging.getLogger("mk1.service")
 
 INVOKE_ACTION = "lambda:InvokeFunction"
+RECORD_DURABLE_WAIT_S = 30.0
 
 
 @dataclass
@@ -287,7 +288,9 @@ class Dispatcher:
             with slot:
                 config = self.registry.get(name)
                 run = self._execute(request_id, config, base64.b64decode(body["payload"]))
-            self._record(request_id, identity, config, "Event", run, 0.0, attempt=body.get("attempt", 0))
+            recorded = threading.Event()
+            self._record(request_id, identity, config, "Event", run, 0.0, attempt=body.get("attempt", 0),
+                         written=recorded)
             attempt = int(body.get("attempt", 0))
             if run.outcome.is_error and attempt < self.s.MK1_ASYNC_RETRIES:
                 delay = (self.s.MK1_ASYNC_RETRY_BACKOFF_MS / 1000) * (2 ** attempt)
@@ -299,6 +302,12 @@ class Dispatcher:
                 self.results.update(request_id, "failed", run.outcome, attempt + 1)
             else:
                 self.results.update(request_id, "succeeded", run.outcome, attempt + 1)
+            # The message goes only once the call's usage record is in the table: a dispatcher
+            # dying in between makes SQS deliver the call again (at least once, never lost).
+            if not recorded.wait(RECORD_DURABLE_WAIT_S):
+                log.warning("async %s: usage record not yet written; leaving its message for redelivery",
+                            request_id)
+                return
             admission.queue.delete(receipt)
         except Exception:
             # The message stays in SQS and comes back after its visibility timeout: not lost.
@@ -306,7 +315,7 @@ class Dispatcher:
 
     # -- usage --
     def _record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
-                run: Execution, wait_ms: float, attempt: int = 0) -> None:
+                run: Execution, wait_ms: float, attempt: int = 0, written: threading.Event | None = None) -> None:
         info, status = run.info, run.outcome.status
         record = {"request_id": request_id, "user": identity.user, "function": config.name,
                   "invocation_type": itype, "start": iso(info.started_at), "end": iso(info.ended_at),
@@ -316,7 +325,7 @@ class Dispatcher:
                   "max_memory_used_mb": None if info.max_memory_mb is None else round(info.max_memory_mb, 1),
                   "status": status, "error_type": run.outcome.error_type, "container_id": info.container_id,
                   "backend": info.backend, "attempt": attempt}
-        self.recorder.usage(record)
+        self.recorder.usage(record, written)
         self.metrics.invocations.labels(config.name, identity.user, status).inc()
         self.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)
         self.metrics.wait.labels(config.name).observe(wait_ms / 1000)

@@ -96,6 +96,9 @@ class EmbeddedServer:
 def main() -> int:
     from .service import Dispatcher
     s = settings_mod.load()
+    # Many threads hand work to each other here (HTTP, pump, Runtime API): a woken thread waits
+    # for the GIL up to the switch interval (5 ms by default), which idles a freed slot.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(level=s.MK1_LOG_LEVEL, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # botocore logs whole responses at DEBUG (Secrets Manager's answer holds the users' secret
     # keys): whatever MK1_LOG_LEVEL says, the AWS SDK never logs below INFO.

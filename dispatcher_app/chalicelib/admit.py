@@ -128,15 +128,26 @@ class Admission:
     def _wait(self, w: Waiter, cap: int, alive: Callable[[], bool]) -> Slot:
         # A hand-off sets the event at once; the timeout only paces the deadline and
         # hang-up checks (kept coarse: a thousand waiters must not keep two cores busy).
-        while not w.event.wait(WAITER_CHECK_S):
-            expired = self.clock.monotonic() >= w.deadline
-            gone = not alive()
-            if (expired or gone) and self._cancel(w):
-                if gone:
-                    raise ClientGone(w.request_id)
-                raise TooManyRequests(self._busy(cap, self._waiting()) +
-                                      f"; waited {self.max_wait_s:.0f} s without a free slot.", REASON, 1,
-                                      after_wait=True)
+        try:
+            while not w.event.wait(WAITER_CHECK_S):
+                expired = self.clock.monotonic() >= w.deadline
+                gone = not alive()
+                if (expired or gone) and self._cancel(w):
+                    if gone:
+                        raise ClientGone(w.request_id)
+                    raise TooManyRequests(self._busy(cap, self._waiting()) +
+                                          f"; waited {self.max_wait_s:.0f} s without a free slot.", REASON, 1,
+                                          after_wait=True)
+        except (ClientGone, TooManyRequests):
+            raise
+        except BaseException:
+            # Whatever broke the wait, the call leaves the queue: if a slot reached it meanwhile,
+            # give that slot back, or the function would lose it for good.
+            if not self._cancel(w):
+                if w.receipt is not None:
+                    self.queue.delete_later(w.receipt)
+                self._granted_slot(w, 0.0).release()
+            raise
         if w.failed is not None:
             raise ServiceUnavailable(f"could not queue the call in SQS: {w.failed}")
         if w.receipt is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import select
 import signal
 import socket
 import sys
@@ -25,14 +24,12 @@ log = logging.getLogger("mk1.server")
 
 
 def _alive(sock: socket.socket) -> bool:
-    """False once the client has closed its end (readable with nothing to read)."""
+    """False once the client has closed its end. A non-blocking peek needs no select(), which
+    fails for descriptors above 1023 — a thousand waiting callers get there."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
-            return True
         return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except BlockingIOError:
-        return True
+    except (BlockingIOError, InterruptedError):
+        return True          # nothing to read: still connected
     except OSError:
         return False
 

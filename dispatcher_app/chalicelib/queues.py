@@ -5,6 +5,7 @@ import json
 import logging
 import queue as stdqueue
 import threading
+import time
 
 log = logging.getLogger("mk1.queues")
 
@@ -12,6 +13,10 @@ log = logging.getLogger("mk1.queues")
 # heartbeat keeps extending that while it waits for a slot or runs. If this dispatcher dies,
 # its messages reappear within MK1_SQS_VISIBILITY_S for another (or the restarted) one.
 DEFAULT_VISIBILITY_S = 30
+# Each SQS request costs the endpoint far more than a message in it: gather briefly. A waiting
+# call waits a slot's time anyway; a delete is off every caller's path.
+SEND_LINGER_S = 0.005
+DELETE_LINGER_S = 0.05
 
 
 class WorkQueue:
@@ -40,9 +45,10 @@ class WorkQueue:
     def _send_loop(self) -> None:
         while True:
             batch = [self._sends.get()]
+            deadline = time.monotonic() + SEND_LINGER_S
             while len(batch) < 10:
                 try:
-                    batch.append(self._sends.get_nowait())
+                    batch.append(self._sends.get(timeout=max(0.0, deadline - time.monotonic())))
                 except stdqueue.Empty:
                     break
             entries = [{"Id": str(i), "MessageBody": json.dumps(body)} for i, (body, _) in enumerate(batch)]
@@ -109,9 +115,10 @@ class WorkQueue:
             if first is None:
                 return
             batch = [first]
+            deadline = time.monotonic() + DELETE_LINGER_S
             while len(batch) < 10:
                 try:
-                    nxt = self._deletes.get_nowait()
+                    nxt = self._deletes.get(timeout=max(0.0, deadline - time.monotonic()))
                 except stdqueue.Empty:
                     break
                 if nxt is None:

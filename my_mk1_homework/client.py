@@ -187,9 +187,8 @@ class Function:
         except OSError as e:
             raise ConnectionError(f"cannot reach the dispatcher at {self.endpoint}: {e}. {HINT}") from None
         if status >= 400:
-            code = body.get("Type") and body.get("code") or ""
             cls = NotFound if status == 404 else PermissionDenied if status == 403 else Mk1Error
-            raise cls(body.get("message", str(body)), code=code)
+            raise cls(body.get("message", str(body)))
         return body
 
 

@@ -226,8 +226,7 @@ class Admission:
     # -- the pump: SQS -> held, in order --
     def _want(self, now: float) -> tuple[bool, int]:
         expected = len(self._waiters) + self._async_pending
-        room = self.cap() + PREFETCH - len(self._held)
-        if room <= 0:
+        if self._receive_room() <= 0:
             return False, 0
         if expected > len(self._held):
             return True, 1
@@ -246,7 +245,7 @@ class Admission:
                     self._dispatch()  # the cap may have been raised live
                 if not self._running:
                     return
-                room = self.cap() + PREFETCH - len(self._held)
+                room = self._receive_room()
                 if wait_s == 0:
                     self._last_sweep = self.clock.monotonic()
             try:
@@ -255,10 +254,17 @@ class Admission:
                 log.warning("%s: receiving from SQS failed: %s", self.function, e)
                 threading.Event().wait(0.5)
                 continue
-            if messages:
-                with self._cond:
-                    self._held.extend(messages)
-                    self._dispatch()
+            self._on_messages(messages)
+
+    def _receive_room(self) -> int:
+        """Caller holds the lock: how many messages the next receive may take."""
+        return self.cap() + PREFETCH - len(self._held)
+
+    def _on_messages(self, messages: list[tuple[dict, str]]) -> None:
+        if messages:
+            with self._cond:
+                self._held.extend(messages)
+                self._dispatch()
 
     def stop(self) -> None:
         with self._cond:

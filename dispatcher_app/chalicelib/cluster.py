@@ -76,31 +76,17 @@ class ClusterAdmission(Admission):
     def _dispatch(self) -> None:
         pass   # slots are handed out by the pump below, which must wait for leases outside the lock
 
-    # -- the pump: our own sync messages and anyone's async messages, in order --
-    def _pump_loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._running:
-                    want, wait_s = self._want(self.clock.monotonic())
-                    if want:
-                        break
-                    self._cond.wait(0.5)
-                if not self._running:
-                    return
-                if wait_s == 0:
-                    self._last_sweep = self.clock.monotonic()
-            try:
-                messages = self.queue.receive(10, wait_s)
-            except Exception as e:
-                log.warning("%s: receiving from SQS failed: %s", self.function, e)
-                threading.Event().wait(0.5)
-                continue
-            self._grant_local()
-            mine = [m for m in messages if self._sort_out(*m)]
-            for body, receipt in mine:
-                self._serve(body, receipt)
-            if self._waiters or (messages and not mine):
-                threading.Event().wait(LEASE_RETRY_S)
+    # -- the pump (admit.Admission's loop): our own sync calls, and anyone's async messages --
+    def _receive_room(self) -> int:
+        return 10   # nothing is held here: messages are served as they come
+
+    def _on_messages(self, messages: list[tuple[dict, str]]) -> None:
+        self._grant_local()
+        mine = [m for m in messages if self._sort_out(*m)]
+        for body, receipt in mine:
+            self._serve(body, receipt)
+        if self._waiters or (messages and not mine):
+            threading.Event().wait(LEASE_RETRY_S)
 
     def _grant_local(self) -> None:
         """Give free global slots to this dispatcher's waiting sync calls, oldest first."""

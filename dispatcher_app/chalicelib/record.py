@@ -105,7 +105,8 @@ class Recorder:
                     self._cond.wait(1.0)
                 if not self._running and not (self._usage or self._events or self._to_table):
                     return
-            self.clock.sleep(self.batch_s) if self._running else None
+            if self._running:
+                self.clock.sleep(self.batch_s)   # let a batch gather
             try:
                 self._write_batch()
                 backoff = 0.2

@@ -9,7 +9,6 @@ makes no network round trip.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import threading
 import uuid
@@ -29,7 +28,8 @@ from .clock import SystemClock
 from .cluster import ClusterAdmission
 from .leases import Leases
 from .executor_lambda import LambdaExecutor
-from .errors import AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable, TooManyRequests
+from .errors import (AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable,
+                     TooManyRequests, UnrecognizedClient)
 from .functions import CodeStore, FunctionRegistry, function_name_from
 from .metrics import Metrics
 from .model import ExecInfo, FunctionConfig, Invocation, Outcome
@@ -42,6 +42,11 @@ log = logging.getLogger("mk1.service")
 
 INVOKE_ACTION = "lambda:InvokeFunction"
 RECORD_DURABLE_WAIT_S = 30.0
+
+
+def _account_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else "000000000000"
 
 
 @dataclass
@@ -76,7 +81,6 @@ class Dispatcher:
         self.instance_id = uuid.uuid4().hex
         self.leases = Leases(self.ddb, self.instance_id, settings.MK1_LEASE_MS / 1000, self.clock) \
             if settings.MK1_CLUSTER else None
-        self.account = ""
 
     # -- lifecycle --
     def start(self) -> "Dispatcher":
@@ -179,20 +183,16 @@ class Dispatcher:
             return error_response(e, request_id)
 
     def authenticate(self, req: HttpRequest) -> Identity:
-        akid_known = True
         try:
             return verify(req.method, req.raw_path, req.query, req.headers, req.body, self.keys)
-        except Mk1Error as e:
-            akid_known = e.code != "UnrecognizedClientException"
-            if akid_known:
-                raise
+        except UnrecognizedClient:
+            pass
         # A key created a moment ago (re-provisioned): read the keys once more, then decide.
-        if not akid_known:
-            try:
-                self.keys.refresh()
-                self.policies.refresh(self.keys.users())
-            except Exception as e:
-                log.warning("refreshing keys failed: %s", e)
+        try:
+            self.keys.refresh()
+            self.policies.refresh(self.keys.users())
+        except Exception as e:
+            log.warning("refreshing keys failed: %s", e)
         return verify(req.method, req.raw_path, req.query, req.headers, req.body, self.keys)
 
     def _resolve(self, inv: InvokeRequest) -> FunctionConfig:
@@ -213,13 +213,17 @@ class Dispatcher:
 
     @staticmethod
     def user_arn(user: str, config: FunctionConfig) -> str:
-        account = config.arn.split(":")[4] if config.arn.count(":") >= 4 else "000000000000"
-        return f"arn:aws:iam::{account}:user/{user}"
+        return f"arn:aws:iam::{_account_of(config.arn)}:user/{user}"
 
     def is_admin_reader(self, identity: Identity) -> bool:
-        resource = f"arn:aws:dynamodb:{self.s.region}:*:table/{names.USAGE_TABLE}"
-        return authz.evaluate(self.policies.policies(identity.user), "dynamodb:Scan", resource.replace(
-            ":*:", ":000000000000:")) is authz.Decision.ALLOW
+        """May this user read everyone's usage (Scan on the usage table)?"""
+        resource = f"arn:aws:dynamodb:{self.s.region}:{self._account()}:table/{names.USAGE_TABLE}"
+        return authz.evaluate(self.policies.policies(identity.user), "dynamodb:Scan",
+                              resource) is authz.Decision.ALLOW
+
+    def _account(self) -> str:
+        functions = self.registry.all()
+        return _account_of(functions[0].arn) if functions else _account_of("")
 
     def _invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
                      inv: InvokeRequest, alive) -> HttpResponse:

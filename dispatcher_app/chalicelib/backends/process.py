@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Callable
 
 from .base import ContainerSpec

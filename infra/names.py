@@ -11,12 +11,18 @@ USERS_SECRET = "mk1/users"
 USAGE_TABLE = "mk1-usage"
 USAGE_BY_FUNCTION_INDEX = "by-function"
 RESULTS_TABLE = "mk1-async-results"
+RESULTS_TTL_ATTRIBUTE = "expires_at"   # DynamoDB TTL on the results table (cluster claims)
 LEASES_TABLE = "mk1-leases"
 CODE_BUCKET = "mk1-code"
 
 
 def queue_name(function: str) -> str:
     return f"mk1-{function}-queue"
+
+
+def reply_queue_name(instance_id: str) -> str:
+    """Cluster mode: answers for the sync calls one dispatcher holds the connections of."""
+    return f"mk1-replies-{instance_id[:16]}"
 
 
 def dlq_name(function: str) -> str:

@@ -150,6 +150,12 @@ class Provisioner:
                                          {"AttributeName": "sk", "KeyType": "RANGE"}],
                            "Projection": {"ProjectionType": "ALL"}}])
         self._table(names.RESULTS_TABLE, attrs=[("request_id", "S")], keys=[("request_id", "HASH")])
+        try:   # cluster claims and old results expire by themselves on AWS
+            self.ddb.update_time_to_live(TableName=names.RESULTS_TABLE, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": names.RESULTS_TTL_ATTRIBUTE})
+        except ClientError as e:
+            if not _exists(e, "ValidationException"):   # "TimeToLive is already enabled"
+                raise
         # Cluster mode's concurrency leases (function, slot): see chalicelib/leases.py.
         self._table(names.LEASES_TABLE, attrs=[("function", "S"), ("slot", "N")],
                     keys=[("function", "HASH"), ("slot", "RANGE")])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .clock import SystemClock
-from .errors import ClientGone, ServiceUnavailable, TooManyRequests
+from .errors import ClientGone, Mk1Error, ServiceUnavailable, TooManyRequests
 from .queues import WorkQueue
 
 log = logging.getLogger("mk1.admit")
@@ -40,6 +40,8 @@ class Waiter:
     receipt: str | None = None
     lease: int | None = None        # cluster mode: the global slot granted to this call
     failed: Exception | None = None  # its queue message could not be sent
+    answer: object | None = None     # cluster mode: the HttpResponse of a run on another dispatcher
+    elsewhere: bool = False          # cluster mode: another dispatcher claimed the call and runs it
 
 
 class Slot:
@@ -92,7 +94,9 @@ class Admission:
 
     # -- sync calls --
     def acquire(self, request_id: str, alive: Callable[[], bool] = lambda: True,
-                max_wait_s: float | None = None) -> Slot:
+                max_wait_s: float | None = None, work: Callable[[], dict] | None = None) -> Slot:
+        """A slot for this call, waiting in the queue if need be. `work` describes the call for a
+        dispatcher that may run it elsewhere (cluster mode); one process needs only the id."""
         cap = self.cap()
         with self._cond:
             if cap == 0:
@@ -133,21 +137,25 @@ class Admission:
                 expired = self.clock.monotonic() >= w.deadline
                 gone = not alive()
                 if (expired or gone) and self._cancel(w):
+                    if isinstance(w.failed, Mk1Error):
+                        raise w.failed
                     if gone:
                         raise ClientGone(w.request_id)
                     raise TooManyRequests(self._busy(cap, self._waiting()) +
                                           f"; waited {self.max_wait_s:.0f} s without a free slot.", REASON, 1,
                                           after_wait=True)
-        except (ClientGone, TooManyRequests):
+        except (ClientGone, Mk1Error):
             raise
         except BaseException:
             # Whatever broke the wait, the call leaves the queue: if a slot reached it meanwhile,
             # give that slot back, or the function would lose it for good.
-            if not self._cancel(w):
+            if not self._cancel(w) and w.granted:
                 if w.receipt is not None:
                     self.queue.delete_later(w.receipt)
                 self._granted_slot(w, 0.0).release()
             raise
+        if w.answer is not None:
+            return w.answer   # type: ignore[return-value]
         if w.failed is not None:
             raise ServiceUnavailable(f"could not queue the call in SQS: {w.failed}")
         if w.receipt is not None:

@@ -1,30 +1,36 @@
 """Cluster mode admission: the same contract as admit.Admission, with the cap held globally.
 
 Several dispatchers share one AWS endpoint. A slot is a DynamoDB lease (leases.py),
-so at most N calls of a function run across all dispatchers. Waiting calls are
-calls wait as follows:
-- an async call is a message in the function's shared SQS queue, run by whichever
-  dispatcher receives it and gets a slot first (competing consumers); if that
-  dispatcher dies, the message reappears after the visibility timeout and its lease
-  expires after MK1_LEASE_MS, so nothing accepted is lost.
-- a sync call waits, in arrival order, on the dispatcher that holds its connection,
-  which takes the next free global slot for it: the answer is produced where the
-  caller is connected. (It is not put in SQS: a message only its owner may take
-  would bounce between dispatchers and, with a redrive policy, end in the DLQ.)
-The cap is exact across dispatchers; the order is FIFO within each dispatcher.
+so at most N calls of a function run across all dispatchers. Every dispatcher's pump
+listens on the function's shared SQS queue (competing consumers) and serves the
+message it receives as soon as it holds a lease:
+- an async call runs there; if that dispatcher dies, the message reappears after the
+  visibility timeout and its lease expires after MK1_LEASE_MS, so nothing is lost.
+- a sync call's message carries the whole call (payload in S3 when large). Its owner
+  (the dispatcher holding the caller's connection) runs it itself when its own pump
+  got the message; any other dispatcher runs it and sends the answer to the owner's
+  reply queue (replies.py). Runner and owner claim the call first (claims.py), so a
+  caller that gives up and a runner that starts never both answer.
+A call reaching a dispatcher with nothing waiting there takes a free lease at once,
+without SQS; the order among queued calls is SQS's (best effort across dispatchers).
 """
 from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
-from .admit import REASON, SWEEP_EVERY_S, Admission, Slot, Waiter
-from .errors import TooManyRequests
+from .admit import REASON, Admission, Slot, Waiter
+from .claims import Claims
+from .errors import ServiceUnavailable, TooManyRequests
 from .leases import Leases
 
 log = logging.getLogger("mk1.cluster")
 
 LEASE_RETRY_S = 0.02
+ANSWER_MARGIN_S = 30.0   # a claimed call's answer may take the function's timeout plus this
+
+SyncRunner = Callable[[dict, str, Slot], None]
 
 
 class LeaseSlot(Slot):
@@ -34,12 +40,14 @@ class LeaseSlot(Slot):
 
 
 class ClusterAdmission(Admission):
-    def __init__(self, *args, leases: Leases, **kw):
-        self.leases = leases
+    def __init__(self, *args, leases: Leases, claims: Claims, run_sync: SyncRunner,
+                 timeout_s: Callable[[], float], **kw):
+        self.leases, self.claims, self.run_sync, self.timeout_s = leases, claims, run_sync, timeout_s
         super().__init__(*args, **kw)
 
     # -- sync calls --
-    def acquire(self, request_id: str, alive=lambda: True, max_wait_s: float | None = None) -> Slot:
+    def acquire(self, request_id: str, alive=lambda: True, max_wait_s: float | None = None,
+                work: Callable[[], dict] | None = None) -> Slot:
         cap = self.cap()
         if cap == 0:
             raise TooManyRequests(f"{self.function} has reserved concurrency 0: every call is refused "
@@ -52,16 +60,62 @@ class ClusterAdmission(Admission):
                 with self._cond:
                     self._take()
                 return LeaseSlot(self, 0.0, lease, request_id)
+        if work is None:
+            raise ValueError("cluster mode queues the whole call: acquire() needs work")
+        body = work()   # before the lock: it may put a large payload in S3
+        wait_s = self.max_wait_s if max_wait_s is None else max_wait_s
         with self._cond:
             waiting = self._waiting()
             if waiting >= self.max_depth:
                 raise TooManyRequests(self._busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
                                       REASON, 1)
             now = self.clock.monotonic()
-            w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
-            self._waiters[request_id] = w      # dicts keep insertion order: the local FIFO
-            self._cond.notify_all()
+            w = Waiter(request_id, now + wait_s, now)
+            self._waiters[request_id] = w
+            self.queue.send_ordered({**body, "request_id": request_id, "kind": "sync", "function": self.function,
+                                     "owner": self.instance_id, "expires": self.clock.time() + wait_s + 5},
+                                    on_fail=lambda err, w=w: self._send_failed(w, err))
         return self._wait(w, cap, alive)
+
+    def answer(self, request_id: str, response) -> bool:
+        """Another dispatcher ran this call: hand its answer to the waiting caller."""
+        with self._cond:
+            w = self._waiters.pop(request_id, None)
+            if w is None:
+                return False
+            w.answer = response
+        w.event.set()
+        return True
+
+    def _cancel(self, w: Waiter) -> bool:
+        """The caller gives up (deadline or hang-up) only if no dispatcher has claimed its call."""
+        with self._cond:
+            if w.granted or w.answer is not None:
+                return False
+            elsewhere = w.elsewhere
+        failed = None
+        if elsewhere:
+            if self.clock.monotonic() < w.deadline:
+                return False   # being run elsewhere: its answer is on the way
+            failed = ServiceUnavailable(f"the dispatcher running call {w.request_id} of {self.function} "
+                                        f"stopped answering (it may have been stopped).")
+        else:
+            try:
+                won = self.claims.claim(w.request_id, "given-up")
+            except Exception as e:   # the endpoint is down: nobody else can claim it either
+                log.warning("claiming %s to give it up failed: %s", w.request_id, e)
+                won = True
+            if not won:
+                with self._cond:
+                    w.elsewhere = True
+                    w.deadline = self.clock.monotonic() + self.timeout_s() + ANSWER_MARGIN_S
+                return False
+        with self._cond:
+            if w.granted or w.answer is not None:
+                return False
+            w.cancelled, w.failed = True, failed
+            self._waiters.pop(w.request_id, None)
+            return True
 
     def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
         return LeaseSlot(self, wait_ms, w.lease, w.request_id)  # type: ignore[arg-type]
@@ -74,108 +128,90 @@ class ClusterAdmission(Admission):
             self._cond.notify_all()
 
     def _dispatch(self) -> None:
-        pass   # slots are handed out by the pump below, which must wait for leases outside the lock
+        pass   # slots are handed out by the pump below, which waits for leases outside the lock
 
-    # -- the pump (admit.Admission's loop): our own sync calls, and anyone's async messages --
+    # -- the pump (admit.Admission's loop): a competing consumer of the shared queue --
+    def _want(self, now: float) -> tuple[bool, int]:
+        return True, 1   # always listening: any dispatcher may hold calls that this one could run
+
     def _receive_room(self) -> int:
-        return 10   # nothing is held here: messages are served as they come
+        return 1   # take one message at a time: one held here cannot run on a dispatcher with a slot
 
     def _on_messages(self, messages: list[tuple[dict, str]]) -> None:
-        self._grant_local()
-        mine = [m for m in messages if self._sort_out(*m)]
-        for body, receipt in mine:
-            self._serve(body, receipt)
-        if self._waiters or (messages and not mine):
-            threading.Event().wait(LEASE_RETRY_S)
-
-    def _grant_local(self) -> None:
-        """Give free global slots to this dispatcher's waiting sync calls, oldest first."""
-        while True:
-            with self._cond:
-                head = next((w for w in self._waiters.values() if not w.cancelled), None)
-            if head is None:
-                return
-            lease = self.leases.try_acquire(self.function, self.cap(), head.request_id)
-            if lease is None:
-                return
-            with self._cond:
-                self._take()
-                if head.cancelled:
-                    granted = False
-                else:
-                    self._waiters.pop(head.request_id, None)
-                    head.granted, head.lease = True, lease
-                    head.event.set()
-                    granted = True
-            if not granted:
-                self._release(LeaseSlot(self, 0.0, lease, head.request_id))
-
-    def _want(self, now: float) -> tuple[bool, int]:
-        if self._waiters:
-            return True, 0      # poll leases (and pick up any async work) without blocking on SQS
-        if self._async_pending > 0:
-            return True, 1
-        if now - self._last_sweep >= SWEEP_EVERY_S:
-            return True, 0
-        return False, 0
-
-    def _sort_out(self, body: dict, receipt: str) -> bool:
-        """True if this dispatcher serves the message; others' sync calls go straight back."""
-        if body.get("kind") == "sync" and body.get("owner") != self.instance_id:
-            if self.clock.time() > float(body.get("expires", 0)):
-                self.queue.delete_later(receipt)   # its caller stopped waiting long ago
-            else:
+        for body, receipt in messages:
+            try:
+                self._serve(body, receipt)
+            except Exception:
+                log.exception("%s: serving a queued call failed; SQS delivers it again", self.function)
                 self.queue.give_back(receipt)
-            return False
-        return True
 
     def _serve(self, body: dict, receipt: str) -> None:
-        rid = body.get("request_id", "")
+        rid, kind = body.get("request_id", ""), body.get("kind")
+        mine = body.get("owner") == self.instance_id
         waiter = None
-        if body.get("kind") == "sync":
-            with self._cond:
-                waiter = self._waiters.get(rid)
-            if waiter is None or waiter.cancelled:
-                self.queue.delete_later(receipt)
+        if kind == "sync":
+            if mine:
+                with self._cond:
+                    waiter = self._waiters.get(rid)
+                if waiter is None or waiter.cancelled:
+                    self.queue.delete_later(receipt)
+                    return
+            elif self.clock.time() > float(body.get("expires", 0)) or "payload" not in body:
+                self.queue.delete_later(receipt)   # its caller stopped waiting long ago
                 return
-        lease = None
-        while self._running and lease is None:
-            if waiter is not None and waiter.cancelled:
-                break
-            lease = self.leases.try_acquire(self.function, self.cap(), rid)
-            if lease is None:
-                threading.Event().wait(LEASE_RETRY_S)
+        lease = self._lease(rid, waiter)
         if lease is None:
-            if waiter is not None:
+            if waiter is not None and waiter.cancelled:
                 self.queue.delete_later(receipt)
             else:
                 self.queue.give_back(receipt)   # shutting down: another dispatcher runs it
             return
-        cancelled = False
+        slot = LeaseSlot(self, 0.0, lease, rid)
         with self._cond:
             self._take()
-            if waiter is None:
-                if body.get("owner") == self.instance_id:
-                    self._async_pending = max(0, self._async_pending - 1)
-            elif waiter.cancelled:
-                self._waiters.pop(rid, None)
-                cancelled = True
-            else:
-                self._waiters.pop(rid, None)
-                waiter.granted, waiter.receipt, waiter.lease = True, receipt, lease
-                waiter.event.set()
-                return
-        if cancelled:
-            self._release(LeaseSlot(self, 0.0, lease, rid))
+        try:
+            won = kind != "sync" or self.claims.claim(rid, "running")
+        except Exception:
+            slot.release()
+            raise
+        if not won:
+            slot.release()                      # its caller gave up first, or it ran already
             self.queue.delete_later(receipt)
             return
-        slot = LeaseSlot(self, 0.0, lease, rid)
-        if self.run_async is None:
+        if kind == "sync" and mine:
+            with self._cond:
+                if not waiter.cancelled:
+                    self._waiters.pop(rid, None)
+                    waiter.granted, waiter.receipt, waiter.lease = True, receipt, lease
+                    waiter.event.set()
+                    return
+            slot.release()
+            self.queue.delete_later(receipt)
+            return
+        if kind == "sync":
+            slot.wait_ms = max(0.0, (self.clock.time() - float(body.get("accepted_at", 0))) * 1000)
+            runner = self.run_sync
+        else:
+            if mine:
+                with self._cond:
+                    self._async_pending = max(0, self._async_pending - 1)
+            runner = self.run_async
+        if runner is None:
             slot.release()
             self.queue.give_back(receipt)
             return
-        threading.Thread(target=self.run_async, args=(body, receipt, slot), daemon=True,
-                         name=f"async-{rid}").start()
+        threading.Thread(target=runner, args=(body, receipt, slot), daemon=True, name=f"{kind}-{rid}").start()
+
+    def _lease(self, rid: str, waiter: Waiter | None) -> int | None:
+        """Wait for a global slot (the pump serves one message at a time, in queue order)."""
+        while self._running:
+            if waiter is not None and waiter.cancelled:
+                return None
+            lease = self.leases.try_acquire(self.function, self.cap(), rid)
+            if lease is not None:
+                return lease
+            threading.Event().wait(LEASE_RETRY_S)
+        return None
 
     def describe(self) -> dict:
         d = super().describe()

@@ -8,7 +8,6 @@ makes no network round trip.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import uuid
@@ -20,11 +19,13 @@ from infra import aws, names
 from my_mk1_homework.settings import Settings
 
 from . import authorize as authz
+from . import payloads
 from .admit import Admission, Slot
 from .assign import FunctionPool
 from .authenticate import Identity, KeyStore, secrets_manager_loader, verify
 from .backends import select_backend
 from .clock import SystemClock
+from .claims import Claims
 from .cluster import ClusterAdmission
 from .leases import Leases
 from .executor_lambda import LambdaExecutor
@@ -35,6 +36,7 @@ from .metrics import Metrics
 from .model import ExecInfo, FunctionConfig, Invocation, Outcome
 from .queues import WorkQueue
 from .record import Recorder, billed_ms, iso, report_lines
+from .replies import Replies
 from .results import Results
 from .wire import HttpRequest, HttpResponse, InvokeRequest, error_response, new_request_id, parse_invoke, tail
 
@@ -72,7 +74,7 @@ class Dispatcher:
         self.metrics = Metrics(self.describe_functions)
         self.recorder = Recorder(self.ddb, self.logs, settings.usage_log, self.clock,
                                  settings.MK1_USAGE_BATCH_MS / 1000, self.metrics)
-        self.results = Results(self.ddb)
+        self.results = Results(self.ddb, self.s3)
         self._pools: dict[str, FunctionPool] = {}
         self._admissions: dict[str, Admission] = {}
         self._lock = threading.Lock()
@@ -81,6 +83,8 @@ class Dispatcher:
         self.instance_id = uuid.uuid4().hex
         self.leases = Leases(self.ddb, self.instance_id, settings.MK1_LEASE_MS / 1000, self.clock) \
             if settings.MK1_CLUSTER else None
+        self.claims = Claims(self.ddb, self.instance_id, self.clock) if self.leases else None
+        self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
 
     # -- lifecycle --
     def start(self) -> "Dispatcher":
@@ -89,6 +93,8 @@ class Dispatcher:
         if removed:
             log.info("removed %d containers left by an earlier run", removed)
         self.refresh_control_plane()
+        if self.leases:
+            self.replies = Replies(self.sqs, self.s3, self.instance_id, self._deliver_answer)
         for cfg in self.registry.all():
             self._admission(cfg.name)   # start each pump: picks up async calls queued before a restart
         for target, name in ((self._refresh_loop, "control-refresh"), (self._reap_loop, "reaper")):
@@ -130,6 +136,8 @@ class Dispatcher:
             a.queue.flush()
         if self.leases:
             self.leases.stop()
+        if self.replies:
+            self.replies.close()
         self.recorder.drain()
 
     # -- per-function parts, made on first use --
@@ -152,7 +160,9 @@ class Dispatcher:
             if name not in self._admissions:
                 url = self.sqs.get_queue_url(QueueName=names.queue_name(name))["QueueUrl"]
                 dlq = self.sqs.get_queue_url(QueueName=names.dlq_name(name))["QueueUrl"]
-                kind, extra = (ClusterAdmission, {"leases": self.leases}) if self.leases else (Admission, {})
+                kind, extra = (ClusterAdmission, {
+                    "leases": self.leases, "claims": self.claims, "run_sync": self._run_queued_sync,
+                    "timeout_s": lambda: self.registry.get(name).timeout_s}) if self.leases else (Admission, {})
                 self._admissions[name] = kind(
                     name, WorkQueue(self.sqs, url, dlq, self.s.MK1_SQS_VISIBILITY_S), lambda: self._reserved(name),
                     clock=self.clock, max_depth=self.s.MK1_MAX_QUEUE_DEPTH,
@@ -229,8 +239,15 @@ class Dispatcher:
                      inv: InvokeRequest, alive) -> HttpResponse:
         admission = self._admission(config.name)
         accepted = self.clock.time()
+        packed: list[dict] = []
+
+        def work() -> dict:
+            """The call as a queue message, for cluster mode: any dispatcher may run it."""
+            packed.append(payloads.pack(self.s3, inv.payload, request_id))
+            return {"user": identity.user, "accepted_at": accepted, "payload": packed[0],
+                    "tail_log": inv.tail_log, "reply_to": self.replies.url if self.replies else ""}
         try:
-            slot = admission.acquire(request_id, alive=alive)
+            got = admission.acquire(request_id, alive=alive, work=work)
         except TooManyRequests as e:
             self.metrics.throttles.labels(config.name).inc()
             if e.after_wait:
@@ -239,7 +256,12 @@ class Dispatcher:
         except ClientGone:
             self._record_unrun(request_id, identity, config, "RequestResponse", "cancelled", accepted)
             return HttpResponse(499, b"")
-        with slot:
+        finally:
+            for p in packed:
+                payloads.discard(self.s3, p)
+        if isinstance(got, HttpResponse):
+            return got       # run (and recorded) by the dispatcher that took its message
+        with got as slot:
             run = self._execute(request_id, config, inv.payload)
         self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms)
         return self._sync_answer(request_id, run, slot, inv.tail_log)
@@ -263,7 +285,8 @@ class Dispatcher:
         headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST",
                    "Content-Type": "application/json",
                    "X-Mk1-Container": info.container_id, "X-Mk1-Cold": "true" if info.cold else "false",
-                   "X-Mk1-Duration-Ms": f"{info.duration_ms:.3f}", "X-Mk1-Wait-Ms": f"{slot.wait_ms:.3f}"}
+                   "X-Mk1-Duration-Ms": f"{info.duration_ms:.3f}", "X-Mk1-Wait-Ms": f"{slot.wait_ms:.3f}",
+                   "X-Mk1-Dispatcher": self.instance_id[:16]}
         if info.init_ms is not None:
             headers["X-Mk1-Init-Ms"] = f"{info.init_ms:.3f}"
         if run.outcome.is_error:
@@ -276,7 +299,7 @@ class Dispatcher:
     def _accept_async(self, request_id: str, identity: Identity, config: FunctionConfig,
                       inv: InvokeRequest) -> HttpResponse:
         body = {"request_id": request_id, "function": config.name, "user": identity.user, "attempt": 0,
-                "accepted_at": self.clock.time(), "payload": base64.b64encode(inv.payload).decode()}
+                "accepted_at": self.clock.time(), "payload": payloads.pack(self.s3, inv.payload, request_id)}
         try:
             self.results.pending(request_id, config.name, identity.user)
         except (ClientError, BotoCoreError) as e:
@@ -291,7 +314,7 @@ class Dispatcher:
         try:
             with slot:
                 config = self.registry.get(name)
-                run = self._execute(request_id, config, base64.b64decode(body["payload"]))
+                run = self._execute(request_id, config, payloads.unpack(self.s3, body["payload"]))
             recorded = threading.Event()
             self._record(request_id, identity, config, "Event", run, 0.0, attempt=body.get("attempt", 0),
                          written=recorded)
@@ -306,6 +329,7 @@ class Dispatcher:
                 self.results.update(request_id, "failed", run.outcome, attempt + 1)
             else:
                 self.results.update(request_id, "succeeded", run.outcome, attempt + 1)
+                payloads.discard(self.s3, body["payload"])
             # The message goes only once the call's usage record is in the table: a dispatcher
             # dying in between makes SQS deliver the call again (at least once, never lost).
             if not recorded.wait(RECORD_DURABLE_WAIT_S):
@@ -316,6 +340,40 @@ class Dispatcher:
         except Exception:
             # The message stays in SQS and comes back after its visibility timeout: not lost.
             log.exception("async invocation %s could not be completed; SQS will redeliver it", request_id)
+
+    # -- cluster mode: another dispatcher's queued sync call, run here --
+    def _run_queued_sync(self, body: dict, receipt: str, slot: Slot) -> None:
+        name, request_id = body["function"], body["request_id"]
+        admission = self._admission(name)
+        try:
+            with slot:
+                config = self.registry.get(name)
+                run = self._execute(request_id, config, payloads.unpack(self.s3, body["payload"]))
+        except Exception as e:
+            # Claimed here, so nobody else runs it: its caller gets the error, not silence.
+            log.exception("queued sync call %s could not run here", request_id)
+            err = e if isinstance(e, Mk1Error) else ServiceUnavailable(f"the call could not run: {e}")
+            self._reply(body, error_response(err, request_id))
+            admission.queue.delete_later(receipt)
+            return
+        recorded = threading.Event()
+        self._record(request_id, Identity(body.get("user", "unknown"), ""), config, "RequestResponse", run,
+                     slot.wait_ms, written=recorded)
+        self._reply(body, self._sync_answer(request_id, run, slot, bool(body.get("tail_log"))))
+        payloads.discard(self.s3, body["payload"])
+        if not recorded.wait(RECORD_DURABLE_WAIT_S):
+            log.warning("queued sync %s: usage record not yet written", request_id)
+        admission.queue.delete_later(receipt)   # its claim keeps a redelivery from running it again
+
+    def _reply(self, body: dict, answer: HttpResponse) -> None:
+        try:
+            self.replies.send(body["reply_to"], body["function"], body["request_id"], answer)  # type: ignore[union-attr]
+        except Exception as e:   # the owner is gone: so is its caller
+            log.warning("answer for %s could not reach its dispatcher: %s", body["request_id"], e)
+
+    def _deliver_answer(self, function: str, request_id: str, answer: HttpResponse) -> bool:
+        admission = self._admissions.get(function)
+        return isinstance(admission, ClusterAdmission) and admission.answer(request_id, answer)
 
     # -- usage --
     def _record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,

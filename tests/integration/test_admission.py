@@ -144,3 +144,16 @@ def test_waiting_calls_sit_in_the_sqs_queue(make_system):
         time.sleep(0.05)
     t.join(60)
     assert seen >= 4
+
+
+def test_async_call_larger_than_an_sqs_message_runs_and_keeps_its_result(system):
+    # 700 KB: over SQS's 256 KiB message; under Lambda's 1 MB Event limit
+    raw = system.lambda_client("admin")
+    r = raw.invoke(FunctionName="RuntimeAlpha", InvocationType="Event",
+                   Payload=json.dumps({"prompt": "big one", "padding": "x" * 700_000}).encode())
+    assert r["StatusCode"] == 202
+    from my_mk1_homework.client import Call
+    assert Call(system.function("RuntimeAlpha", "admin"), r["ResponseMetadata"]["RequestId"]).result(
+        timeout=60) == "[alpha] one big"
+    left = system.aws("s3").list_objects_v2(Bucket="mk1-code", Prefix="calls/").get("KeyCount", 0)
+    assert left == 0, "a spilled payload is deleted once its call succeeded"

@@ -1,4 +1,5 @@
 """Cluster mode: several dispatcher processes on one AWS endpoint hold the cap globally."""
+import json
 import os
 import shutil
 import signal
@@ -6,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from chalicelib.usage import query
@@ -106,6 +108,77 @@ def test_killed_dispatcher_loses_no_async_call_and_its_slots_return(make_system)
         for t in ts:
             t.join(60)
         assert len(burst) == 3 and max(r.wait_ms for r in burst) < 200
+    finally:
+        for p in peers:
+            p.stop()
+
+
+def _invoke_raw(fn, prompt, padding=None):
+    """boto3 invoke through a client class's client: (request id, dispatcher that ran it, status, body)."""
+    try:
+        r = fn._client.invoke(FunctionName="RuntimeAlpha", Payload=json.dumps({"prompt": prompt, **({"padding": padding} if padding else {})}).encode())
+    except fn._client.exceptions.TooManyRequestsException as e:
+        return e.response["ResponseMetadata"]["RequestId"], None, 429, b""
+    h = r["ResponseMetadata"]["HTTPHeaders"]
+    return r["ResponseMetadata"]["RequestId"], h.get("x-mk1-dispatcher"), r["StatusCode"], r["Payload"].read()
+
+
+def test_queued_sync_calls_run_on_any_dispatcher_and_answer_where_the_caller_is(make_system):
+    first = make_system(**CLUSTER)
+    peers = [Peer(first, "b"), Peer(first, "c")]
+    try:
+        fn = clients(first, peers, "RuntimeAlpha")[0]     # every call enters through the first dispatcher
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(lambda i: _invoke_raw(fn, f"call {i}"), range(30)))
+        assert all(status == 200 and b'"[alpha] ' in body for _, _, status, body in answers), answers
+        ran_on = {d for _, d, _, _ in answers}
+        assert len(ran_on) >= 2, f"queued calls should be taken by the other dispatchers too: {ran_on}"
+        recs = wait_records(first, {rid for rid, _, _, _ in answers})
+        assert sorted(r["request_id"] for r in recs) == sorted(rid for rid, _, _, _ in answers)  # one each
+        assert peak_concurrency(recs) <= 3
+    finally:
+        for p in peers:
+            p.stop()
+
+
+def test_a_caller_that_gives_up_is_answered_once_and_its_call_never_runs(make_system):
+    first = make_system(**{**CLUSTER, "MK1_ALPHA_GENERATE_SECONDS": "1.0", "MK1_MAX_WAIT_MS": "1500"})
+    peers = [Peer(first, "b")]
+    try:
+        fn = clients(first, peers, "RuntimeAlpha")[0]
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda i: _invoke_raw(fn, f"call {i}"), range(12)))
+        ok = {rid for rid, _, status, _ in answers if status == 200}
+        throttled = {rid for rid, _, status, _ in answers if status == 429}
+        assert len(ok) + len(throttled) == 12 and ok and throttled, answers
+        recs = wait_records(first, ok | throttled)
+        by_id = {}
+        for r in recs:
+            by_id.setdefault(r["request_id"], []).append(r["status"])
+        assert {k: v for k, v in by_id.items() if len(v) != 1} == {}      # exactly one record per call
+        assert {k for k, v in by_id.items() if v == ["success"]} == ok
+        assert {k for k, v in by_id.items() if v == ["throttled"]} == throttled
+        time.sleep(2.5)   # nothing given up runs later on any dispatcher
+        assert len([r for r in query(first.aws("dynamodb"), function="RuntimeAlpha")
+                    if r["request_id"] in throttled and r["status"] != "throttled"]) == 0
+    finally:
+        for p in peers:
+            p.stop()
+
+
+def test_a_queued_sync_call_with_a_large_payload_crosses_dispatchers_through_s3(make_system):
+    first = make_system(**CLUSTER)
+    peers = [Peer(first, "b")]
+    try:
+        fn = clients(first, peers, "RuntimeAlpha")[0]
+        padding = "x" * 400_000          # an event field beside the prompt: the message spills to S3
+        with ThreadPoolExecutor(9) as pool:
+            answers = list(pool.map(lambda i: _invoke_raw(fn, f"call {i}", padding), range(9)))
+        assert all(status == 200 and b'"[alpha] ' in body for _, _, status, body in answers), answers
+        assert len({d for _, d, _, _ in answers}) == 2
+        s3 = first.aws("s3")
+        left = s3.list_objects_v2(Bucket="mk1-code", Prefix="calls/").get("KeyCount", 0)
+        assert left == 0, "spilled payloads are deleted once used"
     finally:
         for p in peers:
             p.stop()

@@ -21,12 +21,15 @@ from . import figures, harness as h, report
 from .venv import RayPeer, ensure
 
 OUT = h.ROOT / ".mk1" / "bench"
+ALL = {1, 2, 3, 4, 5, 6}
 
 SIZES = {
     #            fig1 reps x calls, fig2 reps x calls, fig3 process/docker calls, fig4 burst, fig5 points
+    #            fig6 (cluster mode): overhead reps x calls, calls at the cap
     "full": {"f1": (5, 200), "f2": (3, 600), "f3": (12, 6), "f4": 1000,
-             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}},
-    "quick": {"f1": (3, 100), "f2": (2, 150), "f3": (4, 2), "f4": 200, "f5": {1: 30, 10: 120, 30: 150}},
+             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}, "f6": (3, 200, 600)},
+    "quick": {"f1": (3, 100), "f2": (2, 150), "f3": (4, 2), "f4": 200, "f5": {1: 30, 10: 120, 30: 150},
+              "f6": (2, 60, 150)},
     "selftest": {"f1": (1, 20)},
 }
 
@@ -35,6 +38,7 @@ DEFAULTS = {"MK1_CONTROL_REFRESH_MS": "1000", "MK1_USAGE_BATCH_MS": "200"}
 SYSTEM_A = {**DEFAULTS, "MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0",
             "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.05",
             "MK1_MAX_QUEUE_DEPTH": "2000", "MK1_MAX_WAIT_MS": "900000", "MK1_BACKEND": "process"}
+SYSTEM_CLUSTER = {**SYSTEM_A, "MK1_CLUSTER": "1"}
 SYSTEM_COLD = {**DEFAULTS, "MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0", "MK1_KEEPALIVE_MS": "0"}
 SYSTEM_QUEUE = {**DEFAULTS, "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.01",
                 "MK1_MAX_QUEUE_DEPTH": "2000", "MK1_MAX_WAIT_MS": "900000", "MK1_BACKEND": "process"}
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     mode = "selftest" if args.selftest else "quick" if args.quick else "full"
     size = SIZES[mode]
-    only = {int(x) for x in args.only.split(",") if x.strip()} or ({1} if mode == "selftest" else {1, 2, 3, 4, 5})
+    only = {int(x) for x in args.only.split(",") if x.strip()} or ({1} if mode == "selftest" else ALL)
     OUT.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     results: dict = {"mode": mode, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -218,6 +222,19 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:
                 results["not_measured"]["4-500"] = f"failed: {e}"
 
+    # -- figure 6: cluster mode, two dispatchers on one moto, beside figures 1 and 2
+    if 6 in only:
+        reps, calls, tput = size["f6"]
+        log(f"figure 6: cluster mode, 2 dispatchers ({reps} reps x {calls} warm calls, {tput} calls at the cap)")
+        try:
+            with h.running_system("cl", **SYSTEM_CLUSTER) as s:
+                from .cluster import cluster_mode
+                results["figures"]["6"] = guarded("6", lambda: cluster_mode(
+                    s, reps, calls, tput, results["figures"], log=log))
+        except Exception as e:
+            results["not_measured"]["6"] = f"failed: {e}"
+            failures += 1
+
     results["seconds"] = round(time.monotonic() - t_start, 1)
     results["figures"] = {k: v for k, v in results["figures"].items() if v}
     name = {"full": "results-full.json", "quick": "results-quick.json", "selftest": "selftest.json"}[mode]
@@ -229,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if mode != "selftest" and not tools.get("matplotlib", "missing"):
         plot_dir = (h.ROOT / "docs" / "bench") if (mode == "full" and not args.no_docs) else (OUT / "plots")
         report.plot(OUT / name, plot_dir, log)
-    if mode == "full" and only == {1, 2, 3, 4, 5}:
+    if mode == "full" and only == ALL:
         history = report.append_history(results)
-    if mode == "full" and not args.no_docs and only == {1, 2, 3, 4, 5}:
+    if mode == "full" and not args.no_docs and only == ALL:
         report.write_doc(results, history)
         log("wrote docs/BENCHMARKS.md")
     log(f"\nresults: {(OUT / name).relative_to(h.ROOT)}  ({results['seconds']:.0f} s)")

@@ -193,7 +193,7 @@ def render(r: dict, table: str, history: list[dict] | None = None) -> str:
     pkgs = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     parts = [f"""# Benchmarks: mk1 against the physical floor and a peer
 
-`make bench` (= `python -m bench`) measures five figures, each **in one run beside its
+`make bench` (= `python -m bench`) measures six figures, each **in one run beside its
 reference** (the physical floor on this machine, and where it makes sense a peer, Ray Serve),
 over several repetitions, and reports median, p99 and the ratio. `make bench-quick`
 (`--quick`, < 2 min, no peer) is the short form; `python -m bench --selftest` runs figure 1
@@ -319,6 +319,22 @@ Non-wait overhead = latency − queue wait (X-Mk1-Wait-Ms) − generate_ms.
 {_fig5(F['5'])}
 
 ![figure 5](bench/fig5_scaling.png)
+""")
+    if "6" in F:
+        f6 = F["6"]
+        parts.append(f"""## 6. Cluster mode beside one process
+
+`MK1_CLUSTER=1`, two dispatcher processes on one moto server (the system of figures 1 and 2).
+Warm overhead: one client alternating between the dispatchers, free slot: the fast path takes and
+returns a DynamoDB lease (two conditional writes) where one process counts in memory. At the cap:
+{f6['clients']} clients spread over both dispatchers; every waiting call is a message in the shared
+queue carrying the whole call, run by whichever dispatcher gets a lease first (claim, and a reply
+queue when that is not the caller's dispatcher).
+
+| measure | cluster mode | one process (figures 1, 2) | ratio |
+|---|---|---|---|
+| warm overhead via boto3, median ms | {_ms(f6['overhead_ms']['median'])} (p99 {_ms(f6['overhead_ms']['p99'])}) | {_ms(f6['single_process']['overhead_ms'])} | {f6['ratios']['overhead cluster/single']} |
+| throughput at the cap, calls/s (ideal {f6['throughput']['ideal_calls_per_s']:.0f}) | {f6['throughput']['calls_per_s']} ({f6['throughput']['errors']} errors) | {f6['single_process']['calls_per_s']} | {f6['ratios']['throughput cluster/single']} |
 """)
     prof = [_profile(r.get("profile"), "Warm call, one client (figure 1's path)"),
             _profile(F.get("2", {}).get("profile"), "At the cap, 30 clients (figure 2)"),

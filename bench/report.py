@@ -141,6 +141,19 @@ def rows(results: dict) -> list[list[str]]:
                             p["calls_per_s"], None, p.get("floor", {}).get("calls_per_s"), "-", "-",
                             f"{fmt(p['non_wait_overhead_ms']['median'])} / {fmt(p['non_wait_overhead_ms']['p99'])}",
                             digits=1))
+    f6 = F.get("6")
+    if f6:
+        r6, t6 = f6["ratios"], f6["throughput"]
+        out.append(_row("6", f"cluster mode ({f6['dispatchers']} dispatchers): warm overhead via boto3, ms "
+                             f"(floor col: one process)", f6["overhead_ms"]["median"], f6["overhead_ms"]["p99"],
+                        f6["single_process"]["overhead_ms"], "-", "-",
+                        f"+{fmt(r6['extra overhead ms'])} ms" if r6["extra overhead ms"] is not None else "-"))
+        out.append(_row("6", f"  cluster mode: throughput, {f6['clients']} clients, calls/s "
+                             f"(ideal {t6['ideal_calls_per_s']:.0f}; floor col: one process)",
+                        t6["calls_per_s"], None, f6["single_process"]["calls_per_s"], "-", "-",
+                        f"{fmt(t6['ratio_to_ideal'], 3)} x ideal, {t6['errors']} errors", digits=1))
+    elif "6" in nm:
+        out.append(["6", "cluster mode", nm["6"], "", "", "", "", "", "", ""])
     return out
 
 

@@ -17,6 +17,7 @@ without SQS; the order among queued calls is SQS's (best effort across dispatche
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from typing import Callable
 
@@ -43,6 +44,9 @@ class ClusterAdmission(Admission):
     def __init__(self, *args, leases: Leases, claims: Claims, run_sync: SyncRunner,
                  timeout_s: Callable[[], float], **kw):
         self.leases, self.claims, self.run_sync, self.timeout_s = leases, claims, run_sync, timeout_s
+        self._freed = threading.Event()                 # a lease of ours came back: try for one now
+        self._releases: queue.Queue[LeaseSlot] = queue.Queue()
+        threading.Thread(target=self._release_loop, daemon=True, name="lease-release").start()
         super().__init__(*args, **kw)
 
     # -- sync calls --
@@ -121,11 +125,18 @@ class ClusterAdmission(Admission):
         return LeaseSlot(self, wait_ms, w.lease, w.request_id)  # type: ignore[arg-type]
 
     def _release(self, slot: Slot | None = None) -> None:
-        if isinstance(slot, LeaseSlot):
-            self.leases.release(self.function, slot.lease, slot.request_id)
+        # The lease goes back off the caller's path: its answer need not wait for DynamoDB.
         with self._cond:
             self.in_use -= 1
             self._cond.notify_all()
+        if isinstance(slot, LeaseSlot):
+            self._releases.put(slot)
+
+    def _release_loop(self) -> None:
+        while True:
+            slot = self._releases.get()
+            self.leases.release(self.function, slot.lease, slot.request_id)
+            self._freed.set()
 
     def _dispatch(self) -> None:
         pass   # slots are handed out by the pump below, which waits for leases outside the lock
@@ -207,10 +218,11 @@ class ClusterAdmission(Admission):
         while self._running:
             if waiter is not None and waiter.cancelled:
                 return None
+            self._freed.clear()
             lease = self.leases.try_acquire(self.function, self.cap(), rid)
             if lease is not None:
                 return lease
-            threading.Event().wait(LEASE_RETRY_S)
+            self._freed.wait(LEASE_RETRY_S)
         return None
 
     def describe(self) -> dict:

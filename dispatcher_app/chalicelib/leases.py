@@ -32,26 +32,44 @@ class Leases:
 
     def try_acquire(self, function: str, cap: int, request_id: str) -> int | None:
         """A free slot (or one whose lease ran out) for this call, or None if all N are taken."""
-        slots = list(range(cap))
-        random.shuffle(slots)   # spread dispatchers over the slots instead of all racing for slot 0
         now = self._now_ms()
-        for slot in slots:
-            try:
-                self.ddb.put_item(
-                    TableName=names.LEASES_TABLE,
-                    Item={"function": {"S": function}, "slot": {"N": str(slot)},
-                          "owner": {"S": self.instance_id}, "request_id": {"S": request_id},
-                          "expires_at": {"N": str(now + int(self.lease_s * 1000))}},
-                    ConditionExpression="attribute_not_exists(request_id) OR expires_at < :now",
-                    ExpressionAttributeValues={":now": {"N": str(now)}})
-            except ClientError as e:
-                if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                    continue
-                raise
-            with self._lock:
-                self._held[(function, slot)] = request_id
-            return slot
+        with self._lock:
+            mine = {slot for (fn, slot) in self._held if fn == function}
+        guess = [s for s in range(cap) if s not in mine]
+        if not guess:
+            return None
+        # A free system answers the first write; a busy one answers one read, which names the
+        # free slots (trying every slot blindly would cost a failed write per busy slot).
+        first = random.choice(guess)
+        if self._put(function, first, request_id, now):
+            return first
+        taken = {int(i["slot"]["N"]) for i in self.ddb.query(
+            TableName=names.LEASES_TABLE, KeyConditionExpression="#f = :f", ConsistentRead=True,
+            ExpressionAttributeNames={"#f": "function"}, ExpressionAttributeValues={":f": {"S": function}},
+        )["Items"] if int(i["expires_at"]["N"]) >= now}
+        free = [s for s in guess if s not in taken and s != first]
+        random.shuffle(free)   # spread dispatchers over the slots instead of all racing for one
+        for slot in free:
+            if self._put(function, slot, request_id, now):
+                return slot
         return None
+
+    def _put(self, function: str, slot: int, request_id: str, now: int) -> bool:
+        try:
+            self.ddb.put_item(
+                TableName=names.LEASES_TABLE,
+                Item={"function": {"S": function}, "slot": {"N": str(slot)},
+                      "owner": {"S": self.instance_id}, "request_id": {"S": request_id},
+                      "expires_at": {"N": str(now + int(self.lease_s * 1000))}},
+                ConditionExpression="attribute_not_exists(request_id) OR expires_at < :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}})
+        except ClientError as e:
+            if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        with self._lock:
+            self._held[(function, slot)] = request_id
+        return True
 
     def release(self, function: str, slot: int, request_id: str) -> None:
         with self._lock:

@@ -42,6 +42,8 @@ class Waiter:
     failed: Exception | None = None  # its queue message could not be sent
     answer: object | None = None     # cluster mode: the HttpResponse of a run on another dispatcher
     elsewhere: bool = False          # cluster mode: another dispatcher claimed the call and runs it
+    next_watch: float = 0.0          # cluster mode: when to look at its runner again
+    runner_missing: int = 0          # cluster mode: checks that found its runner holding no lease
 
 
 class Slot:
@@ -134,6 +136,7 @@ class Admission:
         # hang-up checks (kept coarse: a thousand waiters must not keep two cores busy).
         try:
             while not w.event.wait(WAITER_CHECK_S):
+                self._watch(w)
                 expired = self.clock.monotonic() >= w.deadline
                 gone = not alive()
                 if (expired or gone) and self._cancel(w):
@@ -156,6 +159,8 @@ class Admission:
             raise
         if w.answer is not None:
             return w.answer   # type: ignore[return-value]
+        if isinstance(w.failed, Mk1Error):
+            raise w.failed
         if w.failed is not None:
             raise ServiceUnavailable(f"could not queue the call in SQS: {w.failed}")
         if w.receipt is not None:
@@ -164,6 +169,9 @@ class Admission:
 
     def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
         return Slot(self, wait_ms)
+
+    def _watch(self, w: Waiter) -> None:
+        """Called at every deadline check of a waiting call (cluster mode watches its runner)."""
 
     def _cancel(self, w: Waiter) -> bool:
         """True if cancelled; False if a slot was granted first (then the caller must use it)."""

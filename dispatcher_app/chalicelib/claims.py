@@ -35,3 +35,8 @@ class Claims:
                 return False
             raise
         return True
+
+    def get(self, request_id: str) -> dict | None:
+        item = self.ddb.get_item(TableName=names.RESULTS_TABLE, Key={"request_id": {"S": "claim:" + request_id}},
+                                 ConsistentRead=True).get("Item")
+        return {"state": item["state"]["S"], "by": item["by"]["S"]} if item else None

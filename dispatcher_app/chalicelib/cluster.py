@@ -121,6 +121,33 @@ class ClusterAdmission(Admission):
             self._waiters.pop(w.request_id, None)
             return True
 
+    def _watch(self, w: Waiter) -> None:
+        """A call waiting longer than a lease period may be running on another dispatcher: if that
+        one holds no live lease for it at two checks a lease period apart, it died mid-call and
+        no answer will come. The caller learns so now, not after its deadline and the timeout."""
+        now, period = self.clock.monotonic(), self.leases.lease_s
+        if w.granted or w.answer is not None or now < w.next_watch or now - w.enqueued < period:
+            return
+        w.next_watch = now + period
+        try:
+            claim = self.claims.get(w.request_id)
+            dead = (claim is not None and claim["by"] != self.instance_id and claim["state"] == "running"
+                    and not self.leases.holds(self.function, w.request_id))
+        except Exception as e:   # the endpoint is restarting: look again next period
+            log.warning("checking on the runner of %s failed: %s", w.request_id, e)
+            return
+        w.runner_missing = w.runner_missing + 1 if dead else 0
+        if w.runner_missing < 2:
+            return
+        with self._cond:
+            if w.granted or w.answer is not None:
+                return
+            w.cancelled = True
+            w.failed = ServiceUnavailable(f"the dispatcher running call {w.request_id} of {self.function} "
+                                          f"stopped (its lease expired) before answering.")
+            self._waiters.pop(w.request_id, None)
+        w.event.set()
+
     def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
         return LeaseSlot(self, wait_ms, w.lease, w.request_id)  # type: ignore[arg-type]
 

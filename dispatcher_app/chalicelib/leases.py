@@ -43,10 +43,7 @@ class Leases:
         first = random.choice(guess)
         if self._put(function, first, request_id, now):
             return first
-        taken = {int(i["slot"]["N"]) for i in self.ddb.query(
-            TableName=names.LEASES_TABLE, KeyConditionExpression="#f = :f", ConsistentRead=True,
-            ExpressionAttributeNames={"#f": "function"}, ExpressionAttributeValues={":f": {"S": function}},
-        )["Items"] if int(i["expires_at"]["N"]) >= now}
+        taken = {int(i["slot"]["N"]) for i in self._live(function)}
         free = [s for s in guess if s not in taken and s != first]
         random.shuffle(free)   # spread dispatchers over the slots instead of all racing for one
         for slot in free:
@@ -99,13 +96,20 @@ class Leases:
                 except Exception as e:
                     log.warning("renewing lease %s/%s failed: %s", function, slot, e)
 
-    def running(self, function: str) -> int:
-        """Unexpired leases of a function across the cluster (for status)."""
-        resp = self.ddb.query(TableName=names.LEASES_TABLE, KeyConditionExpression="#f = :f",
+    def holds(self, function: str, request_id: str) -> bool:
+        """Does some dispatcher hold a live lease for this call?"""
+        return any(i.get("request_id", {}).get("S") == request_id for i in self._live(function))
+
+    def _live(self, function: str) -> list[dict]:
+        resp = self.ddb.query(TableName=names.LEASES_TABLE, KeyConditionExpression="#f = :f", ConsistentRead=True,
                               ExpressionAttributeNames={"#f": "function"},
                               ExpressionAttributeValues={":f": {"S": function}})
         now = self._now_ms()
-        return sum(1 for i in resp["Items"] if int(i["expires_at"]["N"]) >= now)
+        return [i for i in resp["Items"] if int(i["expires_at"]["N"]) >= now]
+
+    def running(self, function: str) -> int:
+        """Unexpired leases of a function across the cluster (for status)."""
+        return len(self._live(function))
 
     def stop(self) -> None:
         self._stop.set()

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from botocore.exceptions import ClientError
 from chalicelib.usage import query
 from helpers import ROOT, System, free_port, peak_concurrency
 from infra.embedded import wait_http
@@ -117,8 +119,8 @@ def _invoke_raw(fn, prompt, padding=None):
     """boto3 invoke through a client class's client: (request id, dispatcher that ran it, status, body)."""
     try:
         r = fn._client.invoke(FunctionName="RuntimeAlpha", Payload=json.dumps({"prompt": prompt, **({"padding": padding} if padding else {})}).encode())
-    except fn._client.exceptions.TooManyRequestsException as e:
-        return e.response["ResponseMetadata"]["RequestId"], None, 429, b""
+    except ClientError as e:     # 429 throttled, 503 its runner died, ...
+        return e.response["ResponseMetadata"]["RequestId"], None, e.response["ResponseMetadata"]["HTTPStatusCode"], b""
     h = r["ResponseMetadata"]["HTTPHeaders"]
     return r["ResponseMetadata"]["RequestId"], h.get("x-mk1-dispatcher"), r["StatusCode"], r["Payload"].read()
 
@@ -182,3 +184,28 @@ def test_a_queued_sync_call_with_a_large_payload_crosses_dispatchers_through_s3(
     finally:
         for p in peers:
             p.stop()
+
+
+def test_a_caller_whose_runner_dies_mid_call_hears_so_within_lease_periods(make_system):
+    first = make_system(**{**CLUSTER, "MK1_ALPHA_GENERATE_SECONDS": "4.0"})
+    peer = Peer(first, "b")
+    try:
+        fn = clients(first, [peer], "RuntimeAlpha")[0]
+        pool = ThreadPoolExecutor(6)
+        started = time.monotonic()
+        futures = [pool.submit(_invoke_raw, fn, f"call {i}") for i in range(6)]
+        deadline = time.monotonic() + 20       # wait until the peer runs one of first's queued calls
+        while json.loads(urllib.request.urlopen(peer.url + "/mk1/status").read())[
+                "functions"]["RuntimeAlpha"]["in_use"] == 0:
+            assert time.monotonic() < deadline, "the peer never took a queued call"
+            time.sleep(0.05)
+        peer.stop(signal.SIGKILL)
+        answers = [f.result(timeout=60) for f in futures]
+        took = time.monotonic() - started
+        pool.shutdown()
+        statuses = sorted(status for _, _, status, _ in answers)
+        assert statuses.count(503) >= 1 and set(statuses) <= {200, 503}, answers
+        # 503 within a few lease periods (2 s here), long before MK1_MAX_WAIT_MS (60 s) + the timeout
+        assert took < 30, took
+    finally:
+        peer.stop()

@@ -84,6 +84,9 @@ class Admission:
         self._waiters: dict[str, Waiter] = {}
         self._held: deque[tuple[dict, str]] = deque()
         self._async_pending = 0
+        # The waiter handed a slot whose thread has not woken yet: the next one is handed its slot
+        # only then, so calls start in queue order (threads woken together start in any order).
+        self._handoff: Waiter | None = None
         self._running = True
         self._last_sweep = 0.0
         self.peak_in_use = 0
@@ -132,6 +135,15 @@ class Admission:
         w.event.set()
 
     def _wait(self, w: Waiter, cap: int, alive: Callable[[], bool]) -> Slot:
+        try:
+            return self._wait_for_grant(w, cap, alive)
+        finally:
+            with self._cond:
+                if self._handoff is w:      # it is awake: the next waiter may be handed a slot
+                    self._handoff = None
+                    self._dispatch()
+
+    def _wait_for_grant(self, w: Waiter, cap: int, alive: Callable[[], bool]) -> Slot:
         # A hand-off sets the event at once; the timeout only paces the deadline and
         # hang-up checks (kept coarse: a thousand waiters must not keep two cores busy).
         try:
@@ -219,6 +231,8 @@ class Admission:
     def _dispatch(self) -> None:
         """Hand free slots to held messages, in queue order. Caller holds the lock."""
         while self._held and self.in_use < self.cap():
+            if self._handoff is not None and self._held[0][0].get("kind") != "async":
+                return
             body, receipt = self._held.popleft()
             if body.get("kind") == "async":
                 if body.get("owner") == self.instance_id:
@@ -237,6 +251,7 @@ class Admission:
                 continue
             self._take()
             w.granted, w.receipt = True, receipt
+            self._handoff = w
             w.event.set()
 
     # -- the pump: SQS -> held, in order --

@@ -56,6 +56,7 @@ class InvokeResult:
     init_ms: float | None = None
     cold: bool | None = None
     container: str | None = None
+    started_at: float | None = None    # epoch seconds: when it began executing (init included)
     log: str | None = None
     headers: dict = field(default_factory=dict, repr=False)
 
@@ -177,7 +178,7 @@ class Function:
                             duration_ms=num("x-mk1-duration-ms"), wait_ms=num("x-mk1-wait-ms"),
                             init_ms=num("x-mk1-init-ms"),
                             cold=(h["x-mk1-cold"] == "true") if "x-mk1-cold" in h else None,
-                            container=h.get("x-mk1-container"),
+                            container=h.get("x-mk1-container"), started_at=num("x-mk1-started-at"),
                             log=base64.b64decode(r["LogResult"]).decode("utf-8", "replace")
                             if r.get("LogResult") else None, headers=dict(h))
 

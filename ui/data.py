@@ -87,6 +87,7 @@ class Answer:
     init_ms: float | None = None
     cold: bool | None = None
     container: str | None = None
+    started_at: float | None = None  # epoch seconds, the dispatcher's clock (X-Mk1-Started-At)
     finished: float | None = None
 
 
@@ -135,7 +136,7 @@ def _call(fn: Function | BaseException, a: Answer, user: str, url: str) -> Answe
         a.request_id = getattr(e, "request_id", "") or ""
     else:
         a.request_id, a.duration_ms, a.wait_ms = r.request_id, r.duration_ms, r.wait_ms
-        a.init_ms, a.cold, a.container = r.init_ms, r.cold, r.container
+        a.init_ms, a.cold, a.container, a.started_at = r.init_ms, r.cold, r.container, r.started_at
         if r.function_error:
             p = r.payload if isinstance(r.payload, dict) else {"errorMessage": str(r.payload)}
             a.status = FUNCTION_ERROR
@@ -257,7 +258,8 @@ def batch_records(user: str, request_ids: Iterable[str], since: float, timeout: 
 def timeline(answers: list[Answer], records: list[dict]) -> tuple[list[dict], str]:
     """Bars for the Gantt chart: one per phase (init, run) of each execution.
 
-    From the usage records where they arrived; for calls without a record, from the
+    From the usage records where they arrived; for calls without a record, from the answer's
+    X-Mk1-Started-At and durations (the same span the record will show), or failing those the
     client's clock (end = when the answer arrived). Returns (rows, source)."""
     by_id = {r["request_id"]: r for r in records if r.get("container_id")}
     spans: list[dict] = []
@@ -271,7 +273,10 @@ def timeline(answers: list[Answer], records: list[dict]) -> tuple[list[dict], st
         elif a.container and a.finished and a.duration_ms is not None:
             client_side += 1
             init_ms, dur = a.init_ms or 0.0, a.duration_ms
-            end, start = a.finished, a.finished - (dur + init_ms) / 1000
+            # The answer reaches the client after the slot is free again: its arrival is not the
+            # end of the execution. The dispatcher's start time is exact where it is given.
+            start = a.started_at if a.started_at is not None else a.finished - (dur + init_ms) / 1000
+            end = start + (dur + init_ms) / 1000
             container, status = a.container, a.status
         else:
             continue   # refused before it ran: nothing on the timeline
@@ -291,9 +296,9 @@ def timeline(answers: list[Answer], records: list[dict]) -> tuple[list[dict], st
     if client_side == 0:
         source = "usage records"
     elif client_side == n:
-        source = "client-side timestamps (the usage records had not arrived)"
+        source = "the answers' timestamps (the usage records had not arrived)"
     else:
-        source = f"usage records, and client-side timestamps for {client_side} of {n} calls"
+        source = f"usage records, and the answers' timestamps for {client_side} of {n} calls"
     return spans, source
 
 

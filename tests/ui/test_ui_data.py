@@ -69,10 +69,10 @@ def test_timeline_falls_back_to_client_timestamps():
     answers = [_answer(0, "RuntimeAlpha", "a", "A-1", t + 1.0, 500),
                _answer(1, "RuntimeAlpha", "b", "A-2", t + 1.2, 500)]
     spans, source = data.timeline(answers, [])
-    assert source.startswith("client-side timestamps")
+    assert source.startswith("the answers' timestamps")
     assert data.max_concurrent_by_runtime(spans) == {"RuntimeAlpha": 2}
     spans, source = data.timeline(answers, [_record("a", "A-1", t + 0.5, t + 1.0, 500)])
-    assert "client-side timestamps for 1 of 2" in source
+    assert "the answers' timestamps for 1 of 2" in source
 
 
 def test_iso_round_trip():

@@ -270,7 +270,7 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
     [t.join() for t in ts]
     pid = system.dispatcher.pid
     before = h.proc_status(pid)
-    n_records_before = len(system.usage_records())
+    n_records_before = len(system.usage_records(expect=CAP * 3, timeout=10))   # the warm-up's, written
     log(f"  dispatcher before: {before}")
     peak_threads = [before.get("Threads", 0)]
     stop = threading.Event()
@@ -297,8 +297,13 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
     bad = [r for r in rows if not (r["status"] == 200 and not r.get("function_error"))]
     log(f"  {len(ok)}/{n} answered in {b['wall_s']:.1f} s (submitted in {b['submit_s']:.2f} s); after: {after}")
     ids = {r["request_id"]: r for r in ok}
-    records = [x for x in system.usage_records(expect=n_records_before + len(ok), timeout=30)
-               if x.get("request_id") in ids]
+    deadline = time.monotonic() + 30     # every answered call's record, however long the writer lags
+    while True:
+        records = [x for x in system.usage_records(expect=n_records_before + len(ok), timeout=30)
+                   if x.get("request_id") in ids]
+        if len(records) >= len(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     out: dict = {"calls": n, "answered_ok": len(ok), "failed": n - len(ok),
                  "failure_samples": [r.get("error") or r.get("body") for r in bad][:5],
                  "generate_s": generate_s, "cap": CAP, "submit_s": round(b["submit_s"], 3),

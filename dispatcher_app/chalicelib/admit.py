@@ -40,8 +40,12 @@ class Waiter:
     receipt: str | None = None
     lease: int | None = None        # cluster mode: the global slot granted to this call
     failed: Exception | None = None  # its queue message could not be sent
+    # Called (under the lock) as the slot is granted, with the waiter's wake-up: True if it handed
+    # the call to a container itself and will wake the waiter once the call went out.
+    on_grant: Callable[[Callable[[], None]], bool] | None = None
     answer: object | None = None     # cluster mode: the HttpResponse of a run on another dispatcher
     elsewhere: bool = False          # cluster mode: another dispatcher claimed the call and runs it
+    granted_at: float | None = None  # monotonic, when a slot was handed to it
     next_watch: float = 0.0          # cluster mode: when to look at its runner again
     runner_missing: int = 0          # cluster mode: checks that found its runner holding no lease
 
@@ -52,9 +56,11 @@ class Slot:
     def __init__(self, admission: "Admission", wait_ms: float):
         self._admission, self.wait_ms = admission, wait_ms
         self._released = False
+        self._once = threading.Lock()
 
     def release(self) -> None:
-        if not self._released:
+        # Thread-safe: the Runtime API thread may release it as the function answers (assign.py).
+        if self._once.acquire(blocking=False):
             self._released = True
             self._admission._release(self)
 
@@ -90,6 +96,7 @@ class Admission:
         self._running = True
         self._last_sweep = 0.0
         self.peak_in_use = 0
+        work_queue.hurry = lambda: len(self._held) < self.cap()   # see queues.SEND_LINGER_COVERED_S
         self._pump = threading.Thread(target=self._pump_loop, daemon=True, name=f"pump-{function}")
         self._pump.start()
 
@@ -99,7 +106,8 @@ class Admission:
 
     # -- sync calls --
     def acquire(self, request_id: str, alive: Callable[[], bool] = lambda: True,
-                max_wait_s: float | None = None, work: Callable[[], dict] | None = None) -> Slot:
+                max_wait_s: float | None = None, work: Callable[[], dict] | None = None,
+                on_grant: Callable[[Callable[[], None]], bool] | None = None) -> Slot:
         """A slot for this call, waiting in the queue if need be. `work` describes the call for a
         dispatcher that may run it elsewhere (cluster mode); one process needs only the id."""
         cap = self.cap()
@@ -116,6 +124,7 @@ class Admission:
                                       REASON, 1)
             now = self.clock.monotonic()
             w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
+            w.on_grant = on_grant
             self._waiters[request_id] = w
             self._cond.notify_all()
             # Sent by the queue's sender thread in registration order: SQS order is arrival order.
@@ -177,7 +186,8 @@ class Admission:
             raise ServiceUnavailable(f"could not queue the call in SQS: {w.failed}")
         if w.receipt is not None:
             self.queue.delete_later(w.receipt)
-        return self._granted_slot(w, (self.clock.monotonic() - w.enqueued) * 1000)
+        # Time in the queue: until the slot was granted (a handed call may start before its thread wakes).
+        return self._granted_slot(w, ((w.granted_at or self.clock.monotonic()) - w.enqueued) * 1000)
 
     def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
         return Slot(self, wait_ms)
@@ -250,7 +260,15 @@ class Admission:
                 self.queue.delete_later(receipt)
                 continue
             self._take()
-            w.granted, w.receipt = True, receipt
+            w.granted, w.receipt, w.granted_at = True, receipt, self.clock.monotonic()
+            handed = False
+            if w.on_grant is not None:
+                try:
+                    handed = w.on_grant(w.event.set)
+                except Exception:
+                    log.exception("%s: handing %s to a container failed", self.function, w.request_id)
+            if handed:
+                continue    # it started here, in queue order; its thread is woken once it went out
             self._handoff = w
             w.event.set()
 
@@ -260,6 +278,10 @@ class Admission:
         if self._receive_room() <= 0:
             return False, 0
         if expected > len(self._held):
+            # Deep queue: refill in batches once the held messages run low (one ReceiveMessage per
+            # ~10 calls, not per call), still ahead of the free slots.
+            if len(self._held) > self.cap():
+                return False, 0
             return True, 1
         if self.in_use < self.cap() and now - self._last_sweep >= SWEEP_EVERY_S:
             return True, 0

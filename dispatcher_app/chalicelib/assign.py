@@ -53,24 +53,49 @@ class FunctionPool:
         self._backoff: dict[str, _Backoff] = {}      # code sha -> init-error backoff
         self._current_sha: str | None = None
         self.cold_starts = 0
+        self._handed: dict[str, Container] = {}               # request id -> container (prepare())
+        self._releases: dict[str, Callable[[], None]] = {}    # request id -> its slot's release
+        self._settled: dict[str, bool] = {}                   # request id -> freed by answered()
 
     # -- the call path --
-    def run(self, inv: Invocation, config: FunctionConfig) -> tuple[Outcome, ExecInfo]:
+    def run(self, inv: Invocation, config: FunctionConfig,
+            release: Callable[[], None] | None = None) -> tuple[Outcome, ExecInfo]:
+        """`release` (the call's slot): answered() may call it as soon as the function answers."""
         self._current_sha = config.code_sha
-        container, cold, refusal = self._acquire(config)
+        if release is not None:
+            self._releases[inv.request_id] = release
+        container = self._handed.pop(inv.request_id, None) if self._handed else None
+        handed = container is not None
+        cold, refusal = False, None
+        if not handed:
+            container, cold, refusal = self._acquire(config)
         started_wall, started = self.clock.time(), self.clock.monotonic()
         if refusal is not None:
             info = ExecInfo("", self.backend.name, True, None, 0.0, None, started_wall, started_wall)
             return refusal, info
         assert container is not None
-        outcome = container.run(inv, config.timeout_s, cold=cold)
+        outcome = container.run(inv, config.timeout_s, cold=cold, handed=handed)
         ended = self.clock.monotonic()
         init_ms = container.init_ms if cold else None
+        span = container.span(inv.request_id)
+        if span is not None:
+            # Until its answer came in, not until this thread happened to wake (its slot and
+            # container may be running the next call by then); warm, also from the moment it
+            # went out to the runtime (a handed call's thread wakes after it went out). A cold
+            # call's span starts here: its init is part of it.
+            if cold:
+                ended = span[2]
+            else:
+                started, started_wall, ended = span
         exec_ms = (ended - started) * 1000 - (init_ms or 0.0)
         info = ExecInfo(container.id, self.backend.name, cold, init_ms, max(exec_ms, 0.0),
                         container.handle.max_memory_mb() if container.handle else None,
                         started_wall, started_wall + (ended - started))
-        self._after(container, config, outcome)
+        # answered() runs before the answer reaches this thread: it has decided by now.
+        self._releases.pop(inv.request_id, None)
+        with self._lock:
+            freed = self._settled.pop(inv.request_id, False)
+        self._after(container, config, outcome, freed)
         return outcome, info
 
     def _acquire(self, config: FunctionConfig) -> tuple[Container | None, bool, Outcome | None]:
@@ -94,12 +119,51 @@ class FunctionPool:
             container = Container(seq=self._seq, function=config, code_dir=self.code_dir_for(config),
                                   work_root=self.work_root, backend=self.backend, clock=self.clock,
                                   on_log=lambda cid, line: self.on_log(self.name, cid, line),
-                                  on_gone=self._forget, start_timeout_s=self.start_timeout_s)
+                                  on_gone=self._forget, on_answer=self.answered,
+                                  start_timeout_s=self.start_timeout_s)
             self._containers[container.id] = container
             self.cold_starts += 1
             return container, True, None
 
-    def _after(self, container: Container, config: FunctionConfig, outcome: Outcome) -> None:
+    # -- the direct hand-off at the cap (the admission calls prepare(); the container answered()) --
+    def prepare(self, inv: Invocation, config: FunctionConfig, wake: Callable[[], None] | None = None) -> bool:
+        """In the thread granting `inv` its slot (under the admission's lock): reserve an idle warm
+        container and hand it `inv` now, so the container's pending /next returns without waiting
+        for the caller's thread to wake. True if handed (then `wake` is called once it went out).
+        False (no idle warm container): the caller's own run() does the usual placement."""
+        with self._lock:
+            idle = [c for c in self._containers.values()
+                    if c.state is State.READY and c.code_sha == config.code_sha]
+            choice = placement.pick(self.policy, [self._candidate(c) for c in idle], self._last_picked_seq)
+            if choice is None:
+                return False
+            container = self._containers[choice.id]
+            if not container.try_reserve():
+                return False
+            self._last_picked_seq = container.seq
+            self._handed[inv.request_id] = container
+        if container.hand(inv, wake):
+            return True
+        with self._lock:
+            self._handed.pop(inv.request_id, None)
+        container.release(self.clock.monotonic())
+        return False
+
+    def answered(self, container: Container, inv: Invocation) -> None:
+        """The Runtime API thread, as the function answers: free the container and the call's slot
+        at once (the admission may hand both to the next call right here), instead of after the
+        caller's thread has woken. Only for a container that stays in use."""
+        release = self._releases.pop(inv.request_id, None)
+        if release is None or self.keepalive_s <= 0 or container.code_sha != self._current_sha:
+            return
+        with self._lock:
+            if not container.release(self.clock.monotonic()):
+                return
+            self._settled[inv.request_id] = True
+        release()
+
+    def _after(self, container: Container, config: FunctionConfig, outcome: Outcome,
+               freed: bool = False) -> None:
         now = self.clock.monotonic()
         with self._lock:
             if outcome.status == "init_error":
@@ -108,6 +172,8 @@ class FunctionPool:
                 self._backoff[config.code_sha] = _Backoff(now + delay, delay, outcome)
             elif outcome.status in ("success", "function_error"):
                 self._backoff.pop(config.code_sha, None)
+        if freed:
+            return   # answered() already made it READY (and it may be running the next call)
         draining = container.code_sha != self._current_sha
         if self.keepalive_s <= 0 or draining:
             container.stop()

@@ -51,7 +51,8 @@ class ClusterAdmission(Admission):
 
     # -- sync calls --
     def acquire(self, request_id: str, alive=lambda: True, max_wait_s: float | None = None,
-                work: Callable[[], dict] | None = None) -> Slot:
+                work: Callable[[], dict] | None = None, on_grant=None) -> Slot:
+        # on_grant (the direct hand-off) is not used here: a lease grant wakes the caller's thread.
         cap = self.cap()
         if cap == 0:
             raise TooManyRequests(f"{self.function} has reserved concurrency 0: every call is refused "
@@ -221,6 +222,7 @@ class ClusterAdmission(Admission):
                 if not waiter.cancelled:
                     self._waiters.pop(rid, None)
                     waiter.granted, waiter.receipt, waiter.lease = True, receipt, lease
+                    waiter.granted_at = self.clock.monotonic()
                     waiter.event.set()
                     return
             slot.release()

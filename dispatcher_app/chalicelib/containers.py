@@ -60,6 +60,7 @@ class Container:
     def __init__(self, *, seq: int, function: FunctionConfig, code_dir: Path, work_root: Path,
                  backend: Backend, clock=None, on_log: Callable[[str, str], None] = lambda cid, line: None,
                  on_gone: Callable[["Container"], None] = lambda c: None,
+                 on_answer: Callable[["Container", Invocation], None] = lambda c, inv: None,
                  start_timeout_s: float = 60.0, extra_env: dict | None = None):
         self.seq = seq
         self.id = f"{function.name}-{seq:04d}-{_short_uid()}"
@@ -67,7 +68,7 @@ class Container:
         self.code_sha = function.code_sha
         self.backend = backend
         self.clock = clock or SystemClock()
-        self._on_log, self._on_gone = on_log, on_gone
+        self._on_log, self._on_gone, self._on_answer = on_log, on_gone, on_answer
         self.start_timeout_s = start_timeout_s
         self.state = State.STARTING
         self._cond = threading.Condition()
@@ -75,6 +76,13 @@ class Container:
         self._current: Invocation | None = None
         self._init_error: tuple[bytes, str] | None = None
         self._ready = threading.Event()
+        # Direct hand-off (see hand()): answers held back until the next invocation has gone out,
+        # and the wake-ups of callers whose invocation was handed here by their granting thread.
+        self._deferred: list[tuple[Invocation, Outcome]] = []
+        self._wakes: list[Callable[[], None]] = []
+        # request id -> [monotonic, wall] when it went out to the runtime, [.., .., monotonic] when
+        # its answer came in: the execution itself, whichever thread wakes when (span()).
+        self._spans: dict[str, list[float]] = {}
         self.created_at = self.clock.monotonic()
         self.last_used = self.created_at
         self.init_ms: float | None = None
@@ -180,12 +188,18 @@ class Container:
             if not expected and self.state is not State.FAILED:
                 self._to(State.FAILED)
             self.exit_code = exit_code
+            deferred, self._deferred = self._deferred, []
+            wakes, self._wakes = self._wakes, []
+            for answered, outcome in deferred:
+                answered.finish(outcome)
             inv = self._current or self._pending
             self._current = self._pending = None
             if inv is not None:
                 inv.finish(self._exit_outcome(exit_code, inv.request_id))
             self._to(State.STOPPED)
             self._cond.notify_all()
+        for wake in wakes:
+            wake()
         self._ready.set()
         self.endpoint.stop()
         if self.handle is not None:
@@ -204,18 +218,36 @@ class Container:
             "Runtime.ExitError")
 
     # -- one invocation --
-    def run(self, inv: Invocation, timeout_s: float, cold: bool = False) -> Outcome:
+    def hand(self, inv: Invocation, wake: Callable[[], None] | None = None) -> bool:
+        """Give `inv` to this reserved (BUSY) container now, from the thread that granted the call
+        its slot; the caller's thread then only waits for it (`run(inv, handed=True)`). `wake` (the
+        caller's wake-up) is called once the invocation has gone out to the runtime, so the
+        caller's thread does not compete with the hand-off for the GIL."""
+        with self._cond:
+            if self.state is not State.BUSY or self._pending is not None or self._current is not None:
+                return False
+            self._pending = inv
+            if wake is not None:
+                self._wakes.append(wake)
+            self._cond.notify_all()
+        return True
+
+    def run(self, inv: Invocation, timeout_s: float, cold: bool = False, handed: bool = False) -> Outcome:
         """Hand `inv` to the runtime and wait for its outcome.
 
         Warm: the container is BUSY (reserved by the pool). Cold: it is STARTING and
         `inv` is queued before the process starts, so the first /next takes it and the
         container goes straight to BUSY (never READY, where another caller could grab it).
+        Handed (hand()): `inv` is already this container's (or finished, if the container died).
         """
         with self._cond:
-            if self.state in (State.STOPPED, State.FAILED, State.STOPPING):
+            if handed:
+                pass
+            elif self.state in (State.STOPPED, State.FAILED, State.STOPPING):
                 return self._exit_outcome(self.exit_code, inv.request_id)
-            self._pending = inv
-            self._cond.notify_all()
+            else:
+                self._pending = inv
+                self._cond.notify_all()
         if cold:
             self.start()
         if not self._ready.wait(self.start_timeout_s):
@@ -232,9 +264,17 @@ class Container:
 
     def _fail(self, inv: Invocation, outcome: Outcome) -> None:
         with self._cond:
-            finished = inv.finish(outcome)
+            # Neither waiting to go out nor out, yet unfinished: its answer is in (being handled or
+            # held back until the next invocation went out), in time. Not a timeout.
+            answered = self._current is not inv and self._pending is not inv and not inv.done.is_set()
+            finished = False if answered else inv.finish(outcome)
             if finished and State.FAILED in ALLOWED[self.state]:
                 self._to(State.FAILED)
+        if answered:
+            self.flush_answers()
+            if not inv.done.wait(1.0):
+                inv.finish(outcome)
+            return
         if finished:
             log.warning("%s: %s; killing the container", self.id, outcome.status)
             if self.handle is not None:
@@ -253,6 +293,7 @@ class Container:
                 return None
             inv, self._pending = self._pending, None
             self._current = inv
+            self._spans[inv.request_id] = [self.clock.monotonic(), self.clock.time()]
             inv.deadline_ms = int((self.clock.time() + self.function.timeout_s) * 1000)
         return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
 
@@ -267,8 +308,40 @@ class Container:
             inv = self._current
             if inv is None or inv.request_id != request_id:
                 return False
+            if inv.done.is_set():
+                return False
             self._current = None
-            return inv.finish(outcome)
+            span = self._spans.get(request_id)
+            if span is not None:
+                span.append(self.clock.monotonic())
+        if outcome.status in ("success", "function_error"):
+            try:
+                self._on_answer(self, inv)   # may free this container and hand it the next call
+            except Exception:
+                log.exception("%s: freeing the container after its answer failed", self.id)
+        with self._cond:
+            if self._pending is not None and self.state is State.BUSY:
+                # The next call is already here: its /next (which follows this answer on the same
+                # connection) goes out first, then this caller is woken (flush_answers).
+                self._deferred.append((inv, outcome))
+                return True
+        return inv.finish(outcome)
+
+    def span(self, request_id: str) -> tuple[float, float, float] | None:
+        """(monotonic out, wall out, monotonic answered) of a finished invocation, if it was answered."""
+        with self._cond:
+            s = self._spans.pop(request_id, None)
+        return (s[0], s[1], s[2]) if s is not None and len(s) == 3 else None
+
+    def flush_answers(self) -> None:
+        """After an invocation went out: wake the callers whose answers and hand-offs waited for it."""
+        with self._cond:
+            deferred, self._deferred = self._deferred, []
+            wakes, self._wakes = self._wakes, []
+        for inv, outcome in deferred:
+            inv.finish(outcome)
+        for wake in wakes:
+            wake()
 
     def init_error(self, body: bytes, error_type: str) -> None:
         # awslambdaric exits right after posting this; _gone() answers the caller with it.

@@ -6,6 +6,7 @@ import logging
 import queue as stdqueue
 import threading
 import time
+from typing import Callable
 
 log = logging.getLogger("mk1.queues")
 
@@ -13,9 +14,12 @@ log = logging.getLogger("mk1.queues")
 # heartbeat keeps extending that while it waits for a slot or runs. If this dispatcher dies,
 # its messages reappear within MK1_SQS_VISIBILITY_S for another (or the restarted) one.
 DEFAULT_VISIBILITY_S = 30
-# Each SQS request costs the endpoint far more than a message in it: gather briefly. A waiting
-# call waits a slot's time anyway; a delete is off every caller's path.
+# Each SQS request costs the endpoint far more than a message in it: gather sends. Briefly while
+# a free slot may soon lack a message to hand it (hurry()); longer while the messages already
+# received cover the next free slots, so a queued call does not wait on the gathering. A delete
+# is off every caller's path.
 SEND_LINGER_S = 0.005
+SEND_LINGER_COVERED_S = 0.03
 DELETE_LINGER_S = 0.05
 
 
@@ -23,6 +27,7 @@ class WorkQueue:
     def __init__(self, sqs, queue_url: str, dlq_url: str, visibility_s: int = DEFAULT_VISIBILITY_S):
         self.sqs, self.url, self.dlq_url = sqs, queue_url, dlq_url
         self.visibility_s = max(2, visibility_s)
+        self.hurry: Callable[[], bool] = lambda: True   # set by the admission that owns this queue
         self._deletes: stdqueue.Queue[str | None] = stdqueue.Queue()
         self._owned: set[str] = set()
         self._owned_lock = threading.Lock()
@@ -45,7 +50,7 @@ class WorkQueue:
     def _send_loop(self) -> None:
         while True:
             batch = [self._sends.get()]
-            deadline = time.monotonic() + SEND_LINGER_S
+            deadline = time.monotonic() + (SEND_LINGER_S if self.hurry() else SEND_LINGER_COVERED_S)
             while len(batch) < 10:
                 try:
                     batch.append(self._sends.get(timeout=max(0.0, deadline - time.monotonic())))

@@ -36,6 +36,7 @@ class RuntimeHost(Protocol):
     def invocation_response(self, request_id: str, body: bytes) -> bool: ...
     def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool: ...
     def init_error(self, body: bytes, error_type: str) -> None: ...
+    def flush_answers(self) -> None: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,6 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
             "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
             "Lambda-Runtime-Trace-Id": inv.trace_id,
         })
+        self.host.flush_answers()   # callers held back until this invocation went out
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -246,8 +246,12 @@ class Dispatcher:
             packed.append(payloads.pack(self.s3, inv.payload, request_id))
             return {"user": identity.user, "accepted_at": accepted, "payload": packed[0],
                     "tail_log": inv.tail_log, "reply_to": self.replies.url if self.replies else ""}
+        invocation = self._invocation(request_id, config, inv.payload)
+        pool = self._pool(config.name)
+        prepare = getattr(pool, "prepare", None)   # FunctionPool: hand it over as the slot is granted
         try:
-            got = admission.acquire(request_id, alive=alive, work=work)
+            got = admission.acquire(request_id, alive=alive, work=work, on_grant=None if prepare is None
+                                    else lambda wake: prepare(invocation, config, wake))
         except TooManyRequests as e:
             self.metrics.throttles.labels(config.name).inc()
             if e.after_wait:
@@ -262,14 +266,23 @@ class Dispatcher:
         if isinstance(got, HttpResponse):
             return got       # run (and recorded) by the dispatcher that took its message
         with got as slot:
-            run = self._execute(request_id, config, inv.payload)
+            run = self._execute(request_id, config, inv.payload, invocation, slot)
         self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms)
         return self._sync_answer(request_id, run, slot, inv.tail_log)
 
-    def _execute(self, request_id: str, config: FunctionConfig, payload: bytes) -> Execution:
-        invocation = Invocation(request_id, payload, config.arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
+    @staticmethod
+    def _invocation(request_id: str, config: FunctionConfig, payload: bytes) -> Invocation:
+        return Invocation(request_id, payload, config.arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
+
+    def _execute(self, request_id: str, config: FunctionConfig, payload: bytes,
+                 invocation: Invocation | None = None, slot: Slot | None = None) -> Execution:
+        invocation = invocation or self._invocation(request_id, config, payload)
         pool = self._pool(config.name)
-        outcome, info = pool.run(invocation, config)
+        if slot is not None and isinstance(pool, FunctionPool):
+            # the slot is free as soon as the function has answered (assign.py answered())
+            outcome, info = pool.run(invocation, config, release=slot.release)
+        else:
+            outcome, info = pool.run(invocation, config)
         if info.cold:
             self.metrics.cold_starts.labels(config.name).inc()
         billed = billed_ms(info.duration_ms, info.init_ms)
@@ -286,7 +299,10 @@ class Dispatcher:
                    "Content-Type": "application/json",
                    "X-Mk1-Container": info.container_id, "X-Mk1-Cold": "true" if info.cold else "false",
                    "X-Mk1-Duration-Ms": f"{info.duration_ms:.3f}", "X-Mk1-Wait-Ms": f"{slot.wait_ms:.3f}",
-                   "X-Mk1-Dispatcher": self.instance_id[:16]}
+                   "X-Mk1-Dispatcher": self.instance_id[:16],
+                   # when it began executing (epoch s): with the durations, the exact span the usage
+                   # record will show, for clients that draw timelines before the record is in
+                   "X-Mk1-Started-At": f"{info.started_at:.6f}"}
         if info.init_ms is not None:
             headers["X-Mk1-Init-Ms"] = f"{info.init_ms:.3f}"
         if run.outcome.is_error:

@@ -123,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             results["not_measured"][name] = f"failed: {type(e).__name__}: {e}"[:500]
             return None
 
+    def stop(p) -> None:
+        if p.proc.poll() is None:
+            results["peer"]["rss_mib_after"] = p.rss_mib()
+        p.stop()
+
     # -- system A: figures 1, 2, 5 (and the profile)
     if only & {1, 2, 5}:
         floor = h.FloorServer()
@@ -158,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                     reps, calls = size["f2"]
                     log(f"figure 2: throughput at the cap (30 clients, {reps} reps x {calls} calls)")
                     results["figures"]["2"] = guarded("2", lambda: figures.throughput(
-                        s, floor, peer, reps, calls, profile=mode == "full" or args.profile, log=log))
+                        s, floor, peer, reps, calls, profile=mode == "full" or args.profile,
+                        stop_peer=lambda: stop(peer), log=log))
                 if peer is not None:
-                    results["peer"]["rss_mib_after"] = peer.rss_mib()
-                    peer.stop()
+                    stop(peer)
                     peer = None
                 if 5 in only:
                     log(f"figure 5: scaling curve ({', '.join(map(str, size['f5']))} clients)")

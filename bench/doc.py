@@ -266,7 +266,8 @@ each repetition. Overhead = latency − `generate_ms`, in ms.
 RuntimeBeta with `GENERATE_SECONDS=0.05`, reserved concurrency 3, {f['clients']} concurrent clients
 (threads sharing one boto3 client), a fixed count of {f['calls_per_rep']} calls per repetition,
 {f['reps']} repetitions; ideal = 3 / 0.05 s = {f['ideal_calls_per_s']:.0f} calls/s. Achieved = calls /
-(last answer − first call).
+(last answer − first call). The peer's repetitions run first and the peer is then stopped, so Ray's
+idle processes do not take CPU from mk1's and the floor's repetitions (interleaved with each other).
 
 {_fig2(f)}
 

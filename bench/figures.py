@@ -121,7 +121,7 @@ def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log
 
 # ---------------------------------------------------------------- figure 2
 def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, clients: int = 30,
-               generate_s: float = 0.05, profile: bool = False, log=print) -> dict:
+               generate_s: float = 0.05, profile: bool = False, stop_peer=None, log=print) -> dict:
     """Fixed count of calls by `clients` threads through boto3; achieved calls/s over cap/generate."""
     ideal = CAP / generate_s
     pool = clients + 8
@@ -135,8 +135,16 @@ def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, client
     for name, (make, call) in targets.items():   # warm: 3 execution environments each
         h.run_clients(make, call, clients, max(clients * 2, 30))
     results: dict[str, list[dict]] = {k: [] for k in targets}
-    for rep in range(reps):
-        for name, (make, call) in targets.items():
+    # The peer's reps first, then it is stopped (stop_peer): Ray's idle processes (GCS, raylet,
+    # dashboard) take CPU from mk1 and the floor on this 2-core machine otherwise.
+    order = [["peer"]] * reps + [[k for k in targets if k != "peer"]] * reps if peer is not None \
+        else [list(targets)] * reps
+    for i, names in enumerate(order):
+        if peer is not None and stop_peer is not None and i == reps:
+            stop_peer()    # its reps are done
+        rep = i % reps
+        for name in names:
+            make, call = targets[name]
             meter = h.CpuMeter(system) if name == "mk1" else None
             r = h.run_clients(make, call, clients, calls)
             cpu = meter.stop(r["ok"]) if meter else None
@@ -150,7 +158,7 @@ def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, client
                                   "hop_ms": summary(x["duration_ms"] - (x["generate_ms"] or 0) for x in r["rows"]
                                                     if x["duration_ms"] is not None),
                                   **({"cpu_ms_per_call": cpu} if cpu else {})})
-        log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]['calls_per_s']:.1f}/s" for k, v in results.items()))
+        log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {results[k][-1]['calls_per_s']:.1f}/s" for k in names))
     out: dict = {"reps": reps, "calls_per_rep": calls, "clients": clients, "generate_s": generate_s,
                  "cap": CAP, "ideal_calls_per_s": ideal, "targets": {}}
     for name, rs in results.items():

@@ -55,13 +55,11 @@ class Slot:
 
     def __init__(self, admission: "Admission", wait_ms: float):
         self._admission, self.wait_ms = admission, wait_ms
-        self._released = False
         self._once = threading.Lock()
 
     def release(self) -> None:
         # Thread-safe: the Runtime API thread may release it as the function answers (assign.py).
         if self._once.acquire(blocking=False):
-            self._released = True
             self._admission._release(self)
 
     def __enter__(self) -> "Slot":

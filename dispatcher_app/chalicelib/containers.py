@@ -240,12 +240,10 @@ class Container:
         container goes straight to BUSY (never READY, where another caller could grab it).
         Handed (hand()): `inv` is already this container's (or finished, if the container died).
         """
-        with self._cond:
-            if handed:
-                pass
-            elif self.state in (State.STOPPED, State.FAILED, State.STOPPING):
-                return self._exit_outcome(self.exit_code, inv.request_id)
-            else:
+        if not handed:
+            with self._cond:
+                if self.state in (State.STOPPED, State.FAILED, State.STOPPING):
+                    return self._exit_outcome(self.exit_code, inv.request_id)
                 self._pending = inv
                 self._cond.notify_all()
         if cold:

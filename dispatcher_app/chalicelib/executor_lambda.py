@@ -48,7 +48,12 @@ class LambdaExecutor:
         self.cold_starts = 0
         self._where = f"lambda:{endpoint or 'aws'}"
 
-    def run(self, inv: Invocation, config: FunctionConfig) -> tuple[Outcome, ExecInfo]:
+    def prepare(self, inv: Invocation, config: FunctionConfig, wake=None) -> bool:
+        """FunctionPool's direct hand-off: a remote Lambda API has no container to hand to."""
+        return False
+
+    def run(self, inv: Invocation, config: FunctionConfig, release=None) -> tuple[Outcome, ExecInfo]:
+        """`release` (FunctionPool's early slot release) is not used: the slot is freed on return."""
         started_wall, started = self.clock.time(), self.clock.monotonic()
         deadline = started + config.timeout_s
         backoff = 0.05

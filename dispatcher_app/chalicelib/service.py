@@ -248,10 +248,9 @@ class Dispatcher:
                     "tail_log": inv.tail_log, "reply_to": self.replies.url if self.replies else ""}
         invocation = self._invocation(request_id, config, inv.payload)
         pool = self._pool(config.name)
-        prepare = getattr(pool, "prepare", None)   # FunctionPool: hand it over as the slot is granted
-        try:
-            got = admission.acquire(request_id, alive=alive, work=work, on_grant=None if prepare is None
-                                    else lambda wake: prepare(invocation, config, wake))
+        try:   # on_grant: the pool takes the call into a container as its slot is granted
+            got = admission.acquire(request_id, alive=alive, work=work,
+                                    on_grant=lambda wake: pool.prepare(invocation, config, wake))
         except TooManyRequests as e:
             self.metrics.throttles.labels(config.name).inc()
             if e.after_wait:
@@ -266,7 +265,7 @@ class Dispatcher:
         if isinstance(got, HttpResponse):
             return got       # run (and recorded) by the dispatcher that took its message
         with got as slot:
-            run = self._execute(request_id, config, inv.payload, invocation, slot)
+            run = self._execute(invocation, config, slot)
         self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms)
         return self._sync_answer(request_id, run, slot, inv.tail_log)
 
@@ -274,15 +273,11 @@ class Dispatcher:
     def _invocation(request_id: str, config: FunctionConfig, payload: bytes) -> Invocation:
         return Invocation(request_id, payload, config.arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
 
-    def _execute(self, request_id: str, config: FunctionConfig, payload: bytes,
-                 invocation: Invocation | None = None, slot: Slot | None = None) -> Execution:
-        invocation = invocation or self._invocation(request_id, config, payload)
-        pool = self._pool(config.name)
-        if slot is not None and isinstance(pool, FunctionPool):
-            # the slot is free as soon as the function has answered (assign.py answered())
-            outcome, info = pool.run(invocation, config, release=slot.release)
-        else:
-            outcome, info = pool.run(invocation, config)
+    def _execute(self, invocation: Invocation, config: FunctionConfig, slot: Slot | None = None) -> Execution:
+        """slot: freed as soon as the function has answered (assign.py answered()), not on return."""
+        request_id = invocation.request_id
+        outcome, info = self._pool(config.name).run(invocation, config,
+                                                    release=slot.release if slot is not None else None)
         if info.cold:
             self.metrics.cold_starts.labels(config.name).inc()
         billed = billed_ms(info.duration_ms, info.init_ms)
@@ -330,7 +325,8 @@ class Dispatcher:
         try:
             with slot:
                 config = self.registry.get(name)
-                run = self._execute(request_id, config, payloads.unpack(self.s3, body["payload"]))
+                run = self._execute(self._invocation(request_id, config, payloads.unpack(
+                    self.s3, body["payload"])), config)
             recorded = threading.Event()
             self._record(request_id, identity, config, "Event", run, 0.0, attempt=body.get("attempt", 0),
                          written=recorded)
@@ -364,7 +360,8 @@ class Dispatcher:
         try:
             with slot:
                 config = self.registry.get(name)
-                run = self._execute(request_id, config, payloads.unpack(self.s3, body["payload"]))
+                run = self._execute(self._invocation(request_id, config, payloads.unpack(
+                    self.s3, body["payload"])), config)
         except Exception as e:
             # Claimed here, so nobody else runs it: its caller gets the error, not silence.
             log.exception("queued sync call %s could not run here", request_id)

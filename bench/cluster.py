@@ -11,44 +11,16 @@ and 2, on a cluster-mode system:
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-
 from . import harness as h
-from infra.embedded import wait_http  # noqa: E402  (harness puts the repository on sys.path)
+from helpers import Peer  # noqa: E402  (tests/helpers.py: harness puts it on sys.path)
 from .figures import ALPHA, BETA, CAP
 from .stats import percentile, ratio, summary
-
-
-class SecondDispatcher:
-    """One more dispatcher process on the system's AWS endpoint (cluster mode)."""
-
-    def __init__(self, system):
-        self.home = system.home / "second"
-        self.home.mkdir(exist_ok=True)
-        shutil.copy(system.home / "credentials", self.home / "credentials")
-        self.port = h.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**system.env, "MK1_HOME": str(self.home), "MK1_DISPATCHER_PORT": str(self.port)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "chalicelib.server"], env=env, cwd=str(h.ROOT),
-                                     stdout=(self.home / "dispatcher.log").open("ab"), stderr=subprocess.STDOUT)
-        wait_http(f"{self.url}/health", 60, self.proc)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def cluster_mode(system, reps: int, calls: int, tput_calls: int, single: dict, clients: int = 30,
                  generate_s: float = 0.05, log=print) -> dict:
     """`single`: this run's figures 1 and 2 (from one process), for the ratios."""
-    second = SecondDispatcher(system)
+    second = Peer(system, "second")
     try:
         akid, secret = system.keys(h.USER)
         first_c = h.boto3_lambda(system, clients + 8)

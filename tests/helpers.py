@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +27,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_dispatcher(env: dict, home: Path, url: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.server"], env=env, cwd=ROOT,
+                            stdout=(home / "dispatcher.log").open("ab"), stderr=subprocess.STDOUT)
+    wait_http(f"{url}/health", 60, proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen | None, sig=signal.SIGTERM) -> None:
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Peer:
+    """One more dispatcher process on a System's AWS endpoint (cluster mode), home and port its own."""
+
+    def __init__(self, first: "System", name: str):
+        self.home = first.home / name
+        self.home.mkdir(exist_ok=True)
+        shutil.copy(first.home / "credentials", self.home / "credentials")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = start_dispatcher({**first.env, "MK1_HOME": str(self.home),
+                                      "MK1_DISPATCHER_PORT": str(self.port)}, self.home, self.url)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        stop_process(self.proc, sig)
 
 
 class System:
@@ -65,19 +99,10 @@ class System:
         return provision(self.settings())
 
     def start_dispatcher(self) -> None:
-        self.dispatcher = subprocess.Popen([sys.executable, "-m", "chalicelib.server"], env=self.env, cwd=ROOT,
-                                           stdout=(self.home / "dispatcher.log").open("ab"),
-                                           stderr=subprocess.STDOUT)
-        wait_http(f"{self.url}/health", 60, self.dispatcher)
+        self.dispatcher = start_dispatcher(self.env, self.home, self.url)
 
     def stop_dispatcher(self, sig=signal.SIGTERM) -> None:
-        if self.dispatcher and self.dispatcher.poll() is None:
-            self.dispatcher.send_signal(sig)
-            try:
-                self.dispatcher.wait(30)
-            except subprocess.TimeoutExpired:
-                self.dispatcher.kill()
-                self.dispatcher.wait()
+        stop_process(self.dispatcher, sig)
 
     def stop(self) -> None:
         self.stop_dispatcher()

@@ -1,43 +1,17 @@
 """Cluster mode: several dispatcher processes on one AWS endpoint hold the cap globally."""
 import json
-import os
-import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from botocore.exceptions import ClientError
 from chalicelib.usage import query
-from helpers import ROOT, System, free_port, peak_concurrency
-from infra.embedded import wait_http
+from helpers import Peer, peak_concurrency
 
 CLUSTER = {"MK1_CLUSTER": "1", "MK1_LEASE_MS": "2000", "MK1_SQS_VISIBILITY_S": "3",
            "MK1_ALPHA_GENERATE_SECONDS": "0.1", "MK1_MAX_WAIT_MS": "60000"}
-
-
-class Peer:
-    """One more dispatcher process on the first system's AWS endpoint."""
-
-    def __init__(self, first: System, name: str):
-        self.home = first.home.parent / name
-        self.home.mkdir(exist_ok=True)
-        shutil.copy(first.home / "credentials", self.home / "credentials")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**first.env, "MK1_HOME": str(self.home), "MK1_DISPATCHER_PORT": str(self.port)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "chalicelib.server"], env=env, cwd=ROOT,
-                                     stdout=(self.home / "dispatcher.log").open("ab"), stderr=subprocess.STDOUT)
-        wait_http(f"{self.url}/health", 60, self.proc)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
 
 
 def clients(first, peers, fn, user="admin"):

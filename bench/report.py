@@ -116,7 +116,8 @@ def rows(results: dict) -> list[list[str]]:
             stalled = " (STALLED)" if f4.get("stalled") else ""
             out.append(["4", f"{f4['calls']} queued calls: answered{stalled}", f"{f4['answered_ok']}/{f4['calls']}",
                         "", "", "", "-", "-", "all", _yes(f4["goal"]["all_answered"])])
-            out.append(["4", "  FIFO: inversions (entries >= 10 ms apart)",
+            out.append(["4", "  FIFO: inversions, grants / starts (entries >= 10 ms apart)",
+                        f"{fifo.get('queue_order_inversions_entries_10ms_apart')} / "
                         f"{fifo.get('inversions_entries_10ms_apart')}",
                         f"all pairs: {fifo.get('inversions')}/{fifo.get('pairs')}", "", "", "-", "-", "0",
                         _yes(f4["goal"]["fifo_kept"])])

@@ -46,15 +46,18 @@ class Waiter:
     answer: object | None = None     # cluster mode: the HttpResponse of a run on another dispatcher
     elsewhere: bool = False          # cluster mode: another dispatcher claimed the call and runs it
     granted_at: float | None = None  # monotonic, when a slot was handed to it
+    entered_at: float = 0.0          # epoch s, when it joined the queue (the usage record's `accepted`)
     next_watch: float = 0.0          # cluster mode: when to look at its runner again
     runner_missing: int = 0          # cluster mode: checks that found its runner holding no lease
 
 
 class Slot:
-    """One of the function's reserved executions; released exactly once."""
+    """One of the function's reserved executions; released exactly once. entered_at: when its call
+    took a free slot or joined the queue (epoch s; wait_ms counts from there)."""
 
-    def __init__(self, admission: "Admission", wait_ms: float):
+    def __init__(self, admission: "Admission", wait_ms: float, entered_at: float | None = None):
         self._admission, self.wait_ms = admission, wait_ms
+        self.entered_at = entered_at
         self._once = threading.Lock()
 
     def release(self) -> None:
@@ -115,14 +118,14 @@ class Admission:
                                       f"until it is raised (put-function-concurrency).", REASON, 10)
             if self.in_use < cap and self._nobody_waiting():
                 self._take()
-                return Slot(self, 0.0)
+                return Slot(self, 0.0, self.clock.time())
             waiting = self._waiting()
             if waiting >= self.max_depth:
                 raise TooManyRequests(self._busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
                                       REASON, 1)
             now = self.clock.monotonic()
             w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
-            w.on_grant = on_grant
+            w.on_grant, w.entered_at = on_grant, self.clock.time()
             self._waiters[request_id] = w
             self._cond.notify_all()
             # Sent by the queue's sender thread in registration order: SQS order is arrival order.
@@ -188,7 +191,7 @@ class Admission:
         return self._granted_slot(w, ((w.granted_at or self.clock.monotonic()) - w.enqueued) * 1000)
 
     def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
-        return Slot(self, wait_ms)
+        return Slot(self, wait_ms, w.entered_at)
 
     def _watch(self, w: Waiter) -> None:
         """Called at every deadline check of a waiting call (cluster mode watches its runner)."""

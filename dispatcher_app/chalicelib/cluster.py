@@ -35,8 +35,9 @@ SyncRunner = Callable[[dict, str, Slot], None]
 
 
 class LeaseSlot(Slot):
-    def __init__(self, admission: "ClusterAdmission", wait_ms: float, lease: int, request_id: str):
-        super().__init__(admission, wait_ms)
+    def __init__(self, admission: "ClusterAdmission", wait_ms: float, lease: int, request_id: str,
+                 entered_at: float | None = None):
+        super().__init__(admission, wait_ms, entered_at)
         self.lease, self.request_id = lease, request_id
 
 
@@ -64,7 +65,7 @@ class ClusterAdmission(Admission):
             if lease is not None:
                 with self._cond:
                     self._take()
-                return LeaseSlot(self, 0.0, lease, request_id)
+                return LeaseSlot(self, 0.0, lease, request_id, self.clock.time())
         if work is None:
             raise ValueError("cluster mode queues the whole call: acquire() needs work")
         body = work()   # before the lock: it may put a large payload in S3
@@ -75,7 +76,7 @@ class ClusterAdmission(Admission):
                 raise TooManyRequests(self._busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
                                       REASON, 1)
             now = self.clock.monotonic()
-            w = Waiter(request_id, now + wait_s, now)
+            w = Waiter(request_id, now + wait_s, now, entered_at=self.clock.time())
             self._waiters[request_id] = w
             self.queue.send_ordered({**body, "request_id": request_id, "kind": "sync", "function": self.function,
                                      "owner": self.instance_id, "expires": self.clock.time() + wait_s + 5},
@@ -150,7 +151,7 @@ class ClusterAdmission(Admission):
         w.event.set()
 
     def _granted_slot(self, w: Waiter, wait_ms: float) -> Slot:
-        return LeaseSlot(self, wait_ms, w.lease, w.request_id)  # type: ignore[arg-type]
+        return LeaseSlot(self, wait_ms, w.lease, w.request_id, w.entered_at)  # type: ignore[arg-type]
 
     def _release(self, slot: Slot | None = None) -> None:
         # The lease goes back off the caller's path: its answer need not wait for DynamoDB.

@@ -266,7 +266,8 @@ class Dispatcher:
             return got       # run (and recorded) by the dispatcher that took its message
         with got as slot:
             run = self._execute(invocation, config, slot)
-        self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms)
+        self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
+                     slot.entered_at or accepted)
         return self._sync_answer(request_id, run, slot, inv.tail_log)
 
     @staticmethod
@@ -328,8 +329,8 @@ class Dispatcher:
                 run = self._execute(self._invocation(request_id, config, payloads.unpack(
                     self.s3, body["payload"])), config)
             recorded = threading.Event()
-            self._record(request_id, identity, config, "Event", run, 0.0, attempt=body.get("attempt", 0),
-                         written=recorded)
+            self._record(request_id, identity, config, "Event", run, 0.0, float(body.get("accepted_at", 0)),
+                         attempt=body.get("attempt", 0), written=recorded)
             attempt = int(body.get("attempt", 0))
             if run.outcome.is_error and attempt < self.s.MK1_ASYNC_RETRIES:
                 delay = (self.s.MK1_ASYNC_RETRY_BACKOFF_MS / 1000) * (2 ** attempt)
@@ -371,7 +372,7 @@ class Dispatcher:
             return
         recorded = threading.Event()
         self._record(request_id, Identity(body.get("user", "unknown"), ""), config, "RequestResponse", run,
-                     slot.wait_ms, written=recorded)
+                     slot.wait_ms, float(body.get("accepted_at", 0)), written=recorded)
         self._reply(body, self._sync_answer(request_id, run, slot, bool(body.get("tail_log"))))
         payloads.discard(self.s3, body["payload"])
         if not recorded.wait(RECORD_DURABLE_WAIT_S):
@@ -390,10 +391,13 @@ class Dispatcher:
 
     # -- usage --
     def _record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
-                run: Execution, wait_ms: float, attempt: int = 0, written: threading.Event | None = None) -> None:
+                run: Execution, wait_ms: float, accepted: float, attempt: int = 0,
+                written: threading.Event | None = None) -> None:
+        """accepted: when the dispatcher took the call in (epoch s; an async retry keeps the first)."""
         info, status = run.info, run.outcome.status
         record = {"request_id": request_id, "user": identity.user, "function": config.name,
-                  "invocation_type": itype, "start": iso(info.started_at), "end": iso(info.ended_at),
+                  "invocation_type": itype, "accepted": iso(accepted or info.started_at),
+                  "start": iso(info.started_at), "end": iso(info.ended_at),
                   "duration_ms": round(info.duration_ms, 3), "billed_ms": billed_ms(info.duration_ms, info.init_ms),
                   "init_ms": None if info.init_ms is None else round(info.init_ms, 3),
                   "wait_ms": round(wait_ms, 3), "memory_mb": config.memory_mb,
@@ -409,7 +413,8 @@ class Dispatcher:
                       status: str, accepted: float) -> None:
         now = self.clock.time()
         record = {"request_id": request_id, "user": identity.user, "function": config.name,
-                  "invocation_type": itype, "start": iso(now), "end": iso(now), "duration_ms": 0.0,
+                  "invocation_type": itype, "accepted": iso(accepted), "start": iso(now), "end": iso(now),
+                  "duration_ms": 0.0,
                   "billed_ms": 0, "init_ms": None, "wait_ms": round((now - accepted) * 1000, 3),
                   "memory_mb": config.memory_mb, "max_memory_used_mb": None, "status": status,
                   "error_type": None, "container_id": "", "backend": self.backend.name, "attempt": 0}

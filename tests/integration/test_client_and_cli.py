@@ -79,7 +79,7 @@ def test_cli_commands(system):
     assert r.returncode == 0 and json.loads(r.stdout)["rows"]
     out = system.home / "export.csv"
     r = mk1(system, "usage", "export", "--format", "csv", "-o", str(out))
-    assert r.returncode == 0 and out.read_text().startswith("attempt,backend,billed_ms")
+    assert r.returncode == 0 and out.read_text().startswith("accepted,attempt,backend,billed_ms")
     r = mk1(system, "logs", "RuntimeAlpha")
     assert r.returncode == 0 and "REPORT RequestId:" in r.stdout
 

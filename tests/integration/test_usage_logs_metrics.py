@@ -5,7 +5,7 @@ import urllib.request
 
 from chalicelib.usage import query, report
 
-FIELDS = {"request_id", "user", "function", "invocation_type", "start", "end", "duration_ms", "billed_ms",
+FIELDS = {"request_id", "user", "function", "invocation_type", "accepted", "start", "end", "duration_ms", "billed_ms",
           "init_ms", "wait_ms", "memory_mb", "max_memory_used_mb", "status", "container_id", "backend"}
 
 
@@ -22,7 +22,7 @@ def test_one_record_per_call_in_log_and_table(make_system):
     assert first_alpha[0]["init_ms"] > 150 and first_alpha[1]["init_ms"] is None   # init only when cold
     assert [r["status"] for r in recs if r["function"] == "RuntimeBeta"] == ["success", "function_error"]
     for r in recs:
-        assert r["start"] <= r["end"] and r["billed_ms"] >= r["duration_ms"]
+        assert r["accepted"] <= r["start"] <= r["end"] and r["billed_ms"] >= r["duration_ms"]
         assert r["start"].endswith("Z")
     ddb = sys_.aws("dynamodb")
     deadline = time.monotonic() + 10

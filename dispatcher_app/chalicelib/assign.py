@@ -15,6 +15,7 @@ from . import placement
 from .backends.base import Backend
 from .clock import SystemClock
 from .containers import Container, State, lambda_error
+from .handoff import HandOffLine
 from .model import ExecInfo, FunctionConfig, Invocation, Outcome
 
 log = logging.getLogger("mk1.assign")
@@ -53,7 +54,8 @@ class FunctionPool:
         self._backoff: dict[str, _Backoff] = {}      # code sha -> init-error backoff
         self._current_sha: str | None = None
         self.cold_starts = 0
-        self._handed: dict[str, Container] = {}               # request id -> container (prepare())
+        self._handed: set[str] = set()                        # request ids put on the line (prepare())
+        self._line = HandOffLine()
         self._releases: dict[str, Callable[[], None]] = {}    # request id -> its slot's release
         self._settled: dict[str, bool] = {}                   # request id -> freed by answered()
 
@@ -64,7 +66,12 @@ class FunctionPool:
         self._current_sha = config.code_sha
         if release is not None:
             self._releases[inv.request_id] = release
-        container = self._handed.pop(inv.request_id, None) if self._handed else None
+        container: Container | None = None
+        if inv.request_id in self._handed:
+            self._handed.discard(inv.request_id)
+            # Woken once it went out, on whichever expecting container asked first; untaken if the
+            # container reserved for it died first: placed here as usual.
+            container = inv.taken_by  # type: ignore[assignment]
         handed = container is not None
         cold, refusal = False, None
         if not handed:
@@ -120,7 +127,7 @@ class FunctionPool:
                                   work_root=self.work_root, backend=self.backend, clock=self.clock,
                                   on_log=lambda cid, line: self.on_log(self.name, cid, line),
                                   on_gone=self._forget, on_answer=self.answered,
-                                  start_timeout_s=self.start_timeout_s)
+                                  start_timeout_s=self.start_timeout_s, line=self._line)
             self._containers[container.id] = container
             self.cold_starts += 1
             return container, True, None
@@ -141,11 +148,11 @@ class FunctionPool:
             if not container.try_reserve():
                 return False
             self._last_picked_seq = container.seq
-            self._handed[inv.request_id] = container
+            self._handed.add(inv.request_id)
         if container.hand(inv, wake):
             return True
         with self._lock:
-            self._handed.pop(inv.request_id, None)
+            self._handed.discard(inv.request_id)
         container.release(self.clock.monotonic())
         return False
 

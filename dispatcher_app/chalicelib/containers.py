@@ -19,6 +19,7 @@ from typing import Callable
 
 from .backends.base import Backend, ContainerSpec, Handle
 from .clock import SystemClock
+from .handoff import HandOffLine
 from .model import FunctionConfig, Invocation, Outcome
 from .runtime_api import NextInvocation, RuntimeEndpoint
 
@@ -61,7 +62,7 @@ class Container:
                  backend: Backend, clock=None, on_log: Callable[[str, str], None] = lambda cid, line: None,
                  on_gone: Callable[["Container"], None] = lambda c: None,
                  on_answer: Callable[["Container", Invocation], None] = lambda c, inv: None,
-                 start_timeout_s: float = 60.0, extra_env: dict | None = None):
+                 start_timeout_s: float = 60.0, extra_env: dict | None = None, line: HandOffLine | None = None):
         self.seq = seq
         self.id = f"{function.name}-{seq:04d}-{_short_uid()}"
         self.function = function
@@ -74,6 +75,7 @@ class Container:
         self._cond = threading.Condition()
         self._pending: Invocation | None = None
         self._current: Invocation | None = None
+        self._line = line if line is not None else HandOffLine()   # shared by the pool's containers (handoff.py)
         self._init_error: tuple[bytes, str] | None = None
         self._ready = threading.Event()
         # Direct hand-off (see hand()): answers held back until the next invocation has gone out,
@@ -196,6 +198,9 @@ class Container:
             self._current = self._pending = None
             if inv is not None:
                 inv.finish(self._exit_outcome(exit_code, inv.request_id))
+            orphan = self._line.leave(self.id)
+            if orphan is not None and orphan[1] is not None:
+                wakes.append(orphan[1])   # untaken: its caller places it on another container
             self._to(State.STOPPED)
             self._cond.notify_all()
         for wake in wakes:
@@ -219,16 +224,17 @@ class Container:
 
     # -- one invocation --
     def hand(self, inv: Invocation, wake: Callable[[], None] | None = None) -> bool:
-        """Give `inv` to this reserved (BUSY) container now, from the thread that granted the call
-        its slot; the caller's thread then only waits for it (`run(inv, handed=True)`). `wake` (the
+        """From the thread that granted `inv` its slot: this reserved (BUSY) container will take the
+        oldest call on the pool's hand-off line (`inv`, or an older one if its own container asks
+        later), and `inv` goes out as soon as one of the expecting containers asks. The caller's
+        thread then only waits for it (`run(inv, handed=True)` on `inv.taken_by`). `wake` (the
         caller's wake-up) is called once the invocation has gone out to the runtime, so the
         caller's thread does not compete with the hand-off for the GIL."""
         with self._cond:
             if self.state is not State.BUSY or self._pending is not None or self._current is not None:
                 return False
-            self._pending = inv
-            if wake is not None:
-                self._wakes.append(wake)
+            if not self._line.put(self.id, inv, wake):
+                return False
             self._cond.notify_all()
         return True
 
@@ -285,11 +291,20 @@ class Container:
                 self.init_ms = (self.clock.monotonic() - self.created_at) * 1000
                 self._to(State.BUSY if self._pending is not None else State.READY)
                 self._ready.set()
-            while self._pending is None and self.state in (State.READY, State.BUSY):
+            while True:
+                if self._pending is not None:
+                    inv, self._pending = self._pending, None
+                    break
+                taken = self._line.take(self.id)
+                if taken is not None:
+                    inv, wake = taken
+                    inv.taken_by = self
+                    if wake is not None:
+                        self._wakes.append(wake)   # woken once it went out (flush_answers)
+                    break
+                if self.state not in (State.READY, State.BUSY):
+                    return None
                 self._cond.wait()
-            if self._pending is None:
-                return None
-            inv, self._pending = self._pending, None
             self._current = inv
             self._spans[inv.request_id] = [self.clock.monotonic(), self.clock.time()]
             inv.deadline_ms = int((self.clock.time() + self.function.timeout_s) * 1000)
@@ -318,7 +333,7 @@ class Container:
             except Exception:
                 log.exception("%s: freeing the container after its answer failed", self.id)
         with self._cond:
-            if self._pending is not None and self.state is State.BUSY:
+            if (self._pending is not None or self._line.expects(self.id)) and self.state is State.BUSY:
                 # The next call is already here: its /next (which follows this answer on the same
                 # connection) goes out first, then this caller is woken (flush_answers).
                 self._deferred.append((inv, outcome))

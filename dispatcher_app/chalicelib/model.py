@@ -42,6 +42,7 @@ class Invocation:
     logs: list = field(default_factory=list)
     outcome: Outcome | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    taken_by: object | None = None   # the Container that took it from the hand-off line (handoff.py)
 
     def finish(self, outcome: Outcome) -> bool:
         """First finisher wins (response, crash monitor or timeout race)."""

@@ -1,0 +1,71 @@
+"""The hand-off line: calls granted in order start in order, whichever reserved container asks first."""
+import threading
+
+from chalicelib.backends.process import ProcessBackend
+from chalicelib.clock import FakeClock
+from chalicelib.containers import Container, State
+from chalicelib.handoff import HandOffLine
+from chalicelib.model import FunctionConfig, Invocation
+
+CFG = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
+
+
+def _inv(rid: str) -> Invocation:
+    return Invocation(rid, b"{}", "arn", "Root=1")
+
+
+def _reserved(tmp_path, seq: int, line: HandOffLine) -> Container:
+    c = Container(seq=seq, function=CFG, code_dir=tmp_path, work_root=tmp_path, backend=ProcessBackend(),
+                  clock=FakeClock(), line=line)
+    with c._cond:
+        c._to(State.READY)
+    assert c.try_reserve()
+
+    def close() -> None:   # never served: close the sockets without waiting for a serve loop
+        for server in c.endpoint._servers:
+            server.server_close()
+    c.endpoint.stop = close
+    return c
+
+
+def test_pure_line_order_and_leave():
+    line = HandOffLine()
+    a, b, c = _inv("a"), _inv("b"), _inv("c")
+    assert line.put("c1", a, None) and line.put("c2", b, None) and line.put("c3", c, None)
+    assert not line.put("c1", _inv("x"), None)          # one reservation per container
+    assert line.take("c9") is None                      # not reserved: takes nothing
+    assert line.take("c2")[0] is a                      # the first to ask takes the oldest
+    assert line.leave("c3")[0] is c                     # a reserved container gone: the youngest is untaken
+    assert line.leave("c3") is None and len(line) == 1
+    assert line.take("c1")[0] is b and len(line) == 0
+
+
+def test_the_container_asking_first_takes_the_oldest_call(tmp_path):
+    line = HandOffLine()
+    slow, fast = _reserved(tmp_path, 1, line), _reserved(tmp_path, 2, line)
+    woken = []
+    first, second = _inv("first"), _inv("second")
+    assert slow.hand(first, lambda: woken.append("first"))    # granted first, bound for the slow one
+    assert fast.hand(second, lambda: woken.append("second"))
+    got = fast.next_invocation()                              # the fast container asks first ...
+    assert got.request_id == "first" and first.taken_by is fast
+    fast.flush_answers()                                      # ... it went out: its caller wakes
+    assert woken == ["first"]
+    assert slow.next_invocation().request_id == "second" and second.taken_by is slow
+    slow.flush_answers()
+    assert woken == ["first", "second"]
+    for c in (slow, fast):
+        c.endpoint.stop()
+
+
+def test_a_reserved_container_that_dies_leaves_its_caller_to_place_the_call(tmp_path):
+    line = HandOffLine()
+    doomed, other = _reserved(tmp_path, 1, line), _reserved(tmp_path, 2, line)
+    woken = threading.Event()
+    older, younger = _inv("older"), _inv("younger")
+    assert other.hand(older, None)
+    assert doomed.hand(younger, woken.set)
+    doomed._gone(exit_code=-9)                 # died before asking for work
+    assert woken.is_set() and younger.taken_by is None and not younger.done.is_set()
+    assert other.next_invocation().request_id == "older"   # the older call keeps its container
+    other.endpoint.stop()

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -117,6 +118,12 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    # What start-up built (botocore's service models, Chalice's app, the clients) lives as long as
+    # the process: freeze it out of the collector, so a full collection under load walks only the
+    # calls' objects (walking all of it paused the dispatcher 70-150 ms, once 1.6 s, per full
+    # collection in the 1,000-call benchmark; none over 10 ms after the freeze).
+    gc.collect()
+    gc.freeze()
     log.info("dispatcher on %s (backend %s)", server.url, dispatcher.backend.name)
     stop.wait()
     log.info("stopping: draining containers, queues and usage records")

@@ -229,3 +229,17 @@ def test_other_methods_on_the_invoke_route_get_a_lambda_error(system):
                 a = send(system.url, method, path, b"", headers)
                 assert 400 <= a.status < 500 and a.error_type, (method, a)
                 assert set(a.json()) == {"Type", "message"}, (method, a)
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(system):
+    """The front door buffers its answers into one send: a 100 Continue must still go out at once."""
+    path = invoke_path("RuntimeAlpha")
+    headers = signed_headers(system.url, "POST", path, OK_BODY, system.keys("admin"), {"Expect": "100-continue"})
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + \
+        f"Content-Length: {len(OK_BODY)}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", system.port), timeout=10) as s, s.makefile("rb") as f:
+        s.sendall(head.encode())
+        assert f.readline().startswith(b"HTTP/1.1 100") and f.readline() == b"\r\n"   # before the body
+        s.sendall(OK_BODY)
+        status, _, body = parse_raw(f.read())
+    assert status == 200 and json.loads(body)["response"] == "[alpha] world hello"

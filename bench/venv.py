@@ -112,14 +112,37 @@ class RayPeer:
             pid, ppid, kb = (int(x) for x in line.split())
             children.setdefault(ppid, []).append(pid)
             rss[pid] = kb
-        total, todo = 0, [self.proc.pid]
+        return round(sum(rss.get(p, 0) for p in self._tree(children)) / 1024, 1)
+
+    def _tree(self, children: dict[int, list[int]]) -> list[int]:
+        out, todo = [], [self.proc.pid]
         while todo:
             p = todo.pop()
-            total += rss.get(p, 0)
+            out.append(p)
             todo.extend(children.get(p, []))
-        return round(total / 1024, 1)
+        return out
+
+    def _descendants(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (ValueError, OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+        return self._tree(children)[1:]
 
     def stop(self) -> None:
+        # Ray's daemons (GCS, raylet, dashboard, workers) outlive the peer's own process for a
+        # while: wait for them too, so the next measurement does not share the cores with them.
+        lingering = self._descendants() if self.proc.poll() is None else []
+        self._stop_main()
+        deadline = time.monotonic() + 30
+        while lingering and time.monotonic() < deadline:
+            lingering = [p for p in lingering if _running(p)]
+            time.sleep(0.2)
+
+    def _stop_main(self) -> None:
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.close()   # ray_peer.py shuts Serve and Ray down on EOF
@@ -132,3 +155,10 @@ class RayPeer:
                     self.proc.kill()
                     self.proc.wait()
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

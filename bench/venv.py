@@ -125,6 +125,8 @@ class RayPeer:
     def _descendants(self) -> list[int]:
         children: dict[int, list[int]] = {}
         for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
             try:
                 ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (ValueError, OSError, IndexError):

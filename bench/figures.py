@@ -341,9 +341,8 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         out["mean_duration_ms"] = round(mean_dur, 3)
         # slot time per call beyond the function's own execution: the dispatcher's cost per queued call
         out["slot_overhead_per_call_ms"] = round(CAP * span * 1000 / len(records) - mean_dur, 3)
-        # FIFO. Entry: when the dispatcher accepted the call (the record's `accepted`; it registers in
-        # the queue in the same thread right after). Queue order: when its slot was granted, entry +
-        # wait_ms (registration -> grant). Start order: when it went out to its container, which with
+        # FIFO. Entry: when the call joined the queue (the record's `accepted`). Queue order: when its
+        # slot was granted, entry + wait_ms (which counts from that same moment). Start order: when it went out to its container, which with
         # 3 containers also depends on how soon each container asks for its next call.
         entered = {x["request_id"]: _ts(x["accepted"]) if x.get("accepted") else _ts(x["start"]) - x["wait_ms"] / 1000
                    for x in records}

@@ -102,16 +102,10 @@ class RayPeer:
 
     def rss_mib(self) -> float | None:
         """RSS of the peer and all its descendants (Ray's raylet, GCS, workers, replicas)."""
-        try:
-            r = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
+        table = _process_table()
+        if table is None:
             return None
-        children: dict[int, list[int]] = {}
-        rss: dict[int, int] = {}
-        for line in r.stdout.splitlines():
-            pid, ppid, kb = (int(x) for x in line.split())
-            children.setdefault(ppid, []).append(pid)
-            rss[pid] = kb
+        children, rss = table
         return round(sum(rss.get(p, 0) for p in self._tree(children)) / 1024, 1)
 
     def _tree(self, children: dict[int, list[int]]) -> list[int]:
@@ -123,16 +117,8 @@ class RayPeer:
         return out
 
     def _descendants(self) -> list[int]:
-        children: dict[int, list[int]] = {}
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (ValueError, OSError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-        return self._tree(children)[1:]
+        table = _process_table()
+        return self._tree(table[0])[1:] if table is not None else []
 
     def stop(self) -> None:
         # Ray's daemons (GCS, raylet, dashboard, workers) outlive the peer's own process for a
@@ -157,6 +143,21 @@ class RayPeer:
                     self.proc.kill()
                     self.proc.wait()
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _process_table() -> tuple[dict[int, list[int]], dict[int, int]] | None:
+    """Every process's children and RSS (KiB), from one `ps`."""
+    try:
+        r = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for line in r.stdout.splitlines():
+        pid, ppid, kb = (int(x) for x in line.split())
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = kb
+    return children, rss
 
 
 def _running(pid: int) -> bool:

@@ -1,7 +1,6 @@
 """The embedded AWS: moto's server on 127.0.0.1:4566, started and stopped by mk1."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -42,6 +41,11 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
         time.sleep(0.05)
 
 
+def command(host: str, port: int) -> list[str]:
+    """moto's server, through mk1's launcher (infra/moto_server.py: two of moto's per-request costs out)."""
+    return [sys.executable, "-m", "infra.moto_server", "-H", host, "-p", str(port)]
+
+
 class EmbeddedAWS:
     """A moto server process; `start()` waits until it answers."""
 
@@ -56,8 +60,7 @@ class EmbeddedAWS:
             raise PortInUse(f"port {self.port} on {self.host} is in use: another AWS endpoint "
                             f"(or an earlier mk1) runs there. Stop it or set MK1_AWS_PORT.")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-        self.proc = subprocess.Popen([exe, "-H", self.host, "-p", str(self.port)],
+        self.proc = subprocess.Popen(command(self.host, self.port),
                                      stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         wait_http(f"{self.url}/moto-api/", timeout, self.proc)

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from infra.embedded import wait_http
+from infra.embedded import command as moto_command, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,8 +89,7 @@ class System:
         return self
 
     def start_moto(self) -> None:
-        exe = str(Path(sys.executable).parent / "moto_server")
-        self.moto = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.aws_port)],
+        self.moto = subprocess.Popen(moto_command("127.0.0.1", self.aws_port),
                                      stdout=(self.home / "moto.log").open("ab"), stderr=subprocess.STDOUT)
         wait_http(f"{self.aws_url}/moto-api/", 30, self.moto)
 

@@ -1,0 +1,92 @@
+"""The embedded AWS's process: moto's own server, with two of its per-request costs taken out.
+
+    python -m infra.moto_server -H 127.0.0.1 -p 4566      (the same flags as `moto_server`)
+
+Profiled at the cap (figure 2 of the benchmarks: 30 clients, every waiting call a message in SQS),
+moto burned 12-15 ms of CPU per call on the same 2 cores as the dispatcher and the functions, and
+two spots of moto 5.2 took ~40 % of it, neither doing anything a user could observe:
+
+- every ReceiveMessage checks each message it returns against the queue's retention period by
+  calling `get_queue_attributes`, which builds the queue's whole attribute map three times, and
+  each build counts the queue's visible, in-flight and delayed messages (three scans of the queue,
+  a clock read per message). Here the retention period is read straight off the queue: the same
+  value (`MessageRetentionPeriod`, an int once set), the same comparison.
+- every request lists moto's package folder (listdir + ~150 isdir) to learn its service names;
+  the installed package does not change while the server runs, so the list is read once.
+
+Each patch checks that the code it replaces is what it expects (moto is pinned in constraints.txt)
+and otherwise leaves moto as it is: mk1 then runs slower, never differently.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+
+log = logging.getLogger("mk1.moto")
+
+
+def _fix_retention_check() -> bool:
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.is_message_valid_based_on_retention_period
+    if getattr(original, "mk1", False):
+        return True
+    if "get_queue_attributes" not in inspect.getsource(original):
+        return False
+
+    def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+    is_message_valid_based_on_retention_period.mk1 = True   # type: ignore[attr-defined]
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+    return True
+
+
+def _cache_module_list() -> bool:
+    from moto import backends
+
+    original = backends.list_of_moto_modules
+    if getattr(original, "mk1", False):
+        return True
+    if "listdir" not in inspect.getsource(original):
+        return False
+    names = tuple(original())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return names
+
+    list_of_moto_modules.mk1 = True   # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules
+    return True
+
+
+PATCHES = {"sqs-retention-check": _fix_retention_check, "service-list": _cache_module_list}
+
+
+def apply() -> dict[str, bool]:
+    """Apply what still fits the installed moto; {patch: applied}."""
+    applied = {}
+    for name, patch in PATCHES.items():
+        try:
+            applied[name] = patch()
+        except Exception as e:   # a moto that moved on: run it unpatched
+            log.warning("moto patch %s not applied: %s", name, e)
+            applied[name] = False
+    return applied
+
+
+def main(argv: list[str] | None = None) -> None:
+    applied = apply()
+    skipped = [n for n, ok in applied.items() if not ok]
+    if skipped:
+        print(f"mk1: moto runs without these speed-ups (its code changed): {', '.join(skipped)}",
+              file=sys.stderr, flush=True)
+    from moto.server import main as moto_main
+    moto_main(argv)
+
+
+if __name__ == "__main__":
+    main()

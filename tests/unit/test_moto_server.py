@@ -1,0 +1,47 @@
+"""The embedded AWS's launcher patches moto for speed only: what SQS answers stays the same."""
+import boto3
+import pytest
+from moto import backends, mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sqs.models import SQSBackend, sqs_backends
+
+from infra import moto_server
+
+ORIGINAL_LIST = backends.list_of_moto_modules
+ORIGINAL_CHECK = SQSBackend.is_message_valid_based_on_retention_period
+
+
+@pytest.fixture
+def unpatched(monkeypatch):
+    monkeypatch.setattr(backends, "list_of_moto_modules", ORIGINAL_LIST)
+    monkeypatch.setattr(SQSBackend, "is_message_valid_based_on_retention_period", ORIGINAL_CHECK)
+
+
+def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched):
+    services = list(ORIGINAL_LIST())
+    assert moto_server.apply() == {name: True for name in moto_server.PATCHES}
+    assert moto_server.apply() == {name: True for name in moto_server.PATCHES}   # idempotent
+    assert list(backends.list_of_moto_modules()) == services and "sqs" in services
+
+
+def _retention_scenario() -> list[list[str]]:
+    """A 60 s retention queue with one message past it: what successive receives return."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        for body in ("old", "fresh", "fresher"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_queue("q")
+        next(m for m in queue._messages if m.body == "old").sent_timestamp -= 61_000
+        seen = []
+        for _ in range(3):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            seen.append(sorted(m["Body"] for m in got))
+        return seen
+
+
+def test_retention_is_enforced_as_moto_does(unpatched):
+    expected = _retention_scenario()
+    moto_server.apply()
+    assert _retention_scenario() == expected
+    assert not any("old" in bodies for bodies in expected) and ["fresh", "fresher"] in expected

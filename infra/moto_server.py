@@ -11,6 +11,9 @@ two spots of moto 5.2 took ~40 % of it, neither doing anything a user could obse
   each build counts the queue's visible, in-flight and delayed messages (three scans of the queue,
   a clock read per message). Here the retention period is read straight off the queue: the same
   value (`MessageRetentionPeriod`, an int once set), the same comparison.
+- every SendMessage reads one attribute through the same whole-map build, and the counts scan
+  the queue calling moto's clock for each message (two datetimes per reading). SQS's clock for
+  "now" is read as time.time() instead: the same instant, without the datetimes.
 - every request lists moto's package folder (listdir + ~150 isdir) to learn its service names;
   the installed package does not change while the server runs, so the list is read once.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import time
 
 log = logging.getLogger("mk1.moto")
 
@@ -63,7 +67,28 @@ def _cache_module_list() -> bool:
     return True
 
 
-PATCHES = {"sqs-retention-check": _fix_retention_check, "service-list": _cache_module_list}
+def _fast_sqs_clock() -> bool:
+    from moto.sqs import models
+
+    if getattr(models.unix_time, "mk1", False):
+        return True
+    slow_s, slow_ms = models.unix_time, models.unix_time_millis
+    if slow_s.__module__ != "moto.core.utils" or slow_ms.__module__ != "moto.core.utils":
+        return False
+
+    def unix_time(dt=None) -> float:
+        return time.time() if dt is None else slow_s(dt)
+
+    def unix_time_millis(dt=None) -> float:
+        return time.time() * 1000.0 if dt is None else slow_ms(dt)
+
+    unix_time.mk1 = unix_time_millis.mk1 = True   # type: ignore[attr-defined]
+    models.unix_time, models.unix_time_millis = unix_time, unix_time_millis
+    return True
+
+
+PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,
+           "service-list": _cache_module_list}
 
 
 def apply() -> dict[str, bool]:

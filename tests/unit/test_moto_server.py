@@ -3,18 +3,22 @@ import boto3
 import pytest
 from moto import backends, mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sqs import models as sqs_models
 from moto.sqs.models import SQSBackend, sqs_backends
 
 from infra import moto_server
 
 ORIGINAL_LIST = backends.list_of_moto_modules
 ORIGINAL_CHECK = SQSBackend.is_message_valid_based_on_retention_period
+ORIGINAL_CLOCK = sqs_models.unix_time, sqs_models.unix_time_millis
 
 
 @pytest.fixture
 def unpatched(monkeypatch):
     monkeypatch.setattr(backends, "list_of_moto_modules", ORIGINAL_LIST)
     monkeypatch.setattr(SQSBackend, "is_message_valid_based_on_retention_period", ORIGINAL_CHECK)
+    monkeypatch.setattr(sqs_models, "unix_time", ORIGINAL_CLOCK[0])
+    monkeypatch.setattr(sqs_models, "unix_time_millis", ORIGINAL_CLOCK[1])
 
 
 def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched):
@@ -22,6 +26,17 @@ def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched)
     assert moto_server.apply() == {name: True for name in moto_server.PATCHES}
     assert moto_server.apply() == {name: True for name in moto_server.PATCHES}   # idempotent
     assert list(backends.list_of_moto_modules()) == services and "sqs" in services
+
+
+def test_sqs_reads_the_same_clock(unpatched):
+    moto_server.apply()
+    before = ORIGINAL_CLOCK[0]()
+    now_s, now_ms = sqs_models.unix_time(), sqs_models.unix_time_millis()
+    after = ORIGINAL_CLOCK[0]()
+    assert before - 0.001 <= now_s <= after + 0.001 and before * 1000 - 1 <= now_ms <= after * 1000 + 1
+    import datetime
+    dt = datetime.datetime(2026, 1, 1)
+    assert sqs_models.unix_time(dt) == ORIGINAL_CLOCK[0](dt)
 
 
 def _retention_scenario() -> list[list[str]]:

@@ -14,8 +14,9 @@ two spots of moto 5.2 took ~40 % of it, neither doing anything a user could obse
 - every SendMessage reads one attribute through the same whole-map build, and the counts scan
   the queue calling moto's clock for each message (two datetimes per reading). SQS's clock for
   "now" is read as time.time() instead: the same instant, without the datetimes.
-- every request lists moto's package folder (listdir + ~150 isdir) to learn its service names;
-  the installed package does not change while the server runs, so the list is read once.
+- every request lists moto's package folder (listdir + ~150 isdir) to learn its service names,
+  and lists its response class's methods (inspect.getmembers); neither the installed package nor
+  the classes change while the server runs, so each is read once.
 
 Each patch checks that the code it replaces is what it expects (moto is pinned in constraints.txt)
 and otherwise leaves moto as it is: mk1 then runs slower, never differently.
@@ -87,8 +88,29 @@ def _fast_sqs_clock() -> bool:
     return True
 
 
+def _cache_method_names() -> bool:
+    from moto.core import responses
+
+    original = responses.method_names_from_class
+    if getattr(original, "mk1", False):
+        return True
+    if "getmembers" not in inspect.getsource(original):
+        return False
+    cache: dict[type, list[str]] = {}
+
+    def method_names_from_class(clazz) -> list[str]:
+        names = cache.get(clazz)
+        if names is None:
+            names = cache[clazz] = original(clazz)
+        return list(names)
+
+    method_names_from_class.mk1 = True   # type: ignore[attr-defined]
+    responses.method_names_from_class = method_names_from_class
+    return True
+
+
 PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,
-           "service-list": _cache_module_list}
+           "service-list": _cache_module_list, "response-methods": _cache_method_names}
 
 
 def apply() -> dict[str, bool]:

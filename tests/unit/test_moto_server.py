@@ -2,6 +2,7 @@
 import boto3
 import pytest
 from moto import backends, mock_aws
+from moto.core import responses
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs import models as sqs_models
 from moto.sqs.models import SQSBackend, sqs_backends
@@ -9,6 +10,7 @@ from moto.sqs.models import SQSBackend, sqs_backends
 from infra import moto_server
 
 ORIGINAL_LIST = backends.list_of_moto_modules
+ORIGINAL_METHODS = responses.method_names_from_class
 ORIGINAL_CHECK = SQSBackend.is_message_valid_based_on_retention_period
 ORIGINAL_CLOCK = sqs_models.unix_time, sqs_models.unix_time_millis
 
@@ -16,6 +18,7 @@ ORIGINAL_CLOCK = sqs_models.unix_time, sqs_models.unix_time_millis
 @pytest.fixture
 def unpatched(monkeypatch):
     monkeypatch.setattr(backends, "list_of_moto_modules", ORIGINAL_LIST)
+    monkeypatch.setattr(responses, "method_names_from_class", ORIGINAL_METHODS)
     monkeypatch.setattr(SQSBackend, "is_message_valid_based_on_retention_period", ORIGINAL_CHECK)
     monkeypatch.setattr(sqs_models, "unix_time", ORIGINAL_CLOCK[0])
     monkeypatch.setattr(sqs_models, "unix_time_millis", ORIGINAL_CLOCK[1])
@@ -26,6 +29,9 @@ def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched)
     assert moto_server.apply() == {name: True for name in moto_server.PATCHES}
     assert moto_server.apply() == {name: True for name in moto_server.PATCHES}   # idempotent
     assert list(backends.list_of_moto_modules()) == services and "sqs" in services
+    from moto.sqs.responses import SQSResponse
+    assert responses.method_names_from_class(SQSResponse) == ORIGINAL_METHODS(SQSResponse)
+    assert "receive_message" in responses.method_names_from_class(SQSResponse)
 
 
 def test_sqs_reads_the_same_clock(unpatched):

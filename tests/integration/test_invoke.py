@@ -118,3 +118,47 @@ def test_cap_of_three_fifo_and_all_answered(system):
     assert len(recs) == 10
     assert peak_concurrency(recs) <= 3
     assert sum(1 for r in results if r.wait_ms and r.wait_ms > 0) >= 7
+
+
+def _outcome(client, fn) -> str:
+    try:
+        _invoke(client, fn)
+        return "allowed"
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+
+
+def _until(check, want, timeout=10.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while (got := check()) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got
+
+
+def test_iam_changes_take_effect_live_through_groups_and_managed_policies(system):
+    """Policies are read from IAM in the background: a group's inline Allow and an attached
+    managed Deny change what user1 may call within a refresh, and their removal changes it back."""
+    iam, c = system.aws("iam"), system.lambda_client("user1")
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:{}"
+    deny = iam.create_policy(PolicyName="mk1-test-deny-alpha", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Deny", "Action": "lambda:InvokeFunction", "Resource": arn.format("RuntimeAlpha")}]}))
+    deny_arn = deny["Policy"]["Arn"]
+    iam.create_group(GroupName="mk1-test-group")
+    try:
+        iam.put_group_policy(GroupName="mk1-test-group", PolicyName="beta", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": arn.format("RuntimeBeta")}]}))
+        iam.attach_group_policy(GroupName="mk1-test-group", PolicyArn=deny_arn)
+        iam.add_user_to_group(GroupName="mk1-test-group", UserName="user1")
+        assert _until(lambda: _outcome(c, "RuntimeBeta"), "allowed") == "allowed"         # the group's Allow
+        assert _outcome(c, "RuntimeAlpha") == "AccessDeniedException"                      # its Deny wins
+    finally:
+        iam.remove_user_from_group(GroupName="mk1-test-group", UserName="user1")
+        iam.detach_group_policy(GroupName="mk1-test-group", PolicyArn=deny_arn)
+        iam.delete_group_policy(GroupName="mk1-test-group", PolicyName="beta")
+        iam.delete_group(GroupName="mk1-test-group")
+        iam.delete_policy(PolicyArn=deny_arn)
+    assert _until(lambda: _outcome(c, "RuntimeAlpha"), "allowed") == "allowed"
+    assert _outcome(c, "RuntimeBeta") == "AccessDeniedException"

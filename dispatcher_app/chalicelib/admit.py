@@ -245,6 +245,8 @@ class Admission:
             if self._handoff is not None and self._held[0][0].get("kind") != "async":
                 return
             body, receipt = self._held.popleft()
+            if len(self._held) < self.cap():
+                self.queue.nudge()   # a batch of sends lingering because these covered the slots
             if body.get("kind") == "async":
                 if body.get("owner") == self.instance_id:
                     self._async_pending = max(0, self._async_pending - 1)

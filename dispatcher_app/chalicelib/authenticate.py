@@ -1,11 +1,16 @@
 """Authenticate: who signed this request? AWS Signature Version 4, verified server-side.
 
-The request is rebuilt from exactly what arrived (method, raw path, query, the
-signed headers, raw body) and re-signed with the user's secret; the timestamp is
-the request's own X-Amz-Date (add_auth would stamp the current time).
+The canonical request is rebuilt from exactly what arrived (method, raw path, query,
+the headers the client says it signed, raw body) and signed again with the user's
+secret under the request's own X-Amz-Date, as botocore's signer would (its path
+normalisation and double encoding, its header trimming). This is on every call's
+path, so it is done directly with hashlib/hmac, and each signing key (four HMACs from
+secret, date, region and service) is derived once a day, not per request: ~15 us
+instead of botocore's AWSRequest + SigV4Auth at ~90 us.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -13,11 +18,10 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from urllib.parse import quote
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.utils import normalize_url_path
 
 from .errors import (IncompleteSignature, InvalidSignature, MissingAuthenticationToken,
                      UnrecognizedClient)
@@ -82,10 +86,7 @@ def verify(method: str, raw_path: str, query: dict[str, list[str]], headers: dic
     if entry is None:
         raise UnrecognizedClient("The security token included in the request is invalid.")
     amz_date = headers.get("x-amz-date", "")
-    try:
-        stamp = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise IncompleteSignature("X-Amz-Date is missing or not in the form YYYYMMDDTHHMMSSZ.") from None
+    stamp = _amz_date(amz_date)
     now = now or datetime.now(timezone.utc)
     if abs((now - stamp).total_seconds()) > MAX_SKEW_S or amz_date[:8] != m["date"]:
         raise InvalidSignature(f"Signature expired: {amz_date} is outside the 15 minute window around "
@@ -96,15 +97,53 @@ def verify(method: str, raw_path: str, query: dict[str, list[str]], headers: dic
     missing = [h for h in signed if h not in headers]
     if missing:
         raise InvalidSignature(f"Signed header(s) missing from the request: {', '.join(missing)}.")
-    host = headers["host"]
-    qs = canonical_query(query)
-    request = AWSRequest(method=method, url=f"http://{host}{raw_path}" + (f"?{qs}" if qs else ""),
-                         data=body, headers={h: headers[h] for h in signed})
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(m["akid"], entry["secret"]), m["service"], m["region"])
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    canonical = "\n".join((
+        method.upper(),
+        quote(normalize_url_path(raw_path), safe="/~"),
+        canonical_query(query),
+        "".join(f"{h}:{' '.join(headers[h].split())}\n" for h in signed),
+        m["signed"],
+        _payload_hash(headers, body)))
+    string_to_sign = "\n".join(("AWS4-HMAC-SHA256", amz_date, f"{m['date']}/{m['region']}/{m['service']}/aws4_request",
+                                hashlib.sha256(canonical.encode()).hexdigest()))
+    key = _signing_key(entry["secret"], m["date"], m["region"], m["service"])
+    expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, m["sig"]):
         raise InvalidSignature("The request signature we calculated does not match the signature you "
                                "provided. Check your AWS Secret Access Key and signing method.")
     return Identity(entry["user"], m["akid"])
+
+
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_AMZ_DATE_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
+
+
+def _amz_date(value: str) -> datetime:
+    """X-Amz-Date (YYYYMMDDTHHMMSSZ) as a UTC datetime; strptime costs ~10 us a call."""
+    m = _AMZ_DATE_RE.match(value)
+    try:
+        if m is None:
+            raise ValueError(value)
+        return datetime(*map(int, m.groups()), tzinfo=timezone.utc)
+    except ValueError:
+        raise IncompleteSignature("X-Amz-Date is missing or not in the form YYYYMMDDTHHMMSSZ.") from None
+
+
+def _payload_hash(headers: dict[str, str], body: bytes) -> str:
+    """The body's SHA-256, as the canonical request carries it. A client may send it as
+    X-Amz-Content-SHA256; then it must be the body's (botocore's signer would take it on trust)."""
+    actual = hashlib.sha256(body).hexdigest()
+    claimed = headers.get("x-amz-content-sha256")
+    if claimed is None or claimed == UNSIGNED_PAYLOAD:
+        return actual if claimed is None else claimed
+    if not hmac.compare_digest(claimed.lower(), actual):
+        raise InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    return claimed
+
+
+@lru_cache(maxsize=256)
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key

@@ -39,6 +39,8 @@ class ProcessHandle:
         self.id = f"pid-{proc.pid}"
         self._spec = spec
         self._peak_mb: float | None = None
+        self._status_fd: int | None = None     # /proc/<pid>/status, read with pread
+        self._status_lock = threading.Lock()
         self._reader = threading.Thread(target=self._pump_output, daemon=True,
                                         name=f"out-{spec.container_id}")
         self._reader.start()
@@ -49,13 +51,24 @@ class ProcessHandle:
             self._spec.on_output(raw.decode("utf-8", "replace").rstrip("\n"))
 
     def _sample_memory(self) -> None:
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        self._peak_mb = int(line.split()[1]) / 1024
-        except OSError:
-            pass
+        # After every invocation, on the caller's path: one pread of a status file kept open
+        # (~5 us) rather than open + read lines + close (~20 us, 4x that on a loaded machine).
+        with self._status_lock:
+            try:
+                if self._status_fd is None:
+                    self._status_fd = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY)
+                data = os.pread(self._status_fd, 8192, 0)
+            except OSError:
+                return   # the process is gone: keep the last reading
+        at = data.find(b"VmHWM:")
+        if at >= 0:
+            self._peak_mb = int(data[at + 6:data.index(b"kB", at)]) / 1024
+
+    def _close_status(self) -> None:
+        with self._status_lock:
+            if self._status_fd is not None:
+                os.close(self._status_fd)
+                self._status_fd = None
 
     def max_memory_mb(self) -> float | None:
         self._sample_memory()
@@ -64,6 +77,7 @@ class ProcessHandle:
     def wait(self) -> int:
         code = self.proc.wait()
         self._reader.join(timeout=2)
+        self._close_status()
         return code
 
     def kill(self) -> None:
@@ -74,6 +88,7 @@ class ProcessHandle:
                 pass
 
     def remove(self) -> None:
+        self._close_status()
         shutil.rmtree(self._spec.work_dir, ignore_errors=True)
 
 

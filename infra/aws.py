@@ -22,10 +22,13 @@ def session(settings: Settings) -> boto3.session.Session:
     return boto3.session.Session(region_name=settings.region)
 
 
-def client(settings: Settings, service: str, *, timeout: float = 10, retries: int = 2):
+def client(settings: Settings, service: str, *, timeout: float = 10, retries: int = 2, validate: bool = True):
+    """validate=False: botocore skips checking the parameters against the API model, which is most
+    of its cost for a batch (a 25-item BatchWriteItem: 9.2 -> 3.8 ms of CPU). For callers that only
+    send requests of one fixed shape, built by mk1's own code, which the tests run validated."""
     cfg = Config(connect_timeout=min(timeout, 5), read_timeout=timeout,
                  retries={"max_attempts": retries, "mode": "standard"},
-                 max_pool_connections=32)
+                 max_pool_connections=32, parameter_validation=validate)
     endpoint = settings.aws_endpoint if (settings.AWS_ENDPOINT_URL or settings.embedded_aws) else None
     return session(settings).client(service, endpoint_url=endpoint, config=cfg)
 

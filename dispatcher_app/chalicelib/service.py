@@ -72,8 +72,11 @@ class Dispatcher:
         self.code = CodeStore(self.lam, self.s3, settings.home / "code", local_endpoint=local)
         self.backend = backend or select_backend(settings)
         self.metrics = Metrics(self.describe_functions)
-        self.recorder = Recorder(self.ddb, self.logs, settings.usage_log, self.clock,
-                                 settings.MK1_USAGE_BATCH_MS / 1000, self.metrics)
+        # The writers in the background of every call send requests of fixed shapes, batched: their
+        # clients skip botocore's parameter validation (infra/aws.py), which takes the same GIL.
+        self.recorder = Recorder(c("dynamodb", validate=False), c("logs", validate=False), settings.usage_log,
+                                 self.clock, settings.MK1_USAGE_BATCH_MS / 1000, self.metrics)
+        self._queue_sqs = c("sqs", validate=False)
         self.results = Results(self.ddb, self.s3)
         self._pools: dict[str, FunctionPool] = {}
         self._admissions: dict[str, Admission] = {}
@@ -164,7 +167,7 @@ class Dispatcher:
                     "leases": self.leases, "claims": self.claims, "run_sync": self._run_queued_sync,
                     "timeout_s": lambda: self.registry.get(name).timeout_s}) if self.leases else (Admission, {})
                 self._admissions[name] = kind(
-                    name, WorkQueue(self.sqs, url, dlq, self.s.MK1_SQS_VISIBILITY_S), lambda: self._reserved(name),
+                    name, WorkQueue(self._queue_sqs, url, dlq, self.s.MK1_SQS_VISIBILITY_S), lambda: self._reserved(name),
                     clock=self.clock, max_depth=self.s.MK1_MAX_QUEUE_DEPTH,
                     max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000, run_async=self._run_async,
                     instance_id=self.instance_id, **extra)

@@ -147,18 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             log("starting mk1 (system A: no-op RuntimeAlpha, 50 ms RuntimeBeta) ...")
             with h.running_system("a", **SYSTEM_A) as s:
-                if 1 in only:
+                # The peer's repetitions first (figure 1's, then figure 2's), then it is stopped, so its
+                # idle daemons (GCS, raylet, workers) do not share the 2 cores with mk1's repetitions.
+                peer_f1 = None
+                if 1 in only and peer is not None:
                     reps, calls = size["f1"]
-                    log(f"figure 1: warm call overhead ({reps} reps x {calls} calls per variant)")
-                    f1 = guarded("1", lambda: figures.warm_overhead(s, floor, peer, reps, calls, log=log))
-                    if f1:
-                        results["figures"]["1"] = f1
-                        if mode == "full" or args.profile or (mode != "selftest" and (
-                                not f1["goal"]["met_3ms"] or f1["goal"].get("below_peer") is False)):
-                            log("profiling the dispatcher under warm load (py-spy) ...")
-                            results["profile"] = guarded(
-                                "profile", lambda: __import__("bench.profile", fromlist=["x"]).profile_dispatcher(
-                                    s, seconds=8 if mode == "full" else 5, log=log))
+                    log(f"figure 1, peer phase: Ray Serve beside the floor ({reps} reps x {calls} calls per variant)")
+                    peer_f1 = guarded("1-peer", lambda: figures.warm_overhead_peer(floor, peer, reps, calls, log=log))
                 if 2 in only:
                     reps, calls = size["f2"]
                     log(f"figure 2: throughput at the cap (30 clients, {reps} reps x {calls} calls)")
@@ -168,6 +163,18 @@ def main(argv: list[str] | None = None) -> int:
                 if peer is not None:
                     stop(peer)
                     peer = None
+                if 1 in only:
+                    reps, calls = size["f1"]
+                    log(f"figure 1: warm call overhead ({reps} reps x {calls} calls per variant)")
+                    f1 = guarded("1", lambda: figures.warm_overhead(s, floor, peer_f1, reps, calls, log=log))
+                    if f1:
+                        results["figures"]["1"] = f1
+                        if mode == "full" or args.profile or (mode != "selftest" and (
+                                not f1["goal"]["met_3ms"] or f1["goal"].get("below_peer") is False)):
+                            log("profiling the dispatcher under warm load (py-spy) ...")
+                            results["profile"] = guarded(
+                                "profile", lambda: __import__("bench.profile", fromlist=["x"]).profile_dispatcher(
+                                    s, seconds=8 if mode == "full" else 5, log=log))
                 if 5 in only:
                     log(f"figure 5: scaling curve ({', '.join(map(str, size['f5']))} clients)")
                     results["figures"]["5"] = guarded("5", lambda: figures.scaling(s, floor, size["f5"], log=log))

@@ -57,7 +57,10 @@ def _fig1(f: dict) -> str:
              "boto3_floor": "boto3 `lambda` client → the same bare server",
              "mk1_signed": "mk1, one keep-alive http.client connection, SigV4-signed per call",
              "mk1_boto3": "**mk1 through boto3 (the figure)**",
-             "peer_http": "Ray Serve, bare keep-alive HTTP", "peer_boto3": "Ray Serve through the same boto3 client"}
+             "peer_http": "Ray Serve, bare keep-alive HTTP (peer phase)",
+             "peer_boto3": "Ray Serve through the same boto3 client (peer phase)",
+             "floor_http_peer_phase": "bare keep-alive HTTP round trip, in the peer phase",
+             "boto3_floor_peer_phase": "boto3 → the bare server, in the peer phase"}
     rows = ["| path | median | p99 | mean | medians of the repetitions |", "|---|---|---|---|---|"]
     for k, v in f["variants"].items():
         o = v["overhead_ms"]
@@ -259,7 +262,11 @@ The same benchmark on the same machine differs from run to run with what else th
 
 No-op function (RuntimeAlpha, `GENERATE_SECONDS=0`), warm, free slot, one client, sequential calls;
 {F['1']['reps']} repetitions × {F['1']['calls_per_rep']} calls per path, the paths interleaved within
-each repetition. Overhead = latency − `generate_ms`, in ms.
+each repetition. Overhead = latency − `generate_ms`, in ms. The peer's paths are measured first, in a
+phase of their own beside the floor (the "peer phase" rows), while mk1's system is up and idle; then the
+peer is stopped (after figure 2's peer repetitions) and mk1's and the floor's paths are measured, so
+Ray's idle daemons do not share the 2 cores with mk1's repetitions, nor mk1's with Ray's. The floor,
+measured in both phases, shows how much the machine moved between them.
 
 {_fig1(F['1'])}
 

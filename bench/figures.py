@@ -24,7 +24,46 @@ def _overheads(rows: list[dict]) -> list[float]:
 
 
 # ---------------------------------------------------------------- figure 1
-def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log=print) -> dict:
+def _measure_variants(variants: dict[str, Callable[[], tuple]], reps: int, calls: int, log=print,
+                      tag: str = "") -> tuple[dict[str, list[dict]], dict[str, list[float]]]:
+    """`reps` repetitions, each a batch of `calls` sequential calls per variant, the variants interleaved."""
+    for fn in variants.values():   # warm up every path (mk1's first call is a cold start; Ray's router learns)
+        for _ in range(min(30, max(5, calls // 4))):
+            fn()
+    rows: dict[str, list[dict]] = {k: [] for k in variants}
+    rep_medians: dict[str, list[float]] = {k: [] for k in variants}
+    for rep in range(reps):
+        for name, fn in variants.items():
+            batch = []
+            for _ in range(calls):
+                ms, payload, headers = fn()
+                batch.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0),
+                              "duration_ms": h._num(headers.get("x-mk1-duration-ms")),
+                              "wait_ms": h._num(headers.get("x-mk1-wait-ms")),
+                              "cold": headers.get("x-mk1-cold")})
+            rows[name].extend(batch)
+            rep_medians[name].append(round(percentile(_overheads(batch), 50), 4))
+        log(f"  {tag}rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rep_medians.items()))
+    return rows, rep_medians
+
+
+def warm_overhead_peer(floor: h.FloorServer, peer, reps: int, calls: int, log=print) -> dict:
+    """Figure 1's peer phase, run while the peer is up and before mk1's: Ray Serve's variants,
+    interleaved with the floor's (so the two phases can be compared through the floor)."""
+    peer_http = h.PlainHttp(peer.url, h.INVOKE_PATH.format("noop"))
+    peer_boto = h.boto3_client(peer.url)
+    floor_http = h.PlainHttp(floor.url, h.INVOKE_PATH.format("floor-noop"))
+    boto_floor = h.boto3_client(floor.url)
+    rows, rep_medians = _measure_variants({
+        "peer_http": peer_http.invoke, "peer_boto3": lambda: h.boto3_invoke(peer_boto, "noop"),
+        "floor_http_peer_phase": floor_http.invoke,
+        "boto3_floor_peer_phase": lambda: h.boto3_invoke(boto_floor, "floor-noop")}, reps, calls, log, "peer phase ")
+    for c in (peer_http, floor_http):
+        c.close()
+    return {"rows": rows, "rep_medians": rep_medians}
+
+
+def warm_overhead(system, floor: h.FloorServer, peer_phase: dict | None, reps: int, calls: int, log=print) -> dict:
     """End-to-end latency minus the handler's own time (generate_ms), warm, free slot, one client.
 
     Variants, interleaved per repetition (each a batch of `calls` sequential calls):
@@ -33,6 +72,8 @@ def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log
       boto3_floor   boto3's lambda client against that same floor server (boto3's own cost)
       mk1_signed    mk1 through one keep-alive http.client connection, SigV4-signed per call
       mk1_boto3     mk1 through boto3 (THE figure)
+    and from `peer_phase` (warm_overhead_peer, measured earlier in the run while the peer was up;
+    its idle daemons would otherwise share the 2 cores with mk1's repetitions, as in figure 2):
       peer_http     Ray Serve, bare keep-alive HTTP
       peer_boto3    Ray Serve through the same boto3 client
     """
@@ -56,42 +97,24 @@ def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log
         "mk1_signed": lambda: mk1_signed.invoke(ALPHA),
         "mk1_boto3": lambda: h.boto3_invoke(mk1_boto, ALPHA),
     }
-    if peer is not None:
-        peer_http = h.PlainHttp(peer.url, h.INVOKE_PATH.format("noop"))
-        peer_boto = h.boto3_client(peer.url)
-        variants["peer_http"] = peer_http.invoke
-        variants["peer_boto3"] = lambda: h.boto3_invoke(peer_boto, "noop")
-    # warm up every path (mk1's first call is a cold start; Ray's router learns its replicas)
-    for fn in variants.values():
-        for _ in range(min(30, max(5, calls // 4))):
-            fn()
-    rows: dict[str, list[dict]] = {k: [] for k in variants}
-    rep_medians: dict[str, list[float]] = {k: [] for k in variants}
-    for rep in range(reps):
-        for name, fn in variants.items():
-            batch = []
-            for _ in range(calls):
-                ms, payload, headers = fn()
-                batch.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0),
-                              "duration_ms": h._num(headers.get("x-mk1-duration-ms")),
-                              "wait_ms": h._num(headers.get("x-mk1-wait-ms")),
-                              "cold": headers.get("x-mk1-cold")})
-            rows[name].extend(batch)
-            rep_medians[name].append(round(percentile(_overheads(batch), 50), 4))
-        log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rep_medians.items()))
+    rows, rep_medians = _measure_variants(variants, reps, calls, log)
+    peer = peer_phase is not None
+    if peer:
+        rows.update(peer_phase["rows"])
+        rep_medians.update(peer_phase["rep_medians"])
     meter = h.CpuMeter(system)   # one more mk1 batch: CPU per warm call, by process
     for _ in range(calls):
         variants["mk1_boto3"]()
     out: dict = {"reps": reps, "calls_per_rep": calls, "variants": {}, "cpu_ms_per_call": meter.stop(calls)}
-    for name in variants:
+    for name in rows:
         out["variants"][name] = {"overhead_ms": summary(_overheads(rows[name])),
                                  "latency_ms": summary(r["ms"] for r in rows[name]),
                                  "rep_medians_ms": rep_medians[name]}
     mk1_rows = rows["mk1_boto3"] + rows["mk1_signed"]
     hop = [r["duration_ms"] - r["generate_ms"] for r in mk1_rows if r["duration_ms"] is not None]
     out["mk1_cold_calls_in_sample"] = sum(1 for r in mk1_rows if r["cold"] == "true")
-    v = {k: out["variants"][k]["overhead_ms"]["median"] for k in variants}
-    p99 = {k: out["variants"][k]["overhead_ms"]["p99"] for k in variants}
+    v = {k: out["variants"][k]["overhead_ms"]["median"] for k in rows}
+    p99 = {k: out["variants"][k]["overhead_ms"]["p99"] for k in rows}
     runtime_hop = percentile(hop, 50)
     out["breakdown_ms"] = {
         "direct_call": v["direct"],
@@ -106,14 +129,14 @@ def warm_overhead(system, floor: h.FloorServer, peer, reps: int, calls: int, log
                      "mk1_boto3/boto3_floor": ratio(v["mk1_boto3"], v["boto3_floor"]),
                      "mk1_signed/floor_http": ratio(v["mk1_signed"], v["floor_http"]),
                      "p99 mk1_boto3/boto3_floor": ratio(p99["mk1_boto3"], p99["boto3_floor"])}
-    if peer is not None:
+    if peer:
         out["ratios"]["mk1_boto3/peer_boto3"] = ratio(v["mk1_boto3"], v["peer_boto3"])
         out["ratios"]["mk1_signed/peer_http"] = ratio(v["mk1_signed"], v["peer_http"])
     out["goal"] = {"target": "mk1 median overhead (boto3) < 3 ms and below the peer's",
                    "value_ms": v["mk1_boto3"], "limit_ms": 3.0, "met_3ms": v["mk1_boto3"] < 3.0,
                    "margin_ms": round(3.0 - v["mk1_boto3"], 3),
                    "peer_ms": v.get("peer_boto3"),
-                   "below_peer": (v["mk1_boto3"] < v["peer_boto3"]) if peer is not None else None}
+                   "below_peer": (v["mk1_boto3"] < v["peer_boto3"]) if peer else None}
     for c in (floor_http, mk1_signed):
         c.close()
     return out

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {"direct": "direct handler call", "floor_http": "bare HTTP (stdlib, TCP_NODELAY)",
           "boto3_floor": "boto3 -> bare HTTP server", "mk1_signed": "mk1, signed http.client",
-          "mk1_boto3": "mk1, boto3", "peer_http": "Ray Serve, http.client", "peer_boto3": "Ray Serve, boto3"}
+          "mk1_boto3": "mk1, boto3", "peer_http": "Ray Serve, http.client", "peer_boto3": "Ray Serve, boto3",
+          "floor_http_peer_phase": "bare HTTP (peer phase)", "boto3_floor_peer_phase": "boto3 -> bare (peer phase)"}
 MK1, FLOOR, PEER = "#1f77b4", "#7f7f7f", "#ff7f0e"
 
 

@@ -114,6 +114,18 @@ def test_valid_json_that_is_not_an_event_is_a_function_error(system, payload, me
     assert [(r["status"], r["error_type"], r["user"]) for r in recs] == [("function_error", "InvalidEvent", "user2")]
 
 
+def test_a_body_swapped_under_a_signed_payload_hash_is_refused(system):
+    """X-Amz-Content-SHA256 signed with the first body's hash: that hash must be the body's."""
+    import hashlib
+    path, first_body = invoke_path("RuntimeAlpha"), b'{"prompt": "a"}'
+    captured = signed_headers(system.url, "POST", path, first_body, system.keys("admin"),
+                              {"X-Amz-Content-SHA256": hashlib.sha256(first_body).hexdigest()})
+    assert send(system.url, "POST", path, first_body, captured).status == 200
+    with Unchanged(system):
+        assert_lambda_error(send(system.url, "POST", path, b'{"prompt": "rm -rf /"}', captured),
+                            403, "InvalidSignatureException", "x-amz-content-sha256")
+
+
 def test_replayed_signature_with_a_changed_body_or_target_is_refused(system):
     path = invoke_path("RuntimeAlpha")
     captured = signed_headers(system.url, "POST", path, b'{"prompt": "a"}', system.keys("admin"))

@@ -34,7 +34,7 @@ SIZES = {
 }
 
 # mk1's production defaults for the background work (tests/helpers.py speeds these up for tests)
-DEFAULTS = {"MK1_CONTROL_REFRESH_MS": "1000", "MK1_USAGE_BATCH_MS": "200"}
+DEFAULTS = {"MK1_CONTROL_REFRESH_MS": "1000", "MK1_USAGE_BATCH_MS": "200", "MK1_LOGS_BATCH_MS": "1000"}
 SYSTEM_A = {**DEFAULTS, "MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0",
             "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.05",
             "MK1_MAX_QUEUE_DEPTH": "2000", "MK1_MAX_WAIT_MS": "900000", "MK1_BACKEND": "process"}

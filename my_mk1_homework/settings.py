@@ -67,6 +67,8 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
     Setting("MK1_CONTROL_REFRESH_MS", 1_000, int,
             "How often the dispatcher re-reads functions, concurrency, users and policies (background)."),
     Setting("MK1_USAGE_BATCH_MS", 200, int, "Longest a usage record waits before its batch is written."),
+    Setting("MK1_LOGS_BATCH_MS", 1_000, int,
+            "Longest a function's log line (START/END/REPORT, its output) waits before CloudWatch Logs gets it."),
     Setting("MK1_SQS_VISIBILITY_S", 30, int,
             "How long a received queue message stays hidden without a heartbeat (a dead dispatcher's "
             "messages reappear after this)."),

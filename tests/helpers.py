@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FAST = {"MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0.05",
         "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.05",
-        "MK1_BACKEND": "process", "MK1_CONTROL_REFRESH_MS": "300", "MK1_USAGE_BATCH_MS": "20"}
+        "MK1_BACKEND": "process", "MK1_CONTROL_REFRESH_MS": "300", "MK1_USAGE_BATCH_MS": "20",
+        "MK1_LOGS_BATCH_MS": "20"}
 
 
 def free_port() -> int:

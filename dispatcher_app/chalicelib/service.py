@@ -75,7 +75,8 @@ class Dispatcher:
         # The writers in the background of every call send requests of fixed shapes, batched: their
         # clients skip botocore's parameter validation (infra/aws.py), which takes the same GIL.
         self.recorder = Recorder(c("dynamodb", validate=False), c("logs", validate=False), settings.usage_log,
-                                 self.clock, settings.MK1_USAGE_BATCH_MS / 1000, self.metrics)
+                                 self.clock, settings.MK1_USAGE_BATCH_MS / 1000, self.metrics,
+                                 logs_batch_s=settings.MK1_LOGS_BATCH_MS / 1000)
         self._queue_sqs = c("sqs", validate=False)
         self.results = Results(self.ddb, self.s3)
         self._pools: dict[str, FunctionPool] = {}

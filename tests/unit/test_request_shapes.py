@@ -93,3 +93,34 @@ def test_the_stubbed_clients_do_validate(stubbed):
     stub.add_response("send_message_batch", {"Successful": [], "Failed": []})
     with pytest.raises(ParamValidationError):
         sqs.send_message_batch(QueueUrl=QUEUE, Entries=[{"Id": 1, "MessageBody": "x"}])
+
+
+class _CountingLogs:
+    """A CloudWatch Logs stand-in that counts PutLogEvents (the shapes are checked above)."""
+
+    class exceptions:
+        ResourceNotFoundException = ResourceAlreadyExistsException = type("E", (Exception,), {})
+
+    def __init__(self):
+        self.events = []
+
+    def create_log_stream(self, **kw):
+        pass
+
+    def put_log_events(self, logEvents, **kw):
+        self.events += logEvents
+
+
+def test_log_lines_wait_for_their_own_longer_batch_and_drain_flushes_them(tmp_path, stubbed):
+    from chalicelib.clock import SystemClock
+    ddb, ddb_stub = stubbed("dynamodb")
+    ddb_stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": ANY})
+    logs = _CountingLogs()
+    rec = Recorder(ddb, logs, tmp_path / "usage.log", SystemClock(), batch_s=0.01, logs_batch_s=30.0)
+    rec.log("RuntimeAlpha", "[$LATEST]c1", ["START", "END", "REPORT"])
+    written = threading.Event()
+    rec.usage(dict(RECORD), written)
+    assert written.wait(10)              # the usage record went out on its own short batch ...
+    assert logs.events == []             # ... the log lines wait for theirs
+    assert rec.drain(10)
+    assert [e["message"] for e in logs.events] == ["START", "END", "REPORT"]

@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.monotonic() - t_start, 1)
     results["figures"] = {k: v for k, v in results["figures"].items() if v}
     name = {"full": "results-full.json", "quick": "results-quick.json", "selftest": "selftest.json"}[mode]
+    if mode == "full" and only != ALL:   # a partial run must not pass for the last full one
+        name = f"results-full-only-{'-'.join(map(str, sorted(only)))}.json"
     (OUT / name).write_text(json.dumps(results, indent=1))
     if mode != "selftest":   # results.json: the raw results of the latest full or quick run
         (OUT / "results.json").write_text(json.dumps(results, indent=1))

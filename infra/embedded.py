@@ -42,7 +42,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
 
 
 def command(host: str, port: int) -> list[str]:
-    """moto's server, through mk1's launcher (infra/moto_server.py: two of moto's per-request costs out)."""
+    """moto's server, through mk1's launcher (infra/moto_server.py: some of moto's per-request costs out)."""
     return [sys.executable, "-m", "infra.moto_server", "-H", host, "-p", str(port)]
 
 

@@ -1,10 +1,10 @@
-"""The embedded AWS's process: moto's own server, with two of its per-request costs taken out.
+"""The embedded AWS's process: moto's own server, with a few of its per-request costs taken out.
 
     python -m infra.moto_server -H 127.0.0.1 -p 4566      (the same flags as `moto_server`)
 
 Profiled at the cap (figure 2 of the benchmarks: 30 clients, every waiting call a message in SQS),
-moto burned 12-15 ms of CPU per call on the same 2 cores as the dispatcher and the functions, and
-two spots of moto 5.2 took ~40 % of it, neither doing anything a user could observe:
+moto burned 12-15 ms of CPU per call on the same 2 cores as the dispatcher and the functions;
+these spots of moto 5.2 took most of it, none doing anything a user could observe:
 
 - every ReceiveMessage checks each message it returns against the queue's retention period by
   calling `get_queue_attributes`, which builds the queue's whole attribute map three times, and
@@ -31,82 +31,70 @@ import time
 log = logging.getLogger("mk1.moto")
 
 
+def _swap(owner, attr: str, expect: str, make) -> bool:
+    """Replace `owner.attr` with `make(original)` if the original's source still contains `expect`
+    (the code the replacement was written against). True if in place, now or before."""
+    original = getattr(owner, attr)
+    if getattr(original, "mk1", False):
+        return True
+    if expect not in inspect.getsource(original):
+        return False
+    replacement = make(original)
+    replacement.mk1 = True
+    setattr(owner, attr, replacement)
+    return True
+
+
 def _fix_retention_check() -> bool:
     from moto.core.utils import unix_time
     from moto.sqs.models import SQSBackend
 
-    original = SQSBackend.is_message_valid_based_on_retention_period
-    if getattr(original, "mk1", False):
-        return True
-    if "get_queue_attributes" not in inspect.getsource(original):
-        return False
+    def make(_original):
+        def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
+            retention_period = int(self.get_queue(queue_name).message_retention_period)
+            return retention_period + message.sent_timestamp / 1000 > unix_time()
+        return is_message_valid_based_on_retention_period
 
-    def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
-        retention_period = int(self.get_queue(queue_name).message_retention_period)
-        return retention_period + message.sent_timestamp / 1000 > unix_time()
-
-    is_message_valid_based_on_retention_period.mk1 = True   # type: ignore[attr-defined]
-    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
-    return True
-
-
-def _cache_module_list() -> bool:
-    from moto import backends
-
-    original = backends.list_of_moto_modules
-    if getattr(original, "mk1", False):
-        return True
-    if "listdir" not in inspect.getsource(original):
-        return False
-    names = tuple(original())
-
-    def list_of_moto_modules() -> tuple[str, ...]:
-        return names
-
-    list_of_moto_modules.mk1 = True   # type: ignore[attr-defined]
-    backends.list_of_moto_modules = list_of_moto_modules
-    return True
+    return _swap(SQSBackend, "is_message_valid_based_on_retention_period", "get_queue_attributes", make)
 
 
 def _fast_sqs_clock() -> bool:
     from moto.sqs import models
 
-    if getattr(models.unix_time, "mk1", False):
-        return True
-    slow_s, slow_ms = models.unix_time, models.unix_time_millis
-    if slow_s.__module__ != "moto.core.utils" or slow_ms.__module__ != "moto.core.utils":
-        return False
+    def make_s(slow):
+        return lambda dt=None: time.time() if dt is None else slow(dt)
 
-    def unix_time(dt=None) -> float:
-        return time.time() if dt is None else slow_s(dt)
+    def make_ms(slow):
+        return lambda dt=None: time.time() * 1000.0 if dt is None else slow(dt)
 
-    def unix_time_millis(dt=None) -> float:
-        return time.time() * 1000.0 if dt is None else slow_ms(dt)
+    return (_swap(models, "unix_time", "utcnow()", make_s)
+            and _swap(models, "unix_time_millis", "unix_time(dt) * 1000", make_ms))
 
-    unix_time.mk1 = unix_time_millis.mk1 = True   # type: ignore[attr-defined]
-    models.unix_time, models.unix_time_millis = unix_time, unix_time_millis
-    return True
+
+def _cache_module_list() -> bool:
+    from moto import backends
+
+    def make(original):
+        names = tuple(original())
+        return lambda: names
+
+    return _swap(backends, "list_of_moto_modules", "listdir", make)
 
 
 def _cache_method_names() -> bool:
     from moto.core import responses
 
-    original = responses.method_names_from_class
-    if getattr(original, "mk1", False):
-        return True
-    if "getmembers" not in inspect.getsource(original):
-        return False
-    cache: dict[type, list[str]] = {}
+    def make(original):
+        cache: dict[type, list[str]] = {}
 
-    def method_names_from_class(clazz) -> list[str]:
-        names = cache.get(clazz)
-        if names is None:
-            names = cache[clazz] = original(clazz)
-        return list(names)
+        def method_names_from_class(clazz) -> list[str]:
+            names = cache.get(clazz)
+            if names is None:
+                names = cache[clazz] = original(clazz)
+            return list(names)
+        return method_names_from_class
 
-    method_names_from_class.mk1 = True   # type: ignore[attr-defined]
-    responses.method_names_from_class = method_names_from_class
-    return True
+    return _swap(responses, "method_names_from_class", "getmembers", make)
 
 
 PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,

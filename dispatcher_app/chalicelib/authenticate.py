@@ -5,7 +5,7 @@ the headers the client says it signed, raw body) and signed again with the user'
 secret under the request's own X-Amz-Date, as botocore's signer would (its path
 normalisation and double encoding, its header trimming). This is on every call's
 path, so it is done directly with hashlib/hmac, and each signing key (four HMACs from
-secret, date, region and service) is derived once a day, not per request: ~15 us
+secret, date, region and service) is derived once a day, not per request: ~24 us
 instead of botocore's AWSRequest + SigV4Auth at ~90 us.
 """
 from __future__ import annotations
@@ -134,8 +134,10 @@ def _payload_hash(headers: dict[str, str], body: bytes) -> str:
     X-Amz-Content-SHA256; then it must be the body's (botocore's signer would take it on trust)."""
     actual = hashlib.sha256(body).hexdigest()
     claimed = headers.get("x-amz-content-sha256")
-    if claimed is None or claimed == UNSIGNED_PAYLOAD:
-        return actual if claimed is None else claimed
+    if claimed is None:
+        return actual
+    if claimed == UNSIGNED_PAYLOAD:
+        return claimed
     if not hmac.compare_digest(claimed.lower(), actual):
         raise InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.")
     return claimed

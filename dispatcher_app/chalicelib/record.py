@@ -113,10 +113,10 @@ class Recorder:
                     self._cond.wait(1.0)
                 if not self._running and not (self._usage or self._events or self._to_table):
                     return
-                events_due = not self._running or (
-                    self.clock.monotonic() - self._events_written_at >= self.logs_batch_s - self.batch_s)
             if self._running:
                 self.clock.sleep(self.batch_s)   # let a batch gather
+            events_due = not self._running or \
+                self.clock.monotonic() - self._events_written_at >= self.logs_batch_s
             try:
                 self._write_batch(events=events_due)
                 backoff = 0.2

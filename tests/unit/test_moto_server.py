@@ -5,6 +5,7 @@ from moto import backends, mock_aws
 from moto.core import responses
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs import models as sqs_models
+from moto.dynamodb.models.dynamo_type import Item
 from moto.sqs.models import SQSBackend, sqs_backends
 
 from infra import moto_server
@@ -13,6 +14,7 @@ ORIGINAL_LIST = backends.list_of_moto_modules
 ORIGINAL_METHODS = responses.method_names_from_class
 ORIGINAL_CHECK = SQSBackend.is_message_valid_based_on_retention_period
 ORIGINAL_CLOCK = sqs_models.unix_time, sqs_models.unix_time_millis
+ORIGINAL_ITEM_INIT = Item.__init__
 
 
 @pytest.fixture
@@ -22,6 +24,7 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(SQSBackend, "is_message_valid_based_on_retention_period", ORIGINAL_CHECK)
     monkeypatch.setattr(sqs_models, "unix_time", ORIGINAL_CLOCK[0])
     monkeypatch.setattr(sqs_models, "unix_time_millis", ORIGINAL_CLOCK[1])
+    monkeypatch.setattr(Item, "__init__", ORIGINAL_ITEM_INIT)
 
 
 def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched):
@@ -66,3 +69,31 @@ def test_retention_is_enforced_as_moto_does(unpatched):
     moto_server.apply()
     assert _retention_scenario() == expected
     assert not any("old" in bodies for bodies in expected) and ["fresh", "fresher"] in expected
+
+
+def _item_scenario() -> list:
+    """Items written through the API: a usage-record-like one, one just under DynamoDB's item
+    limit and one just over it; what is stored, or the error."""
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        record = {"pk": {"S": "usage"}, "n": {"N": "1.5"}, "ok": {"BOOL": True}, "tags": {"SS": ["a", "b"]},
+                  "m": {"M": {"k": {"L": [{"S": "x"}, {"N": "2"}]}}}, **{f"a{i}": {"S": "v" * i} for i in range(20)}}
+        out = []
+        for pk, filler in (("usage", 0), ("under", 404_000), ("over", 406_000)):
+            item = {**record, "pk": {"S": pk}, "blob": {"S": "x" * filler}}
+            try:
+                ddb.put_item(TableName="t", Item=item)
+                out.append(ddb.get_item(TableName="t", Key={"pk": {"S": pk}})["Item"] == item)
+            except ddb.exceptions.ClientError as e:
+                out.append(e.response["Error"])
+        return out
+
+
+def test_items_are_stored_and_refused_as_moto_does(unpatched):
+    expected = _item_scenario()
+    moto_server.apply()
+    assert _item_scenario() == expected
+    assert expected[:2] == [True, True] and "size" in expected[2]["Message"].lower()

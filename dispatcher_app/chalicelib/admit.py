@@ -237,7 +237,11 @@ class Admission:
         with self._cond:
             self.in_use -= 1
             self._dispatch()
-            self._cond.notify_all()
+            if not self._nobody_waiting():
+                # The pump refills the held messages as they run low. With nobody waiting a freed
+                # slot changes nothing it acts on (its sweep is timed): waking it anyway put a thread
+                # switch and a GIL hand-over on every warm call's answer (1.9 switches per call).
+                self._cond.notify_all()
 
     def _dispatch(self) -> None:
         """Hand free slots to held messages, in queue order. Caller holds the lock."""

@@ -310,6 +310,11 @@ class Container:
             inv.deadline_ms = int((self.clock.time() + self.function.timeout_s) * 1000)
         return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
 
+    def running(self, request_id: str) -> bool:
+        """Is `request_id` out in this container and not finished (timed out, crashed)?"""
+        inv = self._current
+        return inv is not None and inv.request_id == request_id and not inv.done.is_set()
+
     def invocation_response(self, request_id: str, body: bytes) -> bool:
         return self._complete(request_id, Outcome("success", body))
 

@@ -11,6 +11,9 @@ class Host:
     def next_invocation(self):
         return NextInvocation("rid-1", b'{"prompt": "x"}', 123, "arn:fn", "Root=1")
 
+    def running(self, request_id):
+        return request_id == "rid-1"
+
     def invocation_response(self, request_id, body):
         self.answers.append(("response", request_id, body))
         return request_id == "rid-1"

@@ -53,7 +53,8 @@ def request(app) -> HttpRequest:
     path, _, query = raw.partition("?")
     return HttpRequest(method=r.method, raw_path=path, query=parse_qs(query, keep_blank_values=True),
                        headers={k.lower(): v for k, v in r.headers.items()}, body=r.raw_body or b"",
-                       alive=getattr(CONNECTION, "alive", lambda: True))
+                       alive=getattr(CONNECTION, "alive", lambda: True),
+                       later=getattr(CONNECTION, "later", None) or (lambda fn: fn()))
 
 
 def _json(status: int, obj) -> HttpResponse:

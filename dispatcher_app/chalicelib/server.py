@@ -50,7 +50,18 @@ class Handler(ChaliceRequestHandler):
     def _generic_handle(self) -> None:
         http.CONNECTION.raw_path = self.path
         http.CONNECTION.alive = lambda: _alive(self.connection)
-        super()._generic_handle()
+        after: list = []
+        http.CONNECTION.later = after.append
+        try:
+            super()._generic_handle()
+            self.wfile.flush()   # the answer goes out before the bookkeeping it does not wait for
+        finally:
+            http.CONNECTION.later = None
+            for fn in after:     # run even if the client hung up: every usage record gets written
+                try:
+                    fn()
+                except Exception:
+                    log.exception("bookkeeping after an answer failed")
 
     def _send_error_response(self, error) -> None:
         # Chalice's own refusals (no such route) in Lambda's shape, like every other error.

@@ -192,7 +192,7 @@ class Dispatcher:
                 return HttpResponse(204, b"", {"x-amzn-RequestId": request_id})
             if inv.invocation_type == "Event":
                 return self._accept_async(request_id, identity, config, inv)
-            return self._invoke_sync(request_id, identity, config, inv, req.alive)
+            return self._invoke_sync(request_id, identity, config, inv, req.alive, req.later)
         except Mk1Error as e:
             return error_response(e, request_id)
 
@@ -240,7 +240,7 @@ class Dispatcher:
         return _account_of(functions[0].arn) if functions else _account_of("")
 
     def _invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
-                     inv: InvokeRequest, alive) -> HttpResponse:
+                     inv: InvokeRequest, alive, later=lambda fn: fn()) -> HttpResponse:
         admission = self._admission(config.name)
         accepted = self.clock.time()
         packed: list[dict] = []
@@ -270,8 +270,9 @@ class Dispatcher:
             return got       # run (and recorded) by the dispatcher that took its message
         with got as slot:
             run = self._execute(invocation, config, slot)
-        self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
-                     slot.entered_at or accepted)
+        # Its log lines and usage record once the answer is out: they change nothing in it.
+        later(lambda: self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
+                                   slot.entered_at or accepted))
         return self._sync_answer(request_id, run, slot, inv.tail_log)
 
     @staticmethod
@@ -288,10 +289,7 @@ class Dispatcher:
         billed = billed_ms(info.duration_ms, info.init_ms)
         start, end, report = report_lines(request_id, info.duration_ms, billed, config.memory_mb,
                                           info.max_memory_mb, info.init_ms)
-        lines = [start, *invocation.logs, end, report]
-        if info.container_id:
-            self.recorder.log(config.name, f"[$LATEST]{info.container_id}", lines, ts=info.started_at)
-        return Execution(outcome, info, lines)
+        return Execution(outcome, info, [start, *invocation.logs, end, report])
 
     def _sync_answer(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> HttpResponse:
         info = run.info
@@ -397,8 +395,11 @@ class Dispatcher:
     def _record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
                 run: Execution, wait_ms: float, accepted: float, attempt: int = 0,
                 written: threading.Event | None = None) -> None:
-        """accepted: when the dispatcher took the call in (epoch s; an async retry keeps the first)."""
+        """The run's log lines and usage record. accepted: when the dispatcher took the call in
+        (epoch s; an async retry keeps the first)."""
         info, status = run.info, run.outcome.status
+        if info.container_id:
+            self.recorder.log(config.name, f"[$LATEST]{info.container_id}", run.log_lines, ts=info.started_at)
         record = {"request_id": request_id, "user": identity.user, "function": config.name,
                   "invocation_type": itype, "accepted": iso(accepted or info.started_at),
                   "start": iso(info.started_at), "end": iso(info.ended_at),

@@ -22,6 +22,9 @@ class HttpRequest:
     headers: dict[str, str]          # lower-case names
     body: bytes
     alive: object = lambda: True     # () -> bool: is the caller still connected?
+    # (fn) -> None: run fn once the answer has been sent (bookkeeping the answer does not depend
+    # on); where nothing sends it separately (a deployed Chalice app), fn runs at once.
+    later: object = lambda fn: fn()
 
 
 @dataclass

@@ -6,6 +6,7 @@ Each uses its own system (make_system) because each breaks something on purpose.
 import json
 import signal
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -247,6 +248,36 @@ def test_client_disconnecting_while_queued_consumes_no_slot(make_system):
     assert st["functions"]["RuntimeAlpha"]["in_use"] == 0
     wait_for(lambda: status(s)["queues"]["RuntimeAlpha"] == {"visible": 0, "NotVisible": 0, "Delayed": 0},
              15, 0.3, what="the ghost's SQS message to be deleted")
+
+
+def test_client_hanging_up_while_its_call_runs_still_gets_billed(make_system):
+    """The usage record and log lines are written after the answer is sent (server.py): an answer
+    that cannot be sent, because its client is gone, still leaves exactly one record."""
+    s = make_system(MK1_ALPHA_GENERATE_SECONDS="1.0")
+    admin = s.keys("admin")
+    assert s.function("RuntimeAlpha", "admin").invoke({"prompt": "warm"}).status_code == 200
+    n0 = len(s.usage_records(expect=1))
+    path = invoke_path("RuntimeAlpha")
+    body = b'{"prompt": "gone before its answer"}'
+    h = signed_headers(s.url, "POST", path, body, admin)
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    sock.sendall((head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    wait_for(lambda: in_use(s, "RuntimeAlpha") == 1, 5, what="the call to run")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()   # a reset: writing the answer fails
+    recs = s.usage_records(expect=n0 + 1)[n0:]
+    time.sleep(0.5)
+    assert [r["status"] for r in s.usage_records()[n0:]] == ["success"], recs
+    assert recs[0]["duration_ms"] >= 1000
+    assert in_use(s, "RuntimeAlpha") == 0
+    logs = s.aws("logs")
+    group = "/aws/lambda/RuntimeAlpha"
+    wait_for(lambda: any(recs[0]["request_id"] in e["message"] and e["message"].startswith("REPORT")
+                         for e in logs.filter_log_events(logGroupName=group)["events"]),
+             10, 0.2, what="its REPORT line in CloudWatch Logs")
+    # the dispatcher carries on
+    assert s.function("RuntimeAlpha", "admin").invoke({"prompt": "after"}).status_code == 200
 
 
 # -- (d) the usage log's disk is full ----------------------------------------------------------

@@ -310,10 +310,17 @@ class Container:
             inv.deadline_ms = int((self.clock.time() + self.function.timeout_s) * 1000)
         return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
 
-    def running(self, request_id: str) -> bool:
-        """Is `request_id` out in this container and not finished (timed out, crashed)?"""
-        inv = self._current
-        return inv is not None and inv.request_id == request_id and not inv.done.is_set()
+    def arrived(self, request_id: str) -> bool:
+        """An answer for `request_id` came in: True if that is the invocation out here and not
+        finished (timed out, crashed); its execution ends now, before the 202 is written."""
+        with self._cond:
+            inv = self._current
+            if inv is None or inv.request_id != request_id or inv.done.is_set():
+                return False
+            span = self._spans.get(request_id)
+            if span is not None and len(span) == 2:
+                span.append(self.clock.monotonic())
+            return True
 
     def invocation_response(self, request_id: str, body: bytes) -> bool:
         return self._complete(request_id, Outcome("success", body))
@@ -330,7 +337,7 @@ class Container:
                 return False
             self._current = None
             span = self._spans.get(request_id)
-            if span is not None:
+            if span is not None and len(span) == 2:   # arrived() has ended it, unless called directly
                 span.append(self.clock.monotonic())
         if outcome.status in ("success", "function_error"):
             try:

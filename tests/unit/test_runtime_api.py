@@ -11,7 +11,7 @@ class Host:
     def next_invocation(self):
         return NextInvocation("rid-1", b'{"prompt": "x"}', 123, "arn:fn", "Root=1")
 
-    def running(self, request_id):
+    def arrived(self, request_id):
         return request_id == "rid-1"
 
     def invocation_response(self, request_id, body):

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import deque
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -85,17 +86,29 @@ class Recorder:
         self.last_error: str | None = None
         self._to_table: deque[dict] = deque()   # in the log file, not yet in the table
         self._notify: dict[str, threading.Event] = {}
+        self._promised = 0                      # records of answered calls, on their way (promise())
         self._thread = threading.Thread(target=self._loop, daemon=True, name="recorder")
         self._thread.start()
 
     # -- producers (the call path: no I/O here) --
-    def usage(self, record: dict, written: threading.Event | None = None) -> None:
+    def promise(self) -> None:
+        """A record will follow (usage(..., promised=True)) once its call's answer has been sent:
+        counted in the backlog meanwhile, and waited for by drain()."""
+        with self._cond:
+            self._promised += 1
+
+    def usage(self, record: dict, written: threading.Event | None = None, promised: bool = False) -> None:
         """Queue a record; `written` (if given) is set once it is in the usage table."""
         with self._cond:
             self._usage.append(record)
             if written is not None:
                 self._notify[record["request_id"]] = written
-            self._cond.notify()
+            if promised:
+                self._promised -= 1
+            if promised and not self._promised:
+                self._cond.notify_all()   # drain() may be waiting for this one
+            else:
+                self._cond.notify()
 
     def log(self, function: str, stream: str, lines: list[str], ts: float | None = None) -> None:
         ts_ms = int((ts if ts is not None else self.clock.time()) * 1000)
@@ -239,14 +252,17 @@ class Recorder:
 
     # -- lifecycle --
     def drain(self, timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
         with self._cond:
+            while self._promised and time.monotonic() < deadline:
+                self._cond.wait(0.05)   # calls answered a moment ago: their records come next
             self._running = False
             self._cond.notify_all()
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
 
     def backlog(self) -> int:
-        return len(self._usage) + len(self._to_table)
+        return len(self._usage) + len(self._to_table) + self._promised
 
     def health(self) -> dict:
         return {"written": self.written, "backlog": self.backlog(), "failures": self.failures,

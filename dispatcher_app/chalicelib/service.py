@@ -271,8 +271,9 @@ class Dispatcher:
         with got as slot:
             run = self._execute(invocation, config, slot)
         # Its log lines and usage record once the answer is out: they change nothing in it.
+        self.recorder.promise()
         later(lambda: self._record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
-                                   slot.entered_at or accepted))
+                                   slot.entered_at or accepted, promised=True))
         return self._sync_answer(request_id, run, slot, inv.tail_log)
 
     @staticmethod
@@ -394,7 +395,7 @@ class Dispatcher:
     # -- usage --
     def _record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
                 run: Execution, wait_ms: float, accepted: float, attempt: int = 0,
-                written: threading.Event | None = None) -> None:
+                written: threading.Event | None = None, promised: bool = False) -> None:
         """The run's log lines and usage record. accepted: when the dispatcher took the call in
         (epoch s; an async retry keeps the first)."""
         info, status = run.info, run.outcome.status
@@ -409,7 +410,7 @@ class Dispatcher:
                   "max_memory_used_mb": None if info.max_memory_mb is None else round(info.max_memory_mb, 1),
                   "status": status, "error_type": run.outcome.error_type, "container_id": info.container_id,
                   "backend": info.backend, "attempt": attempt}
-        self.recorder.usage(record, written)
+        self.recorder.usage(record, written, promised)
         self.metrics.invocations.labels(config.name, identity.user, status).inc()
         self.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)
         self.metrics.wait.labels(config.name).observe(wait_ms / 1000)

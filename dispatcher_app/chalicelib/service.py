@@ -399,8 +399,6 @@ class Dispatcher:
         """The run's log lines and usage record. accepted: when the dispatcher took the call in
         (epoch s; an async retry keeps the first)."""
         info, status = run.info, run.outcome.status
-        if info.container_id:
-            self.recorder.log(config.name, f"[$LATEST]{info.container_id}", run.log_lines, ts=info.started_at)
         record = {"request_id": request_id, "user": identity.user, "function": config.name,
                   "invocation_type": itype, "accepted": iso(accepted or info.started_at),
                   "start": iso(info.started_at), "end": iso(info.ended_at),
@@ -410,7 +408,9 @@ class Dispatcher:
                   "max_memory_used_mb": None if info.max_memory_mb is None else round(info.max_memory_mb, 1),
                   "status": status, "error_type": run.outcome.error_type, "container_id": info.container_id,
                   "backend": info.backend, "attempt": attempt}
-        self.recorder.usage(record, written, promised)
+        self.recorder.usage(record, written, promised)   # first: it settles a promise (promise())
+        if info.container_id:
+            self.recorder.log(config.name, f"[$LATEST]{info.container_id}", run.log_lines, ts=info.started_at)
         self.metrics.invocations.labels(config.name, identity.user, status).inc()
         self.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)
         self.metrics.wait.labels(config.name).observe(wait_ms / 1000)

@@ -179,11 +179,14 @@ ANALYSIS_DEFAULT = """<!-- analysis:begin -->
 def _history(rows: list[dict]) -> str:
     if not rows:
         return ""
-    t = ["| started | commit | max load | 1: mk1 ms | 1: peer ms | 2: × ideal | 3: process ms | 3: docker ms | "
-         "4: answered | 4: FIFO inv. | 5: × ideal by clients |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for h in rows[-8:]:
+    # The floors show how fast the machine was in that run (older entries did not keep them).
+    t = ["| started | commit | max load | 1: mk1 ms | 1: boto3 floor ms | 1: peer ms | 2: × ideal | 2: floor × ideal | "
+         "3: process ms | 3: docker ms | 4: answered | 4: FIFO inv. | 5: × ideal by clients |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for h in rows[-10:]:
         t.append(f"| {h['started']} | {h['commit']} | {fmt(h['max_load'], 1)} | {fmt(h['f1_mk1_boto3_ms'], 2)} | "
-                 f"{fmt(h['f1_peer_boto3_ms'], 2)} | {fmt(h['f2_ratio'], 3)} | {fmt(h['f3_process_ms'], 1)} | "
+                 f"{fmt(h.get('f1_boto3_floor_ms'), 2)} | {fmt(h['f1_peer_boto3_ms'], 2)} | {fmt(h['f2_ratio'], 3)} | "
+                 f"{fmt(h.get('f2_floor_ratio'), 3)} | {fmt(h['f3_process_ms'], 1)} | "
                  f"{fmt(h['f3_docker_ms'], 1)} | {h['f4_answered']} | {h['f4_fifo_inversions_10ms']} | "
                  f"{', '.join(fmt(x, 2) for x in h['f5_ratios'])} |")
     return "\n".join(t)

@@ -209,6 +209,16 @@ def _alive(pid: int) -> bool:
 
 # -- (c) a client hanging up while its call waits for a slot ------------------------------------
 
+def _raw_invoke(system, keys, body: bytes) -> socket.socket:
+    """A signed Invoke of RuntimeAlpha sent on a raw socket, left open: the test decides how it ends."""
+    path = invoke_path("RuntimeAlpha")
+    h = signed_headers(system.url, "POST", path, body, keys)
+    sock = socket.create_connection(("127.0.0.1", system.port), timeout=5)
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    sock.sendall((head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    return sock
+
+
 def test_client_disconnecting_while_queued_consumes_no_slot(make_system):
     s = make_system(MK1_ALPHA_GENERATE_SECONDS="2.0")
     admin = s.keys("admin")
@@ -220,12 +230,7 @@ def test_client_disconnecting_while_queued_consumes_no_slot(make_system):
         busy.start(signed_invoke, s.url, admin, "RuntimeAlpha", json.dumps({"prompt": f"long {i}"}).encode())
     wait_for(lambda: in_use(s, "RuntimeAlpha") == 3, 5, what="3 calls running")
     # the 4th call, on a raw socket: it queues; then the client goes away
-    path = invoke_path("RuntimeAlpha")
-    body = b'{"prompt": "ghost"}'
-    h = signed_headers(s.url, "POST", path, body, admin)
-    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
-    sock.sendall((head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    sock = _raw_invoke(s, admin, b'{"prompt": "ghost"}')
     wait_for(lambda: status(s)["functions"]["RuntimeAlpha"]["waiting"] == 1, 5, what="the 4th call to wait")
     sock.close()
     wait_for(lambda: status(s)["functions"]["RuntimeAlpha"]["waiting"] == 0, 3, what="the ghost to be dropped")
@@ -257,12 +262,7 @@ def test_client_hanging_up_while_its_call_runs_still_gets_billed(make_system):
     admin = s.keys("admin")
     assert s.function("RuntimeAlpha", "admin").invoke({"prompt": "warm"}).status_code == 200
     n0 = len(s.usage_records(expect=1))
-    path = invoke_path("RuntimeAlpha")
-    body = b'{"prompt": "gone before its answer"}'
-    h = signed_headers(s.url, "POST", path, body, admin)
-    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
-    sock.sendall((head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    sock = _raw_invoke(s, admin, b'{"prompt": "gone before its answer"}')
     wait_for(lambda: in_use(s, "RuntimeAlpha") == 1, 5, what="the call to run")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()   # a reset: writing the answer fails

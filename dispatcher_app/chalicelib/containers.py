@@ -314,13 +314,17 @@ class Container:
         """An answer for `request_id` came in: True if that is the invocation out here and not
         finished (timed out, crashed); its execution ends now, before the 202 is written."""
         with self._cond:
-            inv = self._current
-            if inv is None or inv.request_id != request_id or inv.done.is_set():
+            if self._out(request_id) is None:
                 return False
             span = self._spans.get(request_id)
             if span is not None and len(span) == 2:
                 span.append(self.clock.monotonic())
             return True
+
+    def _out(self, request_id: str) -> Invocation | None:
+        """Caller holds self._cond: the invocation out here, if it is `request_id` and unfinished."""
+        inv = self._current
+        return inv if inv is not None and inv.request_id == request_id and not inv.done.is_set() else None
 
     def invocation_response(self, request_id: str, body: bytes) -> bool:
         return self._complete(request_id, Outcome("success", body))
@@ -329,16 +333,11 @@ class Container:
         return self._complete(request_id, Outcome("function_error", body, _error_type(body, error_type)))
 
     def _complete(self, request_id: str, outcome: Outcome) -> bool:
-        with self._cond:
-            inv = self._current
-            if inv is None or inv.request_id != request_id:
-                return False
-            if inv.done.is_set():
+        with self._cond:   # after arrived(), which ended its span; checked again: it may have timed out since
+            inv = self._out(request_id)
+            if inv is None:
                 return False
             self._current = None
-            span = self._spans.get(request_id)
-            if span is not None and len(span) == 2:   # arrived() has ended it, unless called directly
-                span.append(self.clock.monotonic())
         if outcome.status in ("success", "function_error"):
             try:
                 self._on_answer(self, inv)   # may free this container and hand it the next call

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 from botocore.exceptions import ClientError
 
 from .errors import MethodNotAllowed, Mk1Error, ResourceNotFound, ServiceUnavailable
-from .wire import HttpRequest, HttpResponse, error_response
+from .wire import HttpRequest, HttpResponse, at_once, error_response
 from . import usage as usage_q
 
 log = logging.getLogger("mk1.http")
@@ -54,7 +54,7 @@ def request(app) -> HttpRequest:
     return HttpRequest(method=r.method, raw_path=path, query=parse_qs(query, keep_blank_values=True),
                        headers={k.lower(): v for k, v in r.headers.items()}, body=r.raw_body or b"",
                        alive=getattr(CONNECTION, "alive", lambda: True),
-                       later=getattr(CONNECTION, "later", None) or (lambda fn: fn()))
+                       later=getattr(CONNECTION, "later", None) or at_once)
 
 
 def _json(status: int, obj) -> HttpResponse:

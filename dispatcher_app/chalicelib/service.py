@@ -240,7 +240,7 @@ class Dispatcher:
         return _account_of(functions[0].arn) if functions else _account_of("")
 
     def _invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
-                     inv: InvokeRequest, alive, later=lambda fn: fn()) -> HttpResponse:
+                     inv: InvokeRequest, alive, later) -> HttpResponse:
         admission = self._admission(config.name)
         accepted = self.clock.time()
         packed: list[dict] = []

@@ -14,6 +14,10 @@ TAIL_BYTES = 4096
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
+def at_once(fn) -> None:
+    fn()
+
+
 @dataclass
 class HttpRequest:
     method: str
@@ -24,7 +28,7 @@ class HttpRequest:
     alive: object = lambda: True     # () -> bool: is the caller still connected?
     # (fn) -> None: run fn once the answer has been sent (bookkeeping the answer does not depend
     # on); where nothing sends it separately (a deployed Chalice app), fn runs at once.
-    later: object = lambda fn: fn()
+    later: object = at_once
 
 
 @dataclass

@@ -104,11 +104,8 @@ class Recorder:
             if written is not None:
                 self._notify[record["request_id"]] = written
             if promised:
-                self._promised -= 1
-            if promised and not self._promised:
-                self._cond.notify_all()   # drain() may be waiting for this one
-            else:
-                self._cond.notify()
+                self._promised -= 1   # drain() looks again within 50 ms
+            self._cond.notify()
 
     def log(self, function: str, stream: str, lines: list[str], ts: float | None = None) -> None:
         ts_ms = int((ts if ts is not None else self.clock.time()) * 1000)

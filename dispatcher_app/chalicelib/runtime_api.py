@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 1024
@@ -29,10 +29,19 @@ class NextInvocation:
     trace_id: str
 
 
+SENT = object()   # next_invocation()'s answer when another thread already sent the invocation
+
+
+Send = Callable[[NextInvocation], None]
+
+
 class RuntimeHost(Protocol):
     """What the endpoint needs from its container (implemented by containers.Container)."""
 
-    def next_invocation(self) -> NextInvocation | None: ...
+    # `send` writes an invocation on this request's connection. While this thread waits for work,
+    # another thread may use it (then SENT): a warm call's event goes out from the caller's own
+    # thread, without waiting for this one to wake first.
+    def next_invocation(self, send: Send | None = None) -> NextInvocation | object | None: ...
     def arrived(self, request_id: str) -> bool: ...          # then one of the next two
     def invocation_response(self, request_id: str, body: bytes) -> bool: ...
     def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool: ...
@@ -110,9 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path != f"{PREFIX}/invocation/next":
             return self._status(404, f"unknown path {self.path}")
-        inv = self.host.next_invocation()
+        inv = self.host.next_invocation(self._send_invocation)
+        if inv is SENT:
+            return
         if inv is None:  # the container is being stopped
             return self._status(410, "container is shutting down")
+        self._send_invocation(inv)  # type: ignore[arg-type]
+        self.host.flush_answers()   # callers held back until this invocation went out
+
+    def _send_invocation(self, inv: NextInvocation) -> None:
         self._reply(200, inv.payload, {
             "Content-Type": "application/json",
             "Lambda-Runtime-Aws-Request-Id": inv.request_id,
@@ -120,7 +135,6 @@ class _Handler(BaseHTTPRequestHandler):
             "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
             "Lambda-Runtime-Trace-Id": inv.trace_id,
         })
-        self.host.flush_answers()   # callers held back until this invocation went out
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -69,3 +69,34 @@ def test_a_reserved_container_that_dies_leaves_its_caller_to_place_the_call(tmp_
     assert woken.is_set() and younger.taken_by is None and not younger.done.is_set()
     assert other.next_invocation().request_id == "older"   # the older call keeps its container
     other.endpoint.stop()
+
+
+def test_a_warm_call_sends_its_event_on_the_waiting_next_from_its_own_thread(tmp_path):
+    """The runtime's /next waits (parked); the caller's thread sends the event on it and the
+    Runtime API thread only returns (SENT) to read the answer; a stop still answers a parked /next."""
+    from chalicelib.runtime_api import SENT
+    c = _reserved(tmp_path, 1, HandOffLine())
+    sent, got = [], []
+    asking = threading.Thread(target=lambda: got.append(c.next_invocation(
+        lambda out: sent.append((out.request_id, threading.current_thread().name)))), name="runtime-api")
+    asking.start()
+    while c._parked is None:
+        threading.Event().wait(0.001)
+    inv = _inv("warm")
+    caller = threading.Thread(target=lambda: c.run(inv, timeout_s=5), name="caller")
+    caller.start()
+    asking.join(5)
+    assert got == [SENT] and sent == [("warm", "caller")]          # sent by the caller's thread
+    assert c._current is inv and c._parked is None
+    assert c.arrived("warm") and c.invocation_response("warm", b'{"ok": 1}')
+    caller.join(5)
+    assert inv.outcome.status == "success" and c.span("warm") is not None
+    # parked again, then stopped: the waiting /next is answered with None (the endpoint's 410)
+    again = threading.Thread(target=lambda: got.append(c.next_invocation(lambda out: sent.append(out))))
+    again.start()
+    while c._parked is None:
+        threading.Event().wait(0.001)
+    c.stop()
+    again.join(5)
+    assert got == [SENT, None] and len(sent) == 1
+    c.endpoint.stop()

@@ -8,7 +8,7 @@ class Host:
     def __init__(self):
         self.answers, self.flushed = [], 0
 
-    def next_invocation(self):
+    def next_invocation(self, send=None):
         return NextInvocation("rid-1", b'{"prompt": "x"}', 123, "arn:fn", "Root=1")
 
     def arrived(self, request_id):

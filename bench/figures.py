@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Callable
 
 from . import harness as h
+from .runtime_floor import RuntimeLoopFloor
 from .stats import inversions, percentile, ratio, summary
 
 ALPHA, BETA = "RuntimeAlpha", "RuntimeBeta"
@@ -70,6 +71,9 @@ def warm_overhead(system, floor: h.FloorServer, peer_phase: dict | None, reps: i
       direct        the handler called in this process (the floor of a call)
       floor_http    bare keep-alive HTTP round trip to a TCP_NODELAY stdlib server running the handler
       boto3_floor   boto3's lambda client against that same floor server (boto3's own cost)
+      runtime_loop  one awslambdaric process of the no-op function against a bare Runtime API
+                    endpoint (runtime_floor.py): event out -> answer in, the runtime hop with no
+                    dispatcher around it
       mk1_signed    mk1 through one keep-alive http.client connection, SigV4-signed per call
       mk1_boto3     mk1 through boto3 (THE figure)
     and from `peer_phase` (warm_overhead_peer, measured earlier in the run while the peer was up;
@@ -90,14 +94,20 @@ def warm_overhead(system, floor: h.FloorServer, peer_phase: dict | None, reps: i
     boto_floor = h.boto3_client(floor.url)
     mk1_signed = h.SignedHttp(system.url, akid, secret)
     mk1_boto = h.boto3_lambda(system)
+    loop = RuntimeLoopFloor(generate_s=0.0, processes=1)
     variants: dict[str, Callable[[], tuple]] = {
         "direct": direct_call,
         "floor_http": floor_http.invoke,
         "boto3_floor": lambda: h.boto3_invoke(boto_floor, "floor-noop"),
+        "runtime_loop": loop.invoke,
         "mk1_signed": lambda: mk1_signed.invoke(ALPHA),
         "mk1_boto3": lambda: h.boto3_invoke(mk1_boto, ALPHA),
     }
-    rows, rep_medians = _measure_variants(variants, reps, calls, log)
+    try:
+        rows, rep_medians = _measure_variants(variants, reps, calls, log)
+    finally:
+        loop.stop()
+    del variants["runtime_loop"]
     peer = peer_phase is not None
     if peer:
         rows.update(peer_phase["rows"])
@@ -124,6 +134,9 @@ def warm_overhead(system, floor: h.FloorServer, peer_phase: dict | None, reps: i
         "dispatcher_front (mk1_signed - floor_http - runtime hop)":
             round(v["mk1_signed"] - v["floor_http"] - (runtime_hop or 0), 4),
         "boto3_extra_on_mk1 (mk1_boto3 - mk1_signed)": round(v["mk1_boto3"] - v["mk1_signed"], 4),
+        "runtime_loop_alone (awslambdaric against a bare endpoint)": v["runtime_loop"],
+        "mk1_own (mk1_boto3 - boto3_floor - runtime_loop)":
+            round(v["mk1_boto3"] - v["boto3_floor"] - v["runtime_loop"], 4),
     }
     out["ratios"] = {"mk1_boto3/floor_http": ratio(v["mk1_boto3"], v["floor_http"]),
                      "mk1_boto3/boto3_floor": ratio(v["mk1_boto3"], v["boto3_floor"]),
@@ -157,31 +170,47 @@ def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, client
         targets["peer"] = (lambda: peer_c, lambda c: h.boto3_invoke(c, "gen50"))
     for name, (make, call) in targets.items():   # warm: 3 execution environments each
         h.run_clients(make, call, clients, max(clients * 2, 30))
+    # The Lambda runtime loop alone, 3 awslambdaric processes with no dispatcher (runtime_floor.py):
+    # what a slot reaches when every turn of its loop is served at once.
+    loop = RuntimeLoopFloor(generate_s=generate_s, processes=CAP)
+    loop_runs: list[dict] = []
     results: dict[str, list[dict]] = {k: [] for k in targets}
     # The peer's reps first, then it is stopped (stop_peer): Ray's idle processes (GCS, raylet,
     # dashboard) take CPU from mk1 and the floor on this 2-core machine otherwise.
     order = [["peer"]] * reps + [[k for k in targets if k != "peer"]] * reps if peer is not None \
         else [list(targets)] * reps
-    for i, names in enumerate(order):
-        if peer is not None and stop_peer is not None and i == reps:
-            stop_peer()    # its reps are done
-        rep = i % reps
-        for name in names:
-            make, call = targets[name]
-            meter = h.CpuMeter(system) if name == "mk1" else None
-            r = h.run_clients(make, call, clients, calls)
-            cpu = meter.stop(r["ok"]) if meter else None
-            rate = r["ok"] / r["wall_s"] if r["wall_s"] else 0.0
-            results[name].append({"calls_per_s": round(rate, 2), "ok": r["ok"], "errors": len(r["errors"]),
-                                  "error_samples": r["errors"][:3], "wall_s": round(r["wall_s"], 3),
-                                  "latency_ms": summary(x["ms"] for x in r["rows"]),
-                                  "wait_ms": summary(x["wait_ms"] for x in r["rows"] if x["wait_ms"] is not None),
-                                  # the slot is held for duration_ms; beyond the handler that is the
-                                  # dispatcher <-> runtime hop
-                                  "hop_ms": summary(x["duration_ms"] - (x["generate_ms"] or 0) for x in r["rows"]
-                                                    if x["duration_ms"] is not None),
-                                  **({"cpu_ms_per_call": cpu} if cpu else {})})
-        log(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{k} {results[k][-1]['calls_per_s']:.1f}/s" for k in names))
+    try:
+        loop.run(30)   # warm
+        for i, names in enumerate(order):
+            if peer is not None and stop_peer is not None and i == reps:
+                stop_peer()    # its reps are done
+            rep = i % reps
+            for name in names:
+                make, call = targets[name]
+                meter = h.CpuMeter(system) if name == "mk1" else None
+                r = h.run_clients(make, call, clients, calls)
+                cpu = meter.stop(r["ok"]) if meter else None
+                rate = r["ok"] / r["wall_s"] if r["wall_s"] else 0.0
+                results[name].append({"calls_per_s": round(rate, 2), "ok": r["ok"], "errors": len(r["errors"]),
+                                      "error_samples": r["errors"][:3], "wall_s": round(r["wall_s"], 3),
+                                      "latency_ms": summary(x["ms"] for x in r["rows"]),
+                                      "wait_ms": summary(x["wait_ms"] for x in r["rows"] if x["wait_ms"] is not None),
+                                      # the slot is held for duration_ms; beyond the handler that is the
+                                      # dispatcher <-> runtime hop
+                                      "hop_ms": summary(x["duration_ms"] - (x["generate_ms"] or 0) for x in r["rows"]
+                                                        if x["duration_ms"] is not None),
+                                      **({"cpu_ms_per_call": cpu} if cpu else {})})
+            line = ", ".join(f"{k} {results[k][-1]['calls_per_s']:.1f}/s" for k in names)
+            if "mk1" in names:
+                lr = loop.run(calls)
+                loop_runs.append({"calls_per_s": round(lr["calls_per_s"], 2), "wall_s": round(lr["wall_s"], 3),
+                                  "errors": lr["errors"], "error_samples": lr["error_samples"],
+                                  "hop_ms": summary(e - g for e, g in zip(lr["event_to_answer_ms"], lr["generate_ms"])),
+                                  "generate_ms": summary(lr["generate_ms"])})
+                line += f", runtime loop alone {lr['calls_per_s']:.1f}/s"
+            log(f"  rep {rep + 1}/{reps}: " + line)
+    finally:
+        loop.stop()
     out: dict = {"reps": reps, "calls_per_rep": calls, "clients": clients, "generate_s": generate_s,
                  "cap": CAP, "ideal_calls_per_s": ideal, "targets": {}}
     for name, rs in results.items():
@@ -189,6 +218,9 @@ def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, client
         med = percentile(rates, 50)
         out["targets"][name] = {"calls_per_s": summary(rates), "ratio_to_ideal": ratio(med, ideal),
                                 "runs": rs}
+    loop_rates = [r["calls_per_s"] for r in loop_runs]
+    out["targets"]["runtime_loop"] = {"calls_per_s": summary(loop_rates),
+                                      "ratio_to_ideal": ratio(percentile(loop_rates, 50), ideal), "runs": loop_runs}
     if profile:   # one more mk1 run, under py-spy: where the dispatcher's time goes at the cap
         from .profile import Spy
         spy = Spy(system.dispatcher.pid, "throughput")
@@ -199,7 +231,10 @@ def throughput(system, floor: h.FloorServer, peer, reps: int, calls: int, client
     m = out["targets"]["mk1"]["ratio_to_ideal"]
     out["ratios"] = {"mk1/ideal": m, "floor/ideal": out["targets"]["floor"]["ratio_to_ideal"],
                      "mk1/floor": ratio(percentile([r["calls_per_s"] for r in results["mk1"]], 50),
-                                        percentile([r["calls_per_s"] for r in results["floor"]], 50))}
+                                        percentile([r["calls_per_s"] for r in results["floor"]], 50)),
+                     "runtime_loop/ideal": out["targets"]["runtime_loop"]["ratio_to_ideal"],
+                     "mk1/runtime_loop": ratio(percentile([r["calls_per_s"] for r in results["mk1"]], 50),
+                                               percentile(loop_rates, 50))}
     if peer is not None:
         out["ratios"]["peer/ideal"] = out["targets"]["peer"]["ratio_to_ideal"]
     out["goal"] = {"target": "achieved/ideal >= 0.97", "value": m, "met": (m or 0) >= 0.97,

@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from . import wakeup
 from .harness import ROOT
 from .stats import fmt, ratio
 from .venv import PY as BENCH_PY, version as bench_version  # noqa: F401  (re-exported)
@@ -45,7 +46,8 @@ def machine_facts() -> dict:
             "kernel": platform.release(), "python": platform.python_version(),
             "packages": {p: pkg(p) for p in ("boto3", "botocore", "chalice", "moto", "awslambdaric")},
             "docker_server": run("docker", "version", "--format", "{{.Server.Version}}"),
-            "git_commit": run("git", "rev-parse", "--short", "HEAD")}
+            "git_commit": run("git", "rev-parse", "--short", "HEAD"),
+            "wakeup": wakeup.measure()}
 
 
 # -- the table --
@@ -84,6 +86,9 @@ def rows(results: dict) -> list[list[str]]:
                         v["floor_http"]["median"], ph, "-", "-"))
         out.append(_row("1", "  boto3 on the bare floor, ms", v["boto3_floor"]["median"], v["boto3_floor"]["p99"],
                         v["floor_http"]["median"], "-", "-", "-"))
+        if "runtime_loop" in v:
+            out.append(_row("1", "  runtime loop alone (awslambdaric, bare endpoint), ms", v["runtime_loop"]["median"],
+                            v["runtime_loop"]["p99"], None, "-", "-", "-"))
         out.append(_row("1", "  direct handler call, ms", v["direct"]["median"], v["direct"]["p99"], None, "-",
                         "-", "-", digits=3))
     elif "1" in nm:
@@ -97,6 +102,11 @@ def rows(results: dict) -> list[list[str]]:
                         m["median"], m["min"], t["floor"]["calls_per_s"]["median"], peer,
                         ">= 0.97 x ideal", f"{_yes(f2['goal']['met'])} ({fmt(f2['goal']['value'], 3)} x ideal)",
                         digits=1))
+        if "runtime_loop" in t:
+            lp = t["runtime_loop"]
+            out.append(_row("2", "  same, floor col: the runtime loop alone (3 awslambdaric, no dispatcher)",
+                            m["median"], m["min"], lp["calls_per_s"]["median"], "-", "-",
+                            f"loop: {fmt(lp['ratio_to_ideal'], 3)} x ideal", digits=1))
     f3 = F.get("3", {})
     for backend, limit in (("process", 100), ("docker", 500)):
         c = f3.get(backend)
@@ -214,6 +224,7 @@ def history_entry(r: dict) -> dict:
             "f1_peer_boto3_ms": v1.get("peer_boto3", {}).get("overhead_ms", {}).get("median"),
             "f2_ratio": F.get("2", {}).get("goal", {}).get("value"),
             "f2_floor_ratio": F.get("2", {}).get("ratios", {}).get("floor/ideal"),
+            "f2_loop_ratio": F.get("2", {}).get("ratios", {}).get("runtime_loop/ideal"),
             "f3_process_ms": F.get("3", {}).get("process", {}).get("overhead_ms", {}).get("median"),
             "f3_docker_ms": F.get("3", {}).get("docker", {}).get("overhead_ms", {}).get("median"),
             "f4_answered": f"{f4.get('answered_ok')}/{f4.get('calls')}" if f4 else None,

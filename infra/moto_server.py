@@ -1,4 +1,5 @@
-"""The embedded AWS's process: moto's own server, with a few of its per-request costs taken out.
+"""The embedded AWS's process: moto's own server, with a few of its per-request costs taken out
+and its DynamoDB writes made atomic with their conditions, as DynamoDB's are.
 
     python -m infra.moto_server -H 127.0.0.1 -p 4566      (the same flags as `moto_server`)
 
@@ -22,14 +23,25 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
   and lists its response class's methods (inspect.getmembers); neither the installed package nor
   the classes change while the server runs, so each is read once.
 
+One patch is for fidelity, not speed:
+
+- DynamoDB applies a write and its condition atomically. moto's server runs each request on a
+  thread of its own and checks a condition, then writes, with nothing held between the two: two
+  conditional puts racing for one item could both succeed (6 threads putting the same 150 keys
+  `attribute_not_exists`: 2 keys won twice). Cluster mode's leases and claims are such puts; under
+  load two dispatchers held the same slot and 4 calls ran under a cap of 3. Every write to the
+  tables (put, update, delete, transaction) is done under one lock.
+
 Each patch checks that the code it replaces is what it expects (moto is pinned in constraints.txt)
-and otherwise leaves moto as it is: mk1 then runs slower, never differently.
+and otherwise leaves moto as it is: mk1 then runs slower (without the last one, cluster mode's cap
+holds only as far as moto's race lets it), never differently otherwise.
 """
 from __future__ import annotations
 
 import inspect
 import logging
 import sys
+import threading
 import time
 
 log = logging.getLogger("mk1.moto")
@@ -129,9 +141,27 @@ def _linear_item_size_check() -> bool:
     return _swap(dynamo_type.Item, "__init__", "LimitedSizeDict()", make)
 
 
+def _atomic_dynamodb_writes() -> bool:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()   # re-entrant: a transaction or batch writes through the others
+
+    def make(original):
+        def write(self, *args, **kwargs):
+            with lock:
+                return original(self, *args, **kwargs)
+        write.__name__, write.__doc__ = original.__name__, original.__doc__
+        return write
+
+    return all([_swap(DynamoDBBackend, "put_item", "table.put_item", make),
+                _swap(DynamoDBBackend, "update_item", "condition_expression", make),
+                _swap(DynamoDBBackend, "delete_item", "condition_expression", make),
+                _swap(DynamoDBBackend, "transact_write_items", "transact_items", make)])
+
+
 PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,
            "service-list": _cache_module_list, "response-methods": _cache_method_names,
-           "dynamodb-item-size": _linear_item_size_check}
+           "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes}
 
 
 def apply() -> dict[str, bool]:

@@ -1,4 +1,5 @@
-"""The embedded AWS's launcher patches moto for speed only: what SQS answers stays the same."""
+"""The embedded AWS's launcher patches moto: for speed, answering the same; and so that a DynamoDB
+write and its condition are atomic, as in DynamoDB."""
 import boto3
 import pytest
 from moto import backends, mock_aws
@@ -7,6 +8,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs import models as sqs_models
 from moto.dynamodb.models.dynamo_type import Item
 from moto.sqs.models import SQSBackend, sqs_backends
+from moto.dynamodb.models import DynamoDBBackend
 
 from infra import moto_server
 
@@ -15,6 +17,8 @@ ORIGINAL_METHODS = responses.method_names_from_class
 ORIGINAL_CHECK = SQSBackend.is_message_valid_based_on_retention_period
 ORIGINAL_CLOCK = sqs_models.unix_time, sqs_models.unix_time_millis
 ORIGINAL_ITEM_INIT = Item.__init__
+WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+ORIGINAL_WRITES = {name: getattr(DynamoDBBackend, name) for name in WRITES}
 
 
 @pytest.fixture
@@ -25,6 +29,8 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(sqs_models, "unix_time", ORIGINAL_CLOCK[0])
     monkeypatch.setattr(sqs_models, "unix_time_millis", ORIGINAL_CLOCK[1])
     monkeypatch.setattr(Item, "__init__", ORIGINAL_ITEM_INIT)
+    for name, original in ORIGINAL_WRITES.items():
+        monkeypatch.setattr(DynamoDBBackend, name, original)
 
 
 def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched):
@@ -97,3 +103,58 @@ def test_items_are_stored_and_refused_as_moto_does(unpatched):
     moto_server.apply()
     assert _item_scenario() == expected
     assert expected[:2] == [True, True] and "size" in expected[2]["Message"].lower()
+
+
+def test_racing_conditional_puts_leave_one_winner_per_item(unpatched):
+    """What cluster mode's leases and claims rely on: of many threads putting the same key
+    `attribute_not_exists`, exactly one succeeds; conditional updates and deletes likewise."""
+    import sys
+    import threading
+    from botocore.exceptions import ClientError
+    moto_server.apply()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)     # switch threads as often as possible: the race had room to show
+    try:
+        with mock_aws():
+            ddb = boto3.client("dynamodb", region_name="us-east-1")
+            ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+            wins: dict[tuple[str, int], int] = {}
+            lock = threading.Lock()
+
+            def attempt(op: str, k: int, **kw) -> None:
+                try:
+                    getattr(ddb, op)(TableName="t", **kw)
+                except ClientError as e:
+                    assert e.response["Error"]["Code"] == "ConditionalCheckFailedException"
+                    return
+                with lock:
+                    wins[(op, k)] = wins.get((op, k), 0) + 1
+
+            keys = [{"pk": {"S": f"k{k}"}} for k in range(60)]
+            phase = threading.Barrier(6)    # every put before any update, every update before any delete
+
+            def racer(me: int) -> None:
+                for k, key in enumerate(keys):
+                    attempt("put_item", k, Item={**key, "by": {"N": str(me)}, "n": {"N": "0"}},
+                            ConditionExpression="attribute_not_exists(pk)")
+                phase.wait()
+                for k, key in enumerate(keys):
+                    attempt("update_item", k, Key=key, UpdateExpression="SET n = :one",
+                            ConditionExpression="n = :zero",
+                            ExpressionAttributeValues={":one": {"N": "1"}, ":zero": {"N": "0"}})
+                phase.wait()
+                for k, key in enumerate(keys):
+                    attempt("delete_item", k, Key=key, ConditionExpression="n = :one",
+                            ExpressionAttributeValues={":one": {"N": "1"}})
+
+            threads = [threading.Thread(target=racer, args=(i,)) for i in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert {k: n for k, n in wins.items() if n != 1} == {}
+    assert len(wins) == 3 * len(keys)      # each key: one put, one update, one delete won

@@ -7,8 +7,9 @@ the thread wake-ups on both sides) that no dispatcher can take out without leavi
 protocol. The floor server of figures 1 and 2 runs the handler in-process and pays none of it.
 
 This floor runs `processes` awslambdaric processes of RuntimeBeta (the function of figure 2),
-each against mk1's own Runtime API endpoint (runtime_api.py) whose host always has the next
-event ready: no front door, no authentication, no admission, no queue, no records. Its calls/s
+each against mk1's own Runtime API endpoint (runtime_api.py) whose host has the next event
+ready (during a run) or parks the runtime's /next and sends the event on it (between runs, as mk1's
+containers do): no front door, no authentication, no admission, no queue, no records. Its calls/s
 over ideal is what a slot running awslambdaric reaches behind a dispatcher that costs nothing;
 its event -> answer time (no-op handler) is the runtime hop of figure 1 with nothing else around.
 
@@ -31,14 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "dispatcher_app"))
 
-from chalicelib.runtime_api import NextInvocation, RuntimeEndpoint  # noqa: E402
+from chalicelib.runtime_api import SENT, NextInvocation, RuntimeEndpoint  # noqa: E402
 
 EVENT = json.dumps({"prompt": "hello benchmark world"}).encode()
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:RuntimeBeta"
 
 
 class Loop:
-    """The events of one run, shared by every process's endpoint: whichever asks takes the next."""
+    """The events of one run, shared by every process's endpoint: whichever asks takes the next.
+    A /next that finds no work is parked, as mk1's containers park it, and answered by run()."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -46,28 +48,30 @@ class Loop:
         self._seq = 0
         self._out: dict[str, float] = {}
         self._answered: list[tuple[float, float, bytes]] = []   # (out, answered, body)
-        self._expect = 0
         self._first_out: float | None = None
+        self._parked: list = []
         self.errors: list[bytes] = []
         self.init_errors: list[bytes] = []
         self.stopping = False
-        self.asking = 0
 
-    def next_event(self) -> NextInvocation | None:
+    def next_event(self, send) -> NextInvocation | object | None:
         with self._cond:
-            self.asking += 1
-            self._cond.notify_all()
-            while self._budget == 0 and not self.stopping:
-                self._cond.wait()
-            self.asking -= 1
             if self.stopping:
                 return None
-            self._budget -= 1
-            self._seq += 1
-            rid = f"floor-{self._seq}"
-            now = time.perf_counter()
-            self._first_out = self._first_out or now
-            self._out[rid] = now
+            if self._budget == 0:
+                self._parked.append(send)
+                self._cond.notify_all()
+                return SENT
+            return self._take()
+
+    def _take(self) -> NextInvocation:
+        """Caller holds the lock and the budget is not spent."""
+        self._budget -= 1
+        self._seq += 1
+        rid = f"floor-{self._seq}"
+        now = time.perf_counter()
+        self._first_out = self._first_out or now
+        self._out[rid] = now
         return NextInvocation(rid, EVENT, int(time.time() * 1000) + 60_000, ARN, f"Root=1-{rid}")
 
     def answered(self, rid: str, body: bytes, error: bool = False) -> None:
@@ -81,16 +85,21 @@ class Loop:
             self._answered.append((out, now, body))
             self._cond.notify_all()
 
-    def wait_asking(self, n: int, timeout_s: float) -> bool:
+    def wait_parked(self, n: int, timeout_s: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self.asking >= n or self.init_errors, timeout_s)
+            return self._cond.wait_for(lambda: len(self._parked) >= n or self.init_errors, timeout_s)
 
     def run(self, n: int, timeout_s: float = 600) -> dict:
         """N calls, as fast as the processes take them; wall time from the first event out to the last answer."""
         with self._cond:
             self._answered, self._first_out, self.errors = [], None, []
             self._budget = n
-            self._cond.notify_all()
+            sends = []
+            while self._parked and self._budget:
+                sends.append((self._parked.pop(0), self._take()))
+        for send, inv in sends:
+            send(inv)
+        with self._cond:
             ok = self._cond.wait_for(lambda: len(self._answered) >= n, timeout_s)
             rows = list(self._answered)
             first = self._first_out
@@ -110,7 +119,12 @@ class Loop:
     def stop(self) -> None:
         with self._cond:
             self.stopping = True
-            self._cond.notify_all()
+            parked, self._parked = self._parked, []
+        for send in parked:
+            try:
+                send(None)
+            except OSError:
+                pass
 
 
 class _Host:
@@ -119,8 +133,8 @@ class _Host:
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
 
-    def next_invocation(self, send=None) -> NextInvocation | None:
-        return self.loop.next_event()
+    def next_invocation(self, send=None) -> NextInvocation | object | None:
+        return self.loop.next_event(send)
 
     def arrived(self, request_id: str) -> bool:
         return True
@@ -166,7 +180,7 @@ def serve(generate_s: float, processes: int) -> None:
     loop = Loop()
     endpoints, procs = start_processes(loop, processes, generate_s)
     try:
-        if not loop.wait_asking(processes, 60) or loop.init_errors:
+        if not loop.wait_parked(processes, 60) or loop.init_errors:
             print(json.dumps({"error": "the runtime processes did not start",
                               "init_errors": [e.decode("utf-8", "replace") for e in loop.init_errors]}), flush=True)
             return

@@ -58,11 +58,12 @@ def lambda_error(message: str, error_type: str) -> bytes:
 
 
 class _Parked:
-    """The runtime's `GET /next` while it waits for work, with the means to answer it."""
-    __slots__ = ("send", "taken")
+    """The runtime's `GET /next`, unanswered while there is no work, with the means to answer it
+    (send(None): the container is stopping, 410)."""
+    __slots__ = ("send",)
 
     def __init__(self, send: Send):
-        self.send, self.taken = send, False
+        self.send = send
 
 
 class Container:
@@ -83,9 +84,11 @@ class Container:
         self._cond = threading.Condition()
         self._pending: Invocation | None = None
         self._current: Invocation | None = None
-        # The runtime's waiting /next, if it waits: a warm call's own thread sends its event on it
-        # (run()), instead of waking the Runtime API thread to send it (one thread hand-off less
-        # between a call's arrival and its start; on this VM a wake-up across vCPUs costs 30-300 us).
+        # The runtime's /next while there is no work. Its Runtime API thread does not wait for work:
+        # it goes back to reading the connection (the runtime's answer comes there), and a warm
+        # call's own thread sends the event on the parked request (run()). No thread is woken to
+        # start a call, none to go back to reading: on a VM a wake-up across vCPUs costs 30-300 us,
+        # mostly paid by the waker (bench/wakeup.py).
         self._parked: _Parked | None = None
         self._line = line if line is not None else HandOffLine()   # shared by the pool's containers (handoff.py)
         self._init_error: tuple[bytes, str] | None = None
@@ -184,7 +187,10 @@ class Container:
                 return
             if self.state is not State.STOPPING and State.STOPPING in ALLOWED[self.state]:
                 self._to(State.STOPPING)
+            parked, self._parked = self._parked, None
             self._cond.notify_all()
+        if parked is not None:
+            self._send_parked(parked, None)   # its /next is answered 410: the runtime exits
         if self.handle is not None:
             self.handle.kill()
         else:
@@ -207,7 +213,7 @@ class Container:
             for answered, outcome in deferred:
                 answered.finish(outcome)
             inv = self._current or self._pending
-            self._current = self._pending = None
+            self._current = self._pending = self._parked = None
             if inv is not None:
                 inv.finish(self._exit_outcome(exit_code, inv.request_id))
             orphan = self._line.leave(self.id)
@@ -245,6 +251,11 @@ class Container:
         with self._cond:
             if self.state is not State.BUSY or self._pending is not None or self._current is not None:
                 return False
+            if self._parked is not None:
+                # Its runtime already asked and nobody waits in next_invocation() to take the line's
+                # call: the caller's own thread places it (run(), which sends on the parked request),
+                # not this granting thread, which holds the admission's lock.
+                return False
             if not self._line.put(self.id, inv, wake):
                 return False
             self._cond.notify_all()
@@ -264,10 +275,9 @@ class Container:
                     return self._exit_outcome(self.exit_code, inv.request_id)
                 parked, self._parked = self._parked, None
                 if parked is not None:
-                    parked.taken = True
                     out = self._go_out(inv)
                 else:
-                    self._pending = inv
+                    self._pending = inv          # its runtime takes it when it asks
                     self._cond.notify_all()
             if parked is not None:
                 self._send_parked(parked, out)
@@ -285,14 +295,13 @@ class Container:
         self.invocations += 1
         return inv.outcome
 
-    def _send_parked(self, parked: _Parked, out: NextInvocation) -> None:
+    def _send_parked(self, parked: _Parked, out: NextInvocation | None) -> None:
         try:
             parked.send(out)
         except OSError:
             pass   # the runtime is gone: _gone() finishes the invocation as a crash
-        with self._cond:
-            self._cond.notify_all()   # its Runtime API thread goes back to reading the answer
-        self.flush_answers()
+        if out is not None:
+            self.flush_answers()
 
     def _fail(self, inv: Invocation, outcome: Outcome) -> None:
         with self._cond:
@@ -319,28 +328,23 @@ class Container:
                 self.init_ms = (self.clock.monotonic() - self.created_at) * 1000
                 self._to(State.BUSY if self._pending is not None else State.READY)
                 self._ready.set()
-            parked = _Parked(send) if send is not None else None
-            try:
-                while True:
-                    if parked is not None and parked.taken:
-                        return SENT   # a caller's thread sent its invocation on this request (run())
-                    if self._pending is not None:
-                        inv, self._pending = self._pending, None
-                        break
-                    taken = self._line.take(self.id)
-                    if taken is not None:
-                        inv, wake = taken
-                        inv.taken_by = self
-                        if wake is not None:
-                            self._wakes.append(wake)   # woken once it went out (flush_answers)
-                        break
-                    if self.state not in (State.READY, State.BUSY):
-                        return None
-                    self._parked = parked
-                    self._cond.wait()
-            finally:
-                if self._parked is parked:
-                    self._parked = None
+            while True:
+                if self._pending is not None:
+                    inv, self._pending = self._pending, None
+                    break
+                taken = self._line.take(self.id)
+                if taken is not None:
+                    inv, wake = taken
+                    inv.taken_by = self
+                    if wake is not None:
+                        self._wakes.append(wake)   # woken once it went out (flush_answers)
+                    break
+                if self.state not in (State.READY, State.BUSY):
+                    return None
+                if send is not None:
+                    self._parked = _Parked(send)   # the next call's thread answers it (run(), stop())
+                    return SENT
+                self._cond.wait()
             return self._go_out(inv)
 
     def _go_out(self, inv: Invocation) -> NextInvocation:

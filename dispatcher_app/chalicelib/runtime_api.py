@@ -29,18 +29,18 @@ class NextInvocation:
     trace_id: str
 
 
-SENT = object()   # next_invocation()'s answer when another thread already sent the invocation
+SENT = object()   # next_invocation(): nothing to write now; the answer is another thread's to send
 
 
-Send = Callable[[NextInvocation], None]
+Send = Callable[[NextInvocation | None], None]   # None: the container is stopping (410)
 
 
 class RuntimeHost(Protocol):
     """What the endpoint needs from its container (implemented by containers.Container)."""
 
-    # `send` writes an invocation on this request's connection. While this thread waits for work,
-    # another thread may use it (then SENT): a warm call's event goes out from the caller's own
-    # thread, without waiting for this one to wake first.
+    # `send` answers this /next on its connection, from any thread. With no work yet the host keeps
+    # it and returns SENT: this thread goes back to reading the connection, and the next call's own
+    # thread sends its event (no thread waits for work, so none has to be woken to start a call).
     def next_invocation(self, send: Send | None = None) -> NextInvocation | object | None: ...
     def arrived(self, request_id: str) -> bool: ...          # then one of the next two
     def invocation_response(self, request_id: str, body: bytes) -> bool: ...
@@ -122,12 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
         inv = self.host.next_invocation(self._send_invocation)
         if inv is SENT:
             return
+        self._send_invocation(inv)  # type: ignore[arg-type]
+        if inv is not None:
+            self.host.flush_answers()   # callers held back until this invocation went out
+
+    def _send_invocation(self, inv: NextInvocation | None) -> None:
         if inv is None:  # the container is being stopped
             return self._status(410, "container is shutting down")
-        self._send_invocation(inv)  # type: ignore[arg-type]
-        self.host.flush_answers()   # callers held back until this invocation went out
-
-    def _send_invocation(self, inv: NextInvocation) -> None:
         self._reply(200, inv.payload, {
             "Content-Type": "application/json",
             "Lambda-Runtime-Aws-Request-Id": inv.request_id,

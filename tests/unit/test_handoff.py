@@ -71,32 +71,29 @@ def test_a_reserved_container_that_dies_leaves_its_caller_to_place_the_call(tmp_
     other.endpoint.stop()
 
 
-def test_a_warm_call_sends_its_event_on_the_waiting_next_from_its_own_thread(tmp_path):
-    """The runtime's /next waits (parked); the caller's thread sends the event on it and the
-    Runtime API thread only returns (SENT) to read the answer; a stop still answers a parked /next."""
+def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_path):
+    """With no work, the runtime's /next is parked (SENT: its thread goes back to reading) and the
+    next call's own thread sends the event on it; hand() leaves a parked container to the caller's
+    thread; a stop answers a parked /next with None (the endpoint's 410)."""
     from chalicelib.runtime_api import SENT
     c = _reserved(tmp_path, 1, HandOffLine())
-    sent, got = [], []
-    asking = threading.Thread(target=lambda: got.append(c.next_invocation(
-        lambda out: sent.append((out.request_id, threading.current_thread().name)))), name="runtime-api")
-    asking.start()
-    while c._parked is None:
-        threading.Event().wait(0.001)
+    sent = []
+
+    def send(out):
+        sent.append((out and out.request_id, threading.current_thread().name))
+
+    assert c.next_invocation(send) is SENT and c._parked is not None
+    assert not c.hand(_inv("granted elsewhere"), None)            # parked: not on the line
     inv = _inv("warm")
     caller = threading.Thread(target=lambda: c.run(inv, timeout_s=5), name="caller")
     caller.start()
-    asking.join(5)
-    assert got == [SENT] and sent == [("warm", "caller")]          # sent by the caller's thread
-    assert c._current is inv and c._parked is None
+    while not sent:
+        threading.Event().wait(0.001)
+    assert sent == [("warm", "caller")] and c._current is inv and c._parked is None
     assert c.arrived("warm") and c.invocation_response("warm", b'{"ok": 1}')
     caller.join(5)
     assert inv.outcome.status == "success" and c.span("warm") is not None
-    # parked again, then stopped: the waiting /next is answered with None (the endpoint's 410)
-    again = threading.Thread(target=lambda: got.append(c.next_invocation(lambda out: sent.append(out))))
-    again.start()
-    while c._parked is None:
-        threading.Event().wait(0.001)
+    assert c.next_invocation(send) is SENT                       # parked again, then stopped
     c.stop()
-    again.join(5)
-    assert got == [SENT, None] and len(sent) == 1
+    assert sent[-1] == (None, "MainThread") and c._parked is None
     c.endpoint.stop()

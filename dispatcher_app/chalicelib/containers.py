@@ -251,14 +251,26 @@ class Container:
         with self._cond:
             if self.state is not State.BUSY or self._pending is not None or self._current is not None:
                 return False
-            if self._parked is not None:
-                # Its runtime already asked and nobody waits in next_invocation() to take the line's
-                # call: the caller's own thread places it (run(), which sends on the parked request),
-                # not this granting thread, which holds the admission's lock.
-                return False
             if not self._line.put(self.id, inv, wake):
                 return False
-            self._cond.notify_all()
+            parked, self._parked = self._parked, None
+            if parked is None:
+                self._cond.notify_all()
+                return True
+            # Its runtime asked already (parked): it takes the line's oldest call now, sent from
+            # this granting thread. Waking the caller's thread to send it instead let the next
+            # call, granted meanwhile, start first. The write is one sendall to a runtime that is
+            # waiting to read it (the admission's lock is held meanwhile, for this function only).
+            taken = self._line.take(self.id)
+            if taken is None:   # cannot happen while the line's invariant holds: answer it later
+                self._parked = parked
+                return True
+            out_inv, out_wake = taken
+            out_inv.taken_by = self
+            if out_wake is not None:
+                self._wakes.append(out_wake)
+            out = self._go_out(out_inv)
+        self._send_parked(parked, out)
         return True
 
     def run(self, inv: Invocation, timeout_s: float, cold: bool = False, handed: bool = False) -> Outcome:

@@ -73,8 +73,8 @@ def test_a_reserved_container_that_dies_leaves_its_caller_to_place_the_call(tmp_
 
 def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_path):
     """With no work, the runtime's /next is parked (SENT: its thread goes back to reading) and the
-    next call's own thread sends the event on it; hand() leaves a parked container to the caller's
-    thread; a stop answers a parked /next with None (the endpoint's 410)."""
+    next call's own thread sends the event on it; a call granted to a parked container goes out from
+    the granting thread; a stop answers a parked /next with None (the endpoint's 410)."""
     from chalicelib.runtime_api import SENT
     c = _reserved(tmp_path, 1, HandOffLine())
     sent = []
@@ -83,7 +83,6 @@ def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_
         sent.append((out and out.request_id, threading.current_thread().name))
 
     assert c.next_invocation(send) is SENT and c._parked is not None
-    assert not c.hand(_inv("granted elsewhere"), None)            # parked: not on the line
     inv = _inv("warm")
     caller = threading.Thread(target=lambda: c.run(inv, timeout_s=5), name="caller")
     caller.start()
@@ -93,7 +92,14 @@ def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_
     assert c.arrived("warm") and c.invocation_response("warm", b'{"ok": 1}')
     caller.join(5)
     assert inv.outcome.status == "success" and c.span("warm") is not None
-    assert c.next_invocation(send) is SENT                       # parked again, then stopped
+    assert c.next_invocation(send) is SENT                       # parked again: a grant sends at once
+    woken = []
+    granted = _inv("granted")
+    assert c.hand(granted, lambda: woken.append("granted"))
+    assert sent[-1] == ("granted", "MainThread") and woken == ["granted"] and granted.taken_by is c
+    assert c.arrived("granted") and c.invocation_response("granted", b"{}")
+    c.release(0.0)
+    assert c.try_reserve() and c.next_invocation(send) is SENT  # parked again, then stopped
     c.stop()
     assert sent[-1] == (None, "MainThread") and c._parked is None
     c.endpoint.stop()

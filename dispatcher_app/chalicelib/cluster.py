@@ -75,8 +75,8 @@ class ClusterAdmission(Admission):
             if waiting >= self.max_depth:
                 raise TooManyRequests(self._busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
                                       REASON, 1)
-            now = self.clock.monotonic()
-            w = Waiter(request_id, now + wait_s, now, entered_at=self.clock.time())
+            now, entered = self.clock.monotonic(), self.clock.time()   # together: see Admission.acquire
+            w = Waiter(request_id, now + wait_s, now, entered_at=entered)
             self._waiters[request_id] = w
             self.queue.send_ordered({**body, "request_id": request_id, "kind": "sync", "function": self.function,
                                      "owner": self.instance_id, "expires": self.clock.time() + wait_s + 5},

@@ -262,9 +262,7 @@ class Container:
             # call, granted meanwhile, start first. The write is one sendall to a runtime that is
             # waiting to read it (the admission's lock is held meanwhile, for this function only).
             taken = self._line.take(self.id)
-            if taken is None:   # cannot happen while the line's invariant holds: answer it later
-                self._parked = parked
-                return True
+            assert taken is not None   # put() above made this container expect a call
             out_inv, out_wake = taken
             out_inv.taken_by = self
             if out_wake is not None:

@@ -57,15 +57,6 @@ def lambda_error(message: str, error_type: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
 
 
-class _Parked:
-    """The runtime's `GET /next`, unanswered while there is no work, with the means to answer it
-    (send(None): the container is stopping, 410)."""
-    __slots__ = ("send",)
-
-    def __init__(self, send: Send):
-        self.send = send
-
-
 class Container:
     def __init__(self, *, seq: int, function: FunctionConfig, code_dir: Path, work_root: Path,
                  backend: Backend, clock=None, on_log: Callable[[str, str], None] = lambda cid, line: None,
@@ -84,12 +75,13 @@ class Container:
         self._cond = threading.Condition()
         self._pending: Invocation | None = None
         self._current: Invocation | None = None
-        # The runtime's /next while there is no work. Its Runtime API thread does not wait for work:
+        # The runtime's /next while there is no work, as the means to answer it (send(None): the
+        # container is stopping, 410). Its Runtime API thread does not wait for work:
         # it goes back to reading the connection (the runtime's answer comes there), and a warm
         # call's own thread sends the event on the parked request (run()). No thread is woken to
         # start a call, none to go back to reading: on a VM a wake-up across vCPUs costs 30-300 us,
         # mostly paid by the waker (bench/wakeup.py).
-        self._parked: _Parked | None = None
+        self._parked: Send | None = None
         self._line = line if line is not None else HandOffLine()   # shared by the pool's containers (handoff.py)
         self._init_error: tuple[bytes, str] | None = None
         self._ready = threading.Event()
@@ -261,13 +253,9 @@ class Container:
             # this granting thread. Waking the caller's thread to send it instead let the next
             # call, granted meanwhile, start first. The write is one sendall to a runtime that is
             # waiting to read it (the admission's lock is held meanwhile, for this function only).
-            taken = self._line.take(self.id)
+            taken = self._take_from_line()
             assert taken is not None   # put() above made this container expect a call
-            out_inv, out_wake = taken
-            out_inv.taken_by = self
-            if out_wake is not None:
-                self._wakes.append(out_wake)
-            out = self._go_out(out_inv)
+            out = self._go_out(taken)
         self._send_parked(parked, out)
         return True
 
@@ -305,9 +293,9 @@ class Container:
         self.invocations += 1
         return inv.outcome
 
-    def _send_parked(self, parked: _Parked, out: NextInvocation | None) -> None:
+    def _send_parked(self, parked: Send, out: NextInvocation | None) -> None:
         try:
-            parked.send(out)
+            parked(out)
         except OSError:
             pass   # the runtime is gone: _gone() finishes the invocation as a crash
         if out is not None:
@@ -342,20 +330,29 @@ class Container:
                 if self._pending is not None:
                     inv, self._pending = self._pending, None
                     break
-                taken = self._line.take(self.id)
+                taken = self._take_from_line()
                 if taken is not None:
-                    inv, wake = taken
-                    inv.taken_by = self
-                    if wake is not None:
-                        self._wakes.append(wake)   # woken once it went out (flush_answers)
+                    inv = taken
                     break
                 if self.state not in (State.READY, State.BUSY):
                     return None
                 if send is not None:
-                    self._parked = _Parked(send)   # the next call's thread answers it (run(), stop())
+                    self._parked = send   # the next call's thread answers it (run(), hand(), stop())
                     return SENT
                 self._cond.wait()
             return self._go_out(inv)
+
+    def _take_from_line(self) -> Invocation | None:
+        """Caller holds self._cond: the line's oldest call, if this container expects one; its
+        caller's wake-up waits until it went out (flush_answers)."""
+        taken = self._line.take(self.id)
+        if taken is None:
+            return None
+        inv, wake = taken
+        inv.taken_by = self
+        if wake is not None:
+            self._wakes.append(wake)
+        return inv
 
     def _go_out(self, inv: Invocation) -> NextInvocation:
         """Caller holds self._cond: `inv` is the one out to the runtime from now."""

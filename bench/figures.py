@@ -107,7 +107,6 @@ def warm_overhead(system, floor: h.FloorServer, peer_phase: dict | None, reps: i
         rows, rep_medians = _measure_variants(variants, reps, calls, log)
     finally:
         loop.stop()
-    del variants["runtime_loop"]
     peer = peer_phase is not None
     if peer:
         rows.update(peer_phase["rows"])

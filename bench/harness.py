@@ -36,6 +36,8 @@ from botocore.credentials import Credentials  # noqa: E402
 
 from helpers import System, free_port  # noqa: E402,F401  (tests/helpers.py)
 
+from .child import stop_on_eof  # noqa: E402
+
 REGION = "us-east-1"
 USER = "admin"
 PAYLOAD = {"prompt": "hello benchmark world"}
@@ -228,13 +230,7 @@ class FloorServer:
         self.url = line
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()     # the server exits on EOF
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_on_eof(self.proc, 10)     # the server exits on EOF
 
 
 def _serve_floor() -> None:

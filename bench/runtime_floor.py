@@ -34,6 +34,8 @@ sys.path.insert(0, str(ROOT / "dispatcher_app"))
 
 from chalicelib.runtime_api import SENT, NextInvocation, RuntimeEndpoint  # noqa: E402
 
+from .child import stop_on_eof  # noqa: E402
+
 EVENT = json.dumps({"prompt": "hello benchmark world"}).encode()
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:RuntimeBeta"
 
@@ -84,6 +86,11 @@ class Loop:
                 self.errors.append(body[:300])
             self._answered.append((out, now, body))
             self._cond.notify_all()
+
+    def init_failed(self, body: bytes) -> None:
+        with self._cond:
+            self.init_errors.append(body)
+            self._cond.notify_all()   # wait_parked() gives up
 
     def wait_parked(self, n: int, timeout_s: float) -> bool:
         with self._cond:
@@ -148,9 +155,7 @@ class _Host:
         return True
 
     def init_error(self, body: bytes, error_type: str) -> None:
-        self.loop.init_errors.append(body)
-        with self.loop._cond:
-            self.loop._cond.notify_all()
+        self.loop.init_failed(body)
 
     def flush_answers(self) -> None:
         pass
@@ -232,13 +237,7 @@ class RuntimeLoopFloor:
         return out["event_to_answer_ms"][0], {"generate_ms": out["generate_ms"][0]}, {}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()   # serve() stops its processes on EOF
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_on_eof(self.proc, 20)   # serve() stops its processes on EOF
 
 
 def main() -> None:

@@ -28,9 +28,10 @@ One patch is for fidelity, not speed:
 - DynamoDB applies a write and its condition atomically. moto's server runs each request on a
   thread of its own and checks a condition, then writes, with nothing held between the two: two
   conditional puts racing for one item could both succeed (6 threads putting the same 150 keys
-  `attribute_not_exists`: 2 keys won twice). Cluster mode's leases and claims are such puts; under
-  load two dispatchers held the same slot and 4 calls ran under a cap of 3. Every write to the
-  tables (put, update, delete, transaction) is done under one lock.
+  `attribute_not_exists`: 2-7 keys won twice). Cluster mode's leases and claims are such puts: two
+  dispatchers could hold the same slot (the likely cause of a cluster test that once saw 4 calls
+  run under a cap of 3 on a loaded machine). Every write to the tables (put, update, delete,
+  transaction; BatchWriteItem writes through put and delete) is done under one lock.
 
 Each patch checks that the code it replaces is what it expects (moto is pinned in constraints.txt)
 and otherwise leaves moto as it is: mk1 then runs slower (without the last one, cluster mode's cap
@@ -144,7 +145,7 @@ def _linear_item_size_check() -> bool:
 def _atomic_dynamodb_writes() -> bool:
     from moto.dynamodb.models import DynamoDBBackend
 
-    lock = threading.RLock()   # re-entrant: a transaction or batch writes through the others
+    lock = threading.RLock()   # re-entrant, should one wrapped write call another
 
     def make(original):
         def write(self, *args, **kwargs):

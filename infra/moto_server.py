@@ -22,6 +22,13 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
 - every request lists moto's package folder (listdir + ~150 isdir) to learn its service names,
   and lists its response class's methods (inspect.getmembers); neither the installed package nor
   the classes change while the server runs, so each is read once.
+- werkzeug closes every connection after its answer ("Connection: close"), so each request of
+  every client opened a TCP connection and moto started a thread for it; then, answered, the
+  thread drained the socket. Connections are kept open (HTTP/1.1 keep-alive): a request's body is
+  read whole, by its Content-Length, before moto sees it, so the next request line is never
+  mistaken for body. A chunked request body still closes, as werkzeug does. Measured on a loop of
+  SQS send/receive/delete and a DynamoDB put: moto's CPU 7.9 -> 4.2 s, the client's 12.3 -> 9.2 ms
+  per loop, latency 35 -> 21 ms.
 
 One patch is for fidelity, not speed:
 
@@ -40,6 +47,7 @@ holds only as far as moto's race lets it), never differently otherwise.
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import sys
 import threading
@@ -160,9 +168,69 @@ def _atomic_dynamodb_writes() -> bool:
                 _swap(DynamoDBBackend, "transact_write_items", "transact_items", make)])
 
 
+def _keep_alive() -> bool:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    def make(original):
+        def run_wsgi(self) -> None:
+            """One request, its connection kept open for the next (HTTP/1.1 keep-alive). Werkzeug
+            closes every connection because http.server cannot drain a body the app left unread
+            before the next request line; here the body is read whole, by its Content-Length,
+            before the app runs. A chunked request body still closes (werkzeug's own path)."""
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return original(self)
+            if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            environ = self.environ = self.make_environ()
+            length = int(self.headers.get("Content-Length") or 0)
+            environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
+            started: list = []
+
+            def start_response(status, headers, exc_info=None):
+                started[:] = [status, headers]
+                return chunks.append
+
+            chunks: list[bytes] = []
+            try:
+                result = self.server.app(environ, start_response)
+                try:
+                    chunks.extend(result)
+                finally:
+                    if hasattr(result, "close"):
+                        result.close()
+            except Exception:
+                log.exception("moto failed on %s %s", self.command, self.path)
+                self.close_connection = True
+                started[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
+                chunks = [b"Internal Server Error"]
+            status, headers = started
+            code, _, reason = status.partition(" ")
+            body = b"".join(chunks)
+            self.send_response(int(code), reason)
+            names = set()
+            for name, value in headers:
+                if name.lower() != "connection":
+                    self.send_header(name, value)
+                    names.add(name.lower())
+            bodiless = self.command == "HEAD" or int(code) < 200 or int(code) in (204, 304)
+            if "content-length" not in names and not bodiless:
+                self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self._headers_buffer.append(b"\r\n")   # what end_headers() adds; head and body in one write
+            if not bodiless:
+                self._headers_buffer.append(body)
+            self.flush_headers()
+        return run_wsgi
+
+    MotoRequestHandler.disable_nagle_algorithm = True   # a kept connection's next small write must not wait
+    return _swap(MotoRequestHandler, "run_wsgi", "Always close the connection", make)
+
+
 PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,
            "service-list": _cache_module_list, "response-methods": _cache_method_names,
-           "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes}
+           "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes,
+           "keep-alive": _keep_alive}
 
 
 def apply() -> dict[str, bool]:

@@ -9,6 +9,7 @@ from moto.sqs import models as sqs_models
 from moto.dynamodb.models.dynamo_type import Item
 from moto.sqs.models import SQSBackend, sqs_backends
 from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.werkzeug_app import MotoRequestHandler
 
 from infra import moto_server
 
@@ -19,6 +20,7 @@ ORIGINAL_CLOCK = sqs_models.unix_time, sqs_models.unix_time_millis
 ORIGINAL_ITEM_INIT = Item.__init__
 WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
 ORIGINAL_WRITES = {name: getattr(DynamoDBBackend, name) for name in WRITES}
+ORIGINAL_RUN_WSGI = MotoRequestHandler.run_wsgi
 
 
 @pytest.fixture
@@ -31,6 +33,7 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(Item, "__init__", ORIGINAL_ITEM_INIT)
     for name, original in ORIGINAL_WRITES.items():
         monkeypatch.setattr(DynamoDBBackend, name, original)
+    monkeypatch.setattr(MotoRequestHandler, "run_wsgi", ORIGINAL_RUN_WSGI)
 
 
 def test_every_patch_fits_the_pinned_moto_and_lists_the_same_services(unpatched):
@@ -158,3 +161,60 @@ def test_racing_conditional_puts_leave_one_winner_per_item(unpatched):
         sys.setswitchinterval(switch)
     assert {k: n for k, n in wins.items() if n != 1} == {}
     assert len(wins) == 3 * len(keys)      # each key: one put, one update, one delete won
+
+
+def test_a_client_connection_serves_many_requests_and_bodies_are_kept_apart(unpatched):
+    """Werkzeug closes every connection; patched, boto3 sends each client's requests over one
+    kept-alive connection (no TCP connect and no new server thread per request), with the same
+    answers: JSON and query protocols, S3 bodies in and out, HEAD, an error. A chunked request
+    body, or a client asking for it, still closes the connection."""
+    import http.client
+    import threading
+    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    moto_server.apply()
+    server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True,
+                         request_handler=MotoRequestHandler)
+    accepted = []
+    get_request = server.get_request
+    server.get_request = lambda: accepted.append(1) or get_request()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        kw = dict(endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+        sqs, ddb, s3 = boto3.client("sqs", **kw), boto3.client("dynamodb", **kw), boto3.client("s3", **kw)
+        url = sqs.create_queue(QueueName="keep-alive")["QueueUrl"]
+        ddb.create_table(TableName="keep-alive", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        s3.create_bucket(Bucket="keep-alive")
+        blob = bytes(range(256)) * 400
+        for i in range(10):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+            ddb.put_item(TableName="keep-alive", Item={"pk": {"S": f"k{i}"}, "n": {"N": str(i)}})
+            s3.put_object(Bucket="keep-alive", Key=f"o{i}", Body=blob[i:])
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"] for m in got) == sorted(f"m{i}" for i in range(10))
+        assert ddb.get_item(TableName="keep-alive", Key={"pk": {"S": "k7"}})["Item"]["n"] == {"N": "7"}
+        assert s3.get_object(Bucket="keep-alive", Key="o3")["Body"].read() == blob[3:]
+        assert s3.head_object(Bucket="keep-alive", Key="o3")["ContentLength"] == len(blob) - 3
+        with pytest.raises(s3.exceptions.NoSuchKey):
+            s3.get_object(Bucket="keep-alive", Key="missing")
+        assert s3.list_objects_v2(Bucket="keep-alive")["KeyCount"] == 10
+        assert len(accepted) == 3        # one connection per client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port)
+        conn.request("PUT", "/keep-alive/chunked", body=iter([b"ab", b"cd"]), encode_chunked=True,
+                     headers={"Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200 and resp.getheader("Connection") == "close"
+        assert s3.get_object(Bucket="keep-alive", Key="chunked")["Body"].read() == b"abcd"
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port)
+        conn.request("GET", "/keep-alive/o1", headers={"Connection": "close", "Authorization":
+                     "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request"})
+        resp = conn.getresponse()
+        assert resp.read() == blob[1:] and resp.getheader("Connection") == "close"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -93,18 +93,27 @@ def load_app():
 
 
 class EmbeddedServer:
-    def __init__(self, dispatcher, host: str, port: int):
+    """Binds its port when made, serves once started with a dispatcher: the port is held before
+    the dispatcher's start opens connections and Runtime API endpoints of its own (on ports the
+    kernel picks, which can be this one if it is still free: a restart saw EADDRINUSE)."""
+
+    def __init__(self, host: str, port: int):
         app = load_app()
-        http.attach(dispatcher)
         create_local_server(app, Config(), host, port)  # makes current_request per-thread
         self.dev = LocalDevServer(app, Config(), host, port, handler_cls=Handler, server_cls=Server)
-        self.dispatcher = dispatcher
+        self.dispatcher = None
         self.url = f"http://{host}:{self.dev.server.server_address[1]}"
         self._thread = threading.Thread(target=self.dev.server.serve_forever, daemon=True, name="http")
 
-    def start(self) -> "EmbeddedServer":
+    def start(self, dispatcher) -> "EmbeddedServer":
+        http.attach(dispatcher)
+        self.dispatcher = dispatcher
         self._thread.start()
         return self
+
+    def close(self) -> None:
+        """Not started: give the port back."""
+        self.dev.server.server_close()
 
     def stop(self) -> None:
         self.dev.server.shutdown()
@@ -124,18 +133,19 @@ def main() -> int:
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
+        server = EmbeddedServer(s.MK1_DISPATCHER_HOST, s.MK1_DISPATCHER_PORT)
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s (set MK1_DISPATCHER_PORT)", s.MK1_DISPATCHER_HOST,
+                  s.MK1_DISPATCHER_PORT, e)
+        return 2
+    try:
         dispatcher = Dispatcher(s).start()
     except Exception as e:
         log.error("the dispatcher could not start: %s (is the AWS endpoint %s up and provisioned?)",
                   e, s.aws_endpoint)
+        server.close()
         return 2
-    try:
-        server = EmbeddedServer(dispatcher, s.MK1_DISPATCHER_HOST, s.MK1_DISPATCHER_PORT).start()
-    except OSError as e:
-        log.error("cannot listen on %s:%s: %s (set MK1_DISPATCHER_PORT)", s.MK1_DISPATCHER_HOST,
-                  s.MK1_DISPATCHER_PORT, e)
-        dispatcher.shutdown()
-        return 2
+    server.start(dispatcher)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -418,7 +418,8 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
 - **Process start**: the bare interpreter start is {_ms(c3.get('process', {}).get('floor_ms', {}).get('median'), 1)},
   with awslambdaric imported {_ms(c3.get('process', {}).get('floor_with_awslambdaric_ms', {}).get('median'), 1)};
   a bare container start is {_ms(c3.get('docker', {}).get('floor_ms', {}).get('median'), 1)}.
-- **moto**: the embedded AWS is a Python server answering `Connection: close`; queued calls pay
+- **moto**: the embedded AWS is a Python server (werkzeug, a thread per connection; mk1 keeps its
+  connections alive); queued calls pay
   its SQS send/receive/delete (slower as the queue grows, see STACK-NOTES), and the dispatcher's
   background threads (usage records to DynamoDB and CloudWatch Logs, control-plane refresh) talk to
   it on the same 2 cores.

@@ -181,11 +181,12 @@ class FunctionPool:
                 self._backoff.pop(config.code_sha, None)
         if freed:
             return   # answered() already made it READY (and it may be running the next call)
+        # On the caller's thread, before its answer is sent: a stop does not wait for the kill.
         draining = container.code_sha != self._current_sha
         if self.keepalive_s <= 0 or draining:
-            container.stop()
+            container.stop(wait=False)
         elif not container.release(now):
-            container.stop()  # timed out / crashed: make sure it is gone
+            container.stop(wait=False)  # timed out / crashed: make sure it is gone
 
     def _forget(self, container: Container) -> None:
         with self._lock:

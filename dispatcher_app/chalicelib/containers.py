@@ -172,8 +172,10 @@ class Container:
     def log_stream(self) -> str:
         return f"[$LATEST]{self.id}"
 
-    def stop(self) -> None:
-        """Stop now (reaper, shutdown, drain). Safe from any state."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop now (reaper, shutdown, drain). Safe from any state. wait=False (a caller's thread,
+        its answer not sent yet): STOPPING at once, so no call can take it, and the kill on a thread
+        of its own — a Docker container's forced remove is an engine call of 50-150 ms."""
         with self._cond:
             if self.state in (State.STOPPED,):
                 return
@@ -183,10 +185,12 @@ class Container:
             self._cond.notify_all()
         if parked is not None:
             self._send_parked(parked, None)   # its /next is answered 410: the runtime exits
-        if self.handle is not None:
+        if self.handle is None:
+            self._gone(exit_code=None)
+        elif wait:
             self.handle.kill()
         else:
-            self._gone(exit_code=None)
+            threading.Thread(target=self.handle.kill, daemon=True, name=f"stop-{self.id}").start()
 
     def _monitor(self) -> None:
         code = self.handle.wait()  # type: ignore[union-attr]

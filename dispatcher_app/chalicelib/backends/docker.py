@@ -61,10 +61,17 @@ class DockerHandle:
         self._spec = spec
         self._peak_mb: float | None = None
         self._memory_file: Path | None = None
-        self._memory_file_looked_up = False
+        # Found from the container's pid, which takes an engine call (reload, 10-30 ms): made now,
+        # while the runtime starts, not on the first call's path.
+        self._memory_lookup = threading.Thread(target=self._find_memory_file, daemon=True,
+                                               name=f"mem-{spec.container_id}")
+        self._memory_lookup.start()
         self._reader = threading.Thread(target=self._pump_output, daemon=True,
                                         name=f"out-{spec.container_id}")
         self._reader.start()
+
+    def _find_memory_file(self) -> None:
+        self._memory_file = _memory_peak_file(self.container)
 
     def _pump_output(self) -> None:
         pending = b""
@@ -105,10 +112,8 @@ class DockerHandle:
 
     def _cgroup_peak(self) -> int | None:
         # Read on the call path after every invocation: a cgroup file costs microseconds,
-        # the engine's stats API milliseconds. The file is found once, from the container's pid.
-        if not self._memory_file_looked_up:
-            self._memory_file = _memory_peak_file(self.container)
-            self._memory_file_looked_up = True
+        # the engine's stats API milliseconds. The file was looked up as the container started.
+        self._memory_lookup.join()
         if self._memory_file is None:
             return None
         try:

@@ -177,12 +177,15 @@ def _keep_alive() -> bool:
             closes every connection because http.server cannot drain a body the app left unread
             before the next request line; here the body is read whole, by its Content-Length,
             before the app runs. A chunked request body still closes (werkzeug's own path)."""
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                return original(self)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0 or "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return original(self)   # werkzeug's own handling (and its close)
             if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             environ = self.environ = self.make_environ()
-            length = int(self.headers.get("Content-Length") or 0)
             environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length > 0 else b"")
             started: list = []
 
@@ -200,6 +203,8 @@ def _keep_alive() -> bool:
                         result.close()
             except Exception:
                 log.exception("moto failed on %s %s", self.command, self.path)
+                started.clear()
+            if not started:   # the app raised, or never started its answer
                 self.close_connection = True
                 started[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
                 chunks = [b"Internal Server Error"]

@@ -218,3 +218,25 @@ def test_a_client_connection_serves_many_requests_and_bodies_are_kept_apart(unpa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_app_error_is_a_500_that_closes_the_connection(unpatched):
+    import http.client
+    import threading
+    from werkzeug.serving import make_server
+    moto_server.apply()
+
+    def broken(environ, start_response):
+        raise RuntimeError("boom")
+
+    server = make_server("127.0.0.1", 0, broken, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port)
+        conn.request("POST", "/", body=b"{}")
+        resp = conn.getresponse()
+        assert resp.status == 500 and resp.read() == b"Internal Server Error"
+        assert resp.getheader("Connection") == "close"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -190,7 +190,11 @@ class Container:
         elif wait:
             self.handle.kill()
         else:
-            threading.Thread(target=self.handle.kill, daemon=True, name=f"stop-{self.id}").start()
+            self._kill_aside()
+
+    def _kill_aside(self) -> None:
+        """Kill on a thread of its own: the caller's answer does not wait for the engine."""
+        threading.Thread(target=self.handle.kill, daemon=True, name=f"stop-{self.id}").start()  # type: ignore[union-attr]
 
     def _monitor(self) -> None:
         code = self.handle.wait()  # type: ignore[union-attr]
@@ -321,7 +325,7 @@ class Container:
         if finished:
             log.warning("%s: %s; killing the container", self.id, outcome.status)
             if self.handle is not None:
-                self.handle.kill()
+                self._kill_aside()   # FAILED already: nothing can take it meanwhile
 
     # -- RuntimeHost (called from the Runtime API endpoint's threads) --
     def next_invocation(self, send: Send | None = None) -> NextInvocation | object | None:

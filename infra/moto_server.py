@@ -209,15 +209,16 @@ def _keep_alive() -> bool:
                 started[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
                 chunks = [b"Internal Server Error"]
             status, headers = started
-            code, _, reason = status.partition(" ")
+            code_text, _, reason = status.partition(" ")
+            code = int(code_text)
             body = b"".join(chunks)
-            self.send_response(int(code), reason)
+            self.send_response(code, reason)
             names = set()
             for name, value in headers:
                 if name.lower() != "connection":
                     self.send_header(name, value)
                     names.add(name.lower())
-            bodiless = self.command == "HEAD" or int(code) < 200 or int(code) in (204, 304)
+            bodiless = self.command == "HEAD" or code < 200 or code in (204, 304)
             if "content-length" not in names and not bodiless:
                 self.send_header("Content-Length", str(len(body)))
             if self.close_connection:

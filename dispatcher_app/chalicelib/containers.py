@@ -175,7 +175,8 @@ class Container:
     def stop(self, wait: bool = True) -> None:
         """Stop now (reaper, shutdown, drain). Safe from any state. wait=False (a caller's thread,
         its answer not sent yet): STOPPING at once, so no call can take it, and the kill on a thread
-        of its own — a Docker container's forced remove is an engine call of 50-150 ms."""
+        of its own — a Docker container's forced remove is an engine call (55-63 ms measured on a
+        running one)."""
         with self._cond:
             if self.state in (State.STOPPED,):
                 return

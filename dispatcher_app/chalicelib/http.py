@@ -51,8 +51,10 @@ def request(app) -> HttpRequest:
     r = app.current_request
     raw = getattr(CONNECTION, "raw_path", None) or r.context.get("path", "/")
     path, _, query = raw.partition("?")
-    return HttpRequest(method=r.method, raw_path=path, query=parse_qs(query, keep_blank_values=True),
-                       headers={k.lower(): v for k, v in r.headers.items()}, body=r.raw_body or b"",
+    # From the event's plain dict: Chalice's CaseInsensitiveMapping iterates through the Mapping ABC.
+    headers = r.to_original_event().get("headers") or {}
+    return HttpRequest(method=r.method, raw_path=path, query=parse_qs(query, keep_blank_values=True) if query else {},
+                       headers={k.lower(): v for k, v in headers.items()}, body=r.raw_body or b"",
                        alive=getattr(CONNECTION, "alive", lambda: True),
                        later=getattr(CONNECTION, "later", None) or at_once)
 

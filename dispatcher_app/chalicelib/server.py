@@ -11,6 +11,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from chalice.config import Config
@@ -19,10 +21,12 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPSer
 from my_mk1_homework import settings as settings_mod
 
 from . import http
+from .gateway import LeanGateway
 from .request_parse import LeanRequestParsing
 
 APP_DIR = Path(__file__).resolve().parent.parent
 log = logging.getLogger("mk1.server")
+_date: tuple = (None, "")   # (epoch second, its HTTP date), shared by the front door's threads
 
 
 def _alive(sock: socket.socket) -> bool:
@@ -42,6 +46,11 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
     # flushes after the request, not two or three; every socket call gives up the GIL, and
     # getting it back behind the dispatcher's other threads costs up to a switch interval.
     wbufsize = 1 << 16
+
+    def __init__(self, request, client_address, server, app_object, config) -> None:
+        # ChaliceRequestHandler's, with the lean gateway (gateway.py) in place of LocalGateway.
+        self.local_gateway = LeanGateway(app_object, config)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
     def handle_expect_100(self) -> bool:
         ok = super().handle_expect_100()
@@ -76,7 +85,18 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
     def log_message(self, fmt, *args) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
+        if log.isEnabledFor(logging.DEBUG):   # send_response logs every answer: format only if shown
+            log.debug("%s %s", self.address_string(), fmt % args)
+
+    def date_time_string(self, timestamp=None) -> str:
+        """The Date header, made once a second (email.utils.formatdate: ~5 us an answer)."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        global _date
+        now, cached = int(time.time()), _date
+        if cached[0] != now:
+            cached = _date = (now, super().date_time_string(now))
+        return cached[1]
 
 
 class Server(ThreadedHTTPServer):

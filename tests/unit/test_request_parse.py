@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from chalicelib.request_parse import parse_headers
+from chalicelib.request_parse import as_dict, parse_headers
 
 BOTO3 = (b"Host: 127.0.0.1:8000\r\nAccept-Encoding: identity\r\nUser-Agent: Boto3/1.44.8 md/Botocore#1.44.8\r\n"
          b"X-Amz-Date: 20261201T154000Z\r\nX-Amz-Content-SHA256: UNSIGNED-PAYLOAD\r\n"
@@ -74,3 +74,13 @@ def test_a_plain_block_skips_the_email_package(monkeypatch):
     expected = _parsed(http.client.parse_headers, BOTO3)
     monkeypatch.setattr(email.parser, "Parser", Refuse)
     assert _parsed(parse_headers, BOTO3) == expected
+
+
+@pytest.mark.parametrize("raw", ODD)
+def test_headers_as_dict_as_chalice_makes_it(raw):
+    """chalice.local passes dict(self.headers) to its gateway: as_dict gives the same dict."""
+    try:
+        msg = http.client.parse_headers(io.BytesIO(raw))
+    except Exception:
+        return
+    assert list(as_dict(msg).items()) == list(dict(msg).items())

@@ -18,6 +18,8 @@ from urllib.parse import unquote
 
 log = logging.getLogger("mk1.authorize")
 
+MAX_DECISIONS = 10_000   # remembered per policy generation
+
 
 class Decision(enum.Enum):
     ALLOW = "allow"
@@ -94,7 +96,9 @@ class PolicyStore:
 
     def __init__(self, iam):
         self.iam = iam
-        self._docs: dict[str, list[dict]] = {}
+        # The documents and the decisions made from them, replaced together (one reference): a
+        # decision is never taken from documents other than its own.
+        self._known: tuple[dict[str, list[dict]], dict[tuple[str, str, str], Decision]] = ({}, {})
         self._lock = threading.Lock()
 
     def refresh(self, users: list[str]) -> None:
@@ -104,7 +108,20 @@ class PolicyStore:
             log.warning("reading the IAM policies failed: %s", e)
             return
         with self._lock:
-            self._docs = fresh
+            if fresh != self._known[0]:   # read every second, mostly unchanged: keep the decisions
+                self._known = (fresh, {})
+
+    def decide(self, user: str, action: str, resource: str) -> Decision:
+        """evaluate() on the user's documents, made once per (user, action, resource) while they
+        stay the same: a call's authorization is then a lookup, not a walk through every statement."""
+        docs, decisions = self._known
+        key = (user, action, resource)
+        decision = decisions.get(key)
+        if decision is None:
+            decision = evaluate(docs.get(user, []), action, resource)
+            if len(decisions) < MAX_DECISIONS:   # resources come from requests: bounded
+                decisions[key] = decision
+        return decision
 
     def _read(self, users: set[str]) -> dict[str, list[dict]]:
         details: dict[str, list] = {"UserDetailList": [], "GroupDetailList": [], "Policies": []}
@@ -146,4 +163,4 @@ class PolicyStore:
         return _doc(self.iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
 
     def policies(self, user: str) -> list[dict]:
-        return self._docs.get(user, [])
+        return self._known[0].get(user, [])

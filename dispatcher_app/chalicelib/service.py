@@ -218,7 +218,7 @@ class Dispatcher:
         return config
 
     def authorize(self, identity: Identity, config: FunctionConfig, action: str = INVOKE_ACTION) -> None:
-        decision = authz.evaluate(self.policies.policies(identity.user), action, config.arn)
+        decision = self.policies.decide(identity.user, action, config.arn)
         if decision is not authz.Decision.ALLOW:
             why = "an explicit deny in an identity-based policy" if decision is authz.Decision.DENY \
                 else "no identity-based policy allows the " + action + " action"
@@ -232,8 +232,7 @@ class Dispatcher:
     def is_admin_reader(self, identity: Identity) -> bool:
         """May this user read everyone's usage (Scan on the usage table)?"""
         resource = f"arn:aws:dynamodb:{self.s.region}:{self._account()}:table/{names.USAGE_TABLE}"
-        return authz.evaluate(self.policies.policies(identity.user), "dynamodb:Scan",
-                              resource) is authz.Decision.ALLOW
+        return self.policies.decide(identity.user, "dynamodb:Scan", resource) is authz.Decision.ALLOW
 
     def _account(self) -> str:
         functions = self.registry.all()

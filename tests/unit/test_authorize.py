@@ -3,7 +3,7 @@ from pathlib import Path
 
 from hypothesis import given, strategies as st
 
-from chalicelib.authorize import Decision, evaluate
+from chalicelib.authorize import Decision, PolicyStore, evaluate
 
 POLICIES = Path(__file__).resolve().parents[2] / "infra" / "policies"
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
@@ -64,3 +64,41 @@ def test_fuzz_deny_always_wins_and_no_crash(policies, fn):
     with_deny = policies + [doc({"Effect": "Deny", "Action": "*", "Resource": "*"})]
     assert decision in (Decision.ALLOW, Decision.DENY, Decision.NO_MATCH)
     assert evaluate(with_deny, "lambda:InvokeFunction", ARN.format(fn)) is Decision.DENY
+
+
+class _Iam:
+    """GetAccountAuthorizationDetails, one page: each user with inline policy documents."""
+
+    def __init__(self):
+        self.docs: dict[str, list[dict]] = {}
+
+    def get_paginator(self, name):
+        assert name == "get_account_authorization_details"
+        return self
+
+    def paginate(self, Filter):
+        return [{"UserDetailList": [{"UserName": u, "UserPolicyList": [{"PolicyDocument": d} for d in ds]}
+                                    for u, ds in self.docs.items()]}]
+
+
+def test_policy_store_decisions_follow_the_documents():
+    iam = _Iam()
+    allow_alpha = doc({"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": ARN.format("RuntimeAlpha")})
+    iam.docs = {"user1": [allow_alpha]}
+    store = PolicyStore(iam)
+    store.refresh(["user1", "user2"])
+    alpha, beta = ARN.format("RuntimeAlpha"), ARN.format("RuntimeBeta")
+    for _ in range(2):   # the second time from what the first decided
+        assert store.decide("user1", "lambda:InvokeFunction", alpha) is Decision.ALLOW
+        assert store.decide("user1", "lambda:InvokeFunction", beta) is Decision.NO_MATCH
+        assert store.decide("user2", "lambda:InvokeFunction", alpha) is Decision.NO_MATCH
+    store.refresh(["user1", "user2"])   # unchanged: the same decisions
+    assert store.decide("user1", "lambda:InvokeFunction", alpha) is Decision.ALLOW
+    iam.docs = {"user1": [doc({"Effect": "Deny", "Action": "lambda:*", "Resource": "*"}), allow_alpha],
+                "user2": [allow_alpha]}
+    store.refresh(["user1", "user2"])   # changed: decided again, from the new documents
+    assert store.decide("user1", "lambda:InvokeFunction", alpha) is Decision.DENY
+    assert store.decide("user2", "lambda:InvokeFunction", alpha) is Decision.ALLOW
+    iam.docs = {}
+    store.refresh(["user1", "user2"])   # a user's policies gone: nothing allowed any more
+    assert store.decide("user2", "lambda:InvokeFunction", alpha) is Decision.NO_MATCH

@@ -104,7 +104,7 @@ def _fig2(f: dict) -> str:
 
 
 def _fig3(f: dict) -> str:
-    rows = ["| backend | cold calls | call-to-answer − load(), median / p99 | init (X-Mk1-Init-Ms) − load() | "
+    rows = ["| backend | cold calls | call-to-answer − load(), median / p99 | init (X-Mk1-Run init-ms) − load() | "
             "after init | floor | floor with awslambdaric import |", "|---|---|---|---|---|---|---|"]
     for b, c in f.items():
         rows.append(f"| {b} | {c['cold_calls']}/{c['calls']} | {fmt(c['overhead_ms']['median'], 1)} / "
@@ -349,7 +349,7 @@ system at {F['4b']['calls']} calls, a depth below the failure, for its other num
 
 The system and 50 ms function of figure 2; clients {', '.join(str(p['clients']) for p in F['5']['points'])};
 each point beside the same harness against the floor server (50 ms handler behind a semaphore of 3).
-Non-wait overhead = latency − queue wait (X-Mk1-Wait-Ms) − generate_ms.
+Non-wait overhead = latency − queue wait (X-Mk1-Run wait-ms) − generate_ms.
 
 {_fig5(F['5'])}
 

@@ -38,10 +38,10 @@ def _measure_variants(variants: dict[str, Callable[[], tuple]], reps: int, calls
             batch = []
             for _ in range(calls):
                 ms, payload, headers = fn()
+                ran = h.run_of(headers)
                 batch.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0),
-                              "duration_ms": h._num(headers.get("x-mk1-duration-ms")),
-                              "wait_ms": h._num(headers.get("x-mk1-wait-ms")),
-                              "cold": headers.get("x-mk1-cold")})
+                              "duration_ms": h.number(ran, "duration-ms"), "wait_ms": h.number(ran, "wait-ms"),
+                              "cold": ran.get("cold")})
             rows[name].extend(batch)
             rep_medians[name].append(round(percentile(_overheads(batch), 50), 4))
         log(f"  {tag}rep {rep + 1}/{reps}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rep_medians.items()))
@@ -263,9 +263,9 @@ def cold_start(system, backend: str, calls: int, load_s: float = 0.2, docker_ima
     for i in range(calls):
         time.sleep(0.3)  # the previous environment is gone (keepalive 0)
         ms, payload, headers = h.boto3_invoke(client, ALPHA)
-        rows.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0), "cold": headers.get("x-mk1-cold"),
-                     "init_ms": h._num(headers.get("x-mk1-init-ms")),
-                     "duration_ms": h._num(headers.get("x-mk1-duration-ms"))})
+        ran = h.run_of(headers)
+        rows.append({"ms": ms, "generate_ms": payload.get("generate_ms", 0.0), "cold": ran.get("cold"),
+                     "init_ms": h.number(ran, "init-ms"), "duration_ms": h.number(ran, "duration-ms")})
         if backend == "process":
             floors.append(_python_floor(sleep) - load_s * 1000)
             floors_ric.append(_python_floor("import awslambdaric.bootstrap; " + sleep) - load_s * 1000)
@@ -379,10 +379,11 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
     if b["stalled"]:
         log(f"  STALLED: no answer for {stall_s:.0f} s; function state {state}")
     # overheads, from the answers' headers
-    wait = [float(r["headers"]["x-mk1-wait-ms"]) for r in ok if "x-mk1-wait-ms" in r["headers"]]
-    dur = {r["request_id"]: float(r["headers"].get("x-mk1-duration-ms", "nan")) for r in ok}
-    nonwait = [r["ms"] - float(r["headers"]["x-mk1-wait-ms"]) - dur[r["request_id"]] for r in ok
-               if "x-mk1-wait-ms" in r["headers"]]
+    ran = {r["request_id"]: h.run_of(r["headers"]) for r in ok}
+    wait = [float(ran[r["request_id"]]["wait-ms"]) for r in ok if "wait-ms" in ran[r["request_id"]]]
+    dur = {rid: float(f.get("duration-ms", "nan")) for rid, f in ran.items()}
+    nonwait = [r["ms"] - float(ran[r["request_id"]]["wait-ms"]) - dur[r["request_id"]] for r in ok
+               if "wait-ms" in ran[r["request_id"]]]
     out["latency_ms"] = summary(r["ms"] for r in ok)
     out["wait_ms"] = summary(wait)
     out["non_wait_overhead_ms"] = summary(nonwait)

@@ -36,6 +36,8 @@ from botocore.credentials import Credentials  # noqa: E402
 
 from helpers import System, free_port  # noqa: E402,F401  (tests/helpers.py)
 
+from my_mk1_homework.run_header import number, run_of  # noqa: E402,F401  (X-Mk1-Run's fields)
+
 from .child import stop_on_eof  # noqa: E402
 
 REGION = "us-east-1"
@@ -272,9 +274,9 @@ def run_clients(make_client: Callable[[], object], call: Callable[[object], tupl
                 with lock:
                     errors.append(f"{type(e).__name__}: {e}"[:300])
                 continue
+            ran = run_of(headers)
             row = {"t": t0 - t_base[0], "ms": ms, "generate_ms": payload.get("generate_ms"),
-                   "duration_ms": _num(headers.get("x-mk1-duration-ms")),
-                   "wait_ms": _num(headers.get("x-mk1-wait-ms"))}
+                   "duration_ms": number(ran, "duration-ms"), "wait_ms": number(ran, "wait-ms")}
             with lock:
                 rows.append(row)
 
@@ -287,13 +289,6 @@ def run_clients(make_client: Callable[[], object], call: Callable[[object], tupl
         t.join()
     wall = max((r["t"] + r["ms"] / 1000 for r in rows), default=0.0) - min((r["t"] for r in rows), default=0.0)
     return {"rows": rows, "wall_s": wall, "errors": errors, "ok": len(rows)}
-
-
-def _num(v) -> float | None:
-    try:
-        return float(v) if v is not None else None
-    except ValueError:
-        return None
 
 
 # -- a burst: N calls submitted at once over N connections (asyncio, raw HTTP/1.1) --

@@ -26,6 +26,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from . import run_header
 from . import settings as settings_mod
 from .errors import (AuthenticationFailed, BadRequest, ConnectionError, FunctionError, InvocationTimeout,
                      Mk1Error, NotFound, PermissionDenied, Throttled)
@@ -172,13 +173,13 @@ class Function:
             payload = json.loads(raw) if raw else None
         except ValueError:
             payload = raw.decode("utf-8", "replace")
-        num = lambda k: float(h[k]) if k in h else None  # noqa: E731
+        ran = run_header.run_of(h)
+        num = lambda k: run_header.number(ran, k)  # noqa: E731
         return InvokeResult(payload=payload, request_id=r["ResponseMetadata"]["RequestId"],
                             status_code=r["StatusCode"], function_error=r.get("FunctionError"),
-                            duration_ms=num("x-mk1-duration-ms"), wait_ms=num("x-mk1-wait-ms"),
-                            init_ms=num("x-mk1-init-ms"),
-                            cold=(h["x-mk1-cold"] == "true") if "x-mk1-cold" in h else None,
-                            container=h.get("x-mk1-container"), started_at=num("x-mk1-started-at"),
+                            duration_ms=num("duration-ms"), wait_ms=num("wait-ms"), init_ms=num("init-ms"),
+                            cold=(ran["cold"] == "true") if "cold" in ran else None,
+                            container=ran.get("container"), started_at=num("started-at"),
                             log=base64.b64decode(r["LogResult"]).decode("utf-8", "replace")
                             if r.get("LogResult") else None, headers=dict(h))
 

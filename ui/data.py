@@ -87,7 +87,7 @@ class Answer:
     init_ms: float | None = None
     cold: bool | None = None
     container: str | None = None
-    started_at: float | None = None  # epoch seconds, the dispatcher's clock (X-Mk1-Started-At)
+    started_at: float | None = None  # epoch seconds, the dispatcher's clock (X-Mk1-Run started-at)
     finished: float | None = None
 
 
@@ -259,7 +259,7 @@ def timeline(answers: list[Answer], records: list[dict]) -> tuple[list[dict], st
     """Bars for the Gantt chart: one per phase (init, run) of each execution.
 
     From the usage records where they arrived; for calls without a record, from the answer's
-    X-Mk1-Started-At and durations (the same span the record will show), or failing those the
+    X-Mk1-Run's started-at and durations (the same span the record will show), or failing those the
     client's clock (end = when the answer arrived). Returns (rows, source)."""
     by_id = {r["request_id"]: r for r in records if r.get("container_id")}
     spans: list[dict] = []

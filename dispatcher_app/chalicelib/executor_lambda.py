@@ -18,6 +18,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from my_mk1_homework import run_header
+
 from .containers import lambda_error
 from .model import ExecInfo, FunctionConfig, Invocation, Outcome
 
@@ -82,11 +84,14 @@ class LambdaExecutor:
         else:
             outcome = Outcome("success", payload)
         elapsed_ms = (self.clock.monotonic() - started) * 1000
-        cold = headers.get("x-mk1-cold") == "true"
+        ran = run_header.run_of(headers)   # when the Lambda API is another mk1; AWS sends none
+        cold = ran.get("cold") == "true"
         self.cold_starts += cold
-        init_ms = float(headers["x-mk1-init-ms"]) if "x-mk1-init-ms" in headers else None
-        duration = float(headers.get("x-mk1-duration-ms", elapsed_ms - (init_ms or 0)))
-        info = ExecInfo(headers.get("x-mk1-container") or self._where, "lambda", cold, init_ms, duration, None,
+        init_ms = run_header.number(ran, "init-ms")
+        duration = run_header.number(ran, "duration-ms")
+        if duration is None:
+            duration = elapsed_ms - (init_ms or 0)
+        info = ExecInfo(ran.get("container") or self._where, "lambda", cold, init_ms, duration, None,
                         started_wall, started_wall + elapsed_ms / 1000)
         return outcome, info
 

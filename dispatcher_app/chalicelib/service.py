@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws, names
+from my_mk1_homework import run_header
 from my_mk1_homework.settings import Settings
 
 from . import authorize as authz
@@ -293,16 +294,13 @@ class Dispatcher:
 
     def _sync_answer(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> HttpResponse:
         info = run.info
-        headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST",
-                   "Content-Type": "application/json",
-                   "X-Mk1-Container": info.container_id, "X-Mk1-Cold": "true" if info.cold else "false",
-                   "X-Mk1-Duration-Ms": f"{info.duration_ms:.3f}", "X-Mk1-Wait-Ms": f"{slot.wait_ms:.3f}",
-                   "X-Mk1-Dispatcher": self.instance_id[:16],
-                   # when it began executing (epoch s): with the durations, the exact span the usage
-                   # record will show, for clients that draw timelines before the record is in
-                   "X-Mk1-Started-At": f"{info.started_at:.6f}"}
+        ran = {"container": info.container_id, "cold": "true" if info.cold else "false",
+               "duration-ms": f"{info.duration_ms:.3f}", "wait-ms": f"{slot.wait_ms:.3f}",
+               "started-at": f"{info.started_at:.6f}", "dispatcher": self.instance_id[:16]}
         if info.init_ms is not None:
-            headers["X-Mk1-Init-Ms"] = f"{info.init_ms:.3f}"
+            ran["init-ms"] = f"{info.init_ms:.3f}"
+        headers = {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": "$LATEST",
+                   "Content-Type": "application/json", run_header.NAME: run_header.format_run(ran)}
         if run.outcome.is_error:
             headers["X-Amz-Function-Error"] = "Unhandled"
         if tail_log:

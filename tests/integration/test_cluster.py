@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
 from chalicelib.usage import query
+from my_mk1_homework.run_header import run_of
 from helpers import Peer, peak_concurrency
 
 CLUSTER = {"MK1_CLUSTER": "1", "MK1_LEASE_MS": "2000", "MK1_SQS_VISIBILITY_S": "3",
@@ -96,7 +97,7 @@ def _invoke_raw(fn, prompt, padding=None):
     except ClientError as e:     # 429 throttled, 503 its runner died, ...
         return e.response["ResponseMetadata"]["RequestId"], None, e.response["ResponseMetadata"]["HTTPStatusCode"], b""
     h = r["ResponseMetadata"]["HTTPHeaders"]
-    return r["ResponseMetadata"]["RequestId"], h.get("x-mk1-dispatcher"), r["StatusCode"], r["Payload"].read()
+    return r["ResponseMetadata"]["RequestId"], run_of(h).get("dispatcher"), r["StatusCode"], r["Payload"].read()
 
 
 def test_queued_sync_calls_run_on_any_dispatcher_and_answer_where_the_caller_is(make_system):

@@ -95,9 +95,9 @@ class FunctionPool:
             else:
                 started, started_wall, ended = span
         exec_ms = (ended - started) * 1000 - (init_ms or 0.0)
-        info = ExecInfo(container.id, self.backend.name, cold, init_ms, max(exec_ms, 0.0),
-                        container.handle.max_memory_mb() if container.handle else None,
-                        started_wall, started_wall + (ended - started))
+        info = ExecInfo(container.id, self.backend.name, cold, init_ms, max(exec_ms, 0.0), None,
+                        started_wall, started_wall + (ended - started),
+                        read_memory=container.handle.max_memory_mb if container.handle else None)
         # answered() runs before the answer reaches this thread: it has decided by now.
         self._releases.pop(inv.request_id, None)
         with self._lock:

@@ -189,13 +189,24 @@ class Container:
         if self.handle is None:
             self._gone(exit_code=None)
         elif wait:
-            self.handle.kill()
+            self._last_reading_then_kill()
         else:
             self._kill_aside()
 
     def _kill_aside(self) -> None:
         """Kill on a thread of its own: the caller's answer does not wait for the engine."""
-        threading.Thread(target=self.handle.kill, daemon=True, name=f"stop-{self.id}").start()  # type: ignore[union-attr]
+        threading.Thread(target=self._last_reading_then_kill, daemon=True, name=f"stop-{self.id}").start()
+
+    def _last_reading_then_kill(self) -> None:
+        # The last call's peak memory is read after its answer (ExecInfo.memory_mb): read it now,
+        # while the process (or cgroup) still exists, so that reading finds it in the handle.
+        handle = self.handle
+        assert handle is not None
+        try:
+            handle.max_memory_mb()
+        except Exception:
+            log.debug("%s: no last memory reading before the kill", self.id, exc_info=True)
+        handle.kill()
 
     def _monitor(self) -> None:
         code = self.handle.wait()  # type: ignore[union-attr]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class ExecInfo:
     cold: bool
     init_ms: float | None
     duration_ms: float
-    max_memory_mb: float | None
+    max_memory_mb: float | None  # see memory_mb()
     started_at: float            # wall clock, epoch seconds
     ended_at: float
+    # The container's peak memory reading, made when first asked for (memory_mb()): a pread of its
+    # status file, or for Docker a cgroup file or an engine call. Asked for by the usage record and
+    # the REPORT line, once the answer has gone out, unless the answer carries its log (Tail).
+    read_memory: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
+
+    def memory_mb(self) -> float | None:
+        if self.read_memory is not None:
+            self.max_memory_mb, self.read_memory = self.read_memory(), None
+        return self.max_memory_mb

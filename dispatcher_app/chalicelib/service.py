@@ -8,6 +8,7 @@ makes no network round trip.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -56,7 +57,19 @@ def _account_of(arn: str) -> str:
 class Execution:
     outcome: Outcome
     info: ExecInfo
-    log_lines: list[str]
+    request_id: str
+    memory_size_mb: int
+    function_logs: list[str]
+
+    @functools.cached_property
+    def log_lines(self) -> list[str]:
+        """START, the function's lines, END, REPORT: made when first asked for, since REPORT
+        reads the container's peak memory (after the answer, unless the answer carries them)."""
+        info = self.info
+        start, end, report = report_lines(self.request_id, info.duration_ms,
+                                          billed_ms(info.duration_ms, info.init_ms), self.memory_size_mb,
+                                          info.memory_mb(), info.init_ms)
+        return [start, *self.function_logs, end, report]
 
 
 class Dispatcher:
@@ -287,10 +300,7 @@ class Dispatcher:
                                                     release=slot.release if slot is not None else None)
         if info.cold:
             self.metrics.cold_starts.labels(config.name).inc()
-        billed = billed_ms(info.duration_ms, info.init_ms)
-        start, end, report = report_lines(request_id, info.duration_ms, billed, config.memory_mb,
-                                          info.max_memory_mb, info.init_ms)
-        return Execution(outcome, info, [start, *invocation.logs, end, report])
+        return Execution(outcome, info, request_id, config.memory_mb, invocation.logs)
 
     def _sync_answer(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> HttpResponse:
         info = run.info
@@ -402,7 +412,7 @@ class Dispatcher:
                   "duration_ms": round(info.duration_ms, 3), "billed_ms": billed_ms(info.duration_ms, info.init_ms),
                   "init_ms": None if info.init_ms is None else round(info.init_ms, 3),
                   "wait_ms": round(wait_ms, 3), "memory_mb": config.memory_mb,
-                  "max_memory_used_mb": None if info.max_memory_mb is None else round(info.max_memory_mb, 1),
+                  "max_memory_used_mb": None if info.memory_mb() is None else round(info.memory_mb(), 1),
                   "status": status, "error_type": run.outcome.error_type, "container_id": info.container_id,
                   "backend": info.backend, "attempt": attempt}
         self.recorder.usage(record, written, promised)   # first: it settles a promise (promise())

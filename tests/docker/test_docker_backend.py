@@ -76,7 +76,7 @@ def test_memory_limit_and_isolation_are_set_on_the_container(make_pool, probe_co
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
     assert container.labels["mk1.function"] == "Probe"
-    assert info.max_memory_mb is not None and 0 < info.max_memory_mb < 200
+    assert info.memory_mb() is not None and 0 < info.memory_mb() < 200
 
 
 def test_killed_container_answers_crash(make_pool, probe_code, fn_config, start_call, docker_backend):

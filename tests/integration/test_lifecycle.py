@@ -76,6 +76,9 @@ def test_keepalive_zero_stops_after_each_invoke(make_system):
     a, b = fn.invoke({"prompt": "x"}), fn.invoke({"prompt": "x"})
     assert a.cold and b.cold and a.container != b.container
     wait_for(lambda: containers(sys_, "RuntimeAlpha") == [])
+    # the peak memory, read after the answer, was read before the kill too: it is in the records
+    recs = sys_.usage_records(expect=2)
+    assert all(5 < r["max_memory_used_mb"] < r["memory_mb"] for r in recs), recs
 
 
 def test_killed_container_answers_caller_and_is_replaced(make_system):

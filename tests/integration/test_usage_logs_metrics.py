@@ -23,6 +23,7 @@ def test_one_record_per_call_in_log_and_table(make_system):
     assert [r["status"] for r in recs if r["function"] == "RuntimeBeta"] == ["success", "function_error"]
     for r in recs:
         assert r["accepted"] <= r["start"] <= r["end"] and r["billed_ms"] >= r["duration_ms"]
+        assert 5 < r["max_memory_used_mb"] < r["memory_mb"]   # read after the answer went out
         assert r["start"].endswith("Z")
     ddb = sys_.aws("dynamodb")
     deadline = time.monotonic() + 10

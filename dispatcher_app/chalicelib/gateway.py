@@ -104,8 +104,11 @@ class LeanGateway(LocalGateway):
         return known
 
     def _event(self, method: str, path: str, headers: dict, body: bytes | None, found: MatchResult) -> dict:
-        """LambdaEventConverter.create_lambda_event's event, from a match already made."""
-        event: dict[str, Any] = {
+        """LambdaEventConverter.create_lambda_event's event, from a match already made (a binary
+        body, base64-encoded there, takes Chalice's own converter)."""
+        if self.event_converter._is_binary(headers) and body is not None:
+            return LocalGateway._generate_lambda_event(self, method, path, headers, body)
+        return {
             "requestContext": {"httpMethod": method, "resourcePath": found.route,
                                "identity": {"sourceIp": self.event_converter.LOCAL_SOURCE_IP},
                                "path": path.split("?")[0]},
@@ -113,8 +116,5 @@ class LeanGateway(LocalGateway):
             "pathParameters": dict(found.captured),
             "stageVariables": {},
             "multiValueQueryStringParameters": dict(found.query_params) if found.query_params else None,
+            "body": body,
         }
-        if self.event_converter._is_binary(headers) and body is not None:
-            return LocalGateway._generate_lambda_event(self, method, path, headers, body)
-        event["body"] = body
-        return event

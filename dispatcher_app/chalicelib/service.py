@@ -406,13 +406,14 @@ class Dispatcher:
         """The run's log lines and usage record. accepted: when the dispatcher took the call in
         (epoch s; an async retry keeps the first)."""
         info, status = run.info, run.outcome.status
+        peak_mb = info.memory_mb()
         record = {"request_id": request_id, "user": identity.user, "function": config.name,
                   "invocation_type": itype, "accepted": iso(accepted or info.started_at),
                   "start": iso(info.started_at), "end": iso(info.ended_at),
                   "duration_ms": round(info.duration_ms, 3), "billed_ms": billed_ms(info.duration_ms, info.init_ms),
                   "init_ms": None if info.init_ms is None else round(info.init_ms, 3),
                   "wait_ms": round(wait_ms, 3), "memory_mb": config.memory_mb,
-                  "max_memory_used_mb": None if info.memory_mb() is None else round(info.memory_mb(), 1),
+                  "max_memory_used_mb": None if peak_mb is None else round(peak_mb, 1),
                   "status": status, "error_type": run.outcome.error_type, "container_id": info.container_id,
                   "backend": info.backend, "attempt": attempt}
         self.recorder.usage(record, written, promised)   # first: it settles a promise (promise())

@@ -61,6 +61,7 @@ class DockerHandle:
         self._spec = spec
         self._peak_mb: float | None = None
         self._memory_file: Path | None = None
+        self._removed = False   # then the last reading stands: no cgroup left, no engine call to make
         # Found from the container's pid, which takes an engine call (reload, 10-30 ms): made now,
         # while the runtime starts, not on the first call's path.
         self._memory_lookup = threading.Thread(target=self._find_memory_file, daemon=True,
@@ -103,6 +104,8 @@ class DockerHandle:
         self.remove()
 
     def max_memory_mb(self) -> float | None:
+        if self._removed:
+            return self._peak_mb
         peak = self._cgroup_peak()
         if peak is None:
             peak = self._stats_peak()
@@ -130,6 +133,7 @@ class DockerHandle:
         return mem.get("max_usage") or mem.get("usage")
 
     def remove(self) -> None:
+        gone = True
         try:
             self.container.remove(force=True)
         except NotFound:
@@ -137,6 +141,9 @@ class DockerHandle:
         except APIError as e:
             if e.status_code != 409:  # 409: removal already in progress
                 log.warning("%s: remove failed: %s", self.id, e)
+                gone = False
+        if gone:
+            self._removed = True
         shutil.rmtree(self._spec.work_dir, ignore_errors=True)
 
 

@@ -123,10 +123,11 @@ class Admission:
             if waiting >= self.max_depth:
                 raise TooManyRequests(self._busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
                                       REASON, 1)
-            # Both clocks read together, before anything that may yield the GIL: the record's accepted
-            # + wait_ms is the grant's wall time only if they name the same instant (read around the
-            # Waiter's creation, a thread switch between them put a call's grant ~1 ms late).
-            now, entered = self.clock.monotonic(), self.clock.time()
+            # One reading for both clocks: the record's accepted + wait_ms is the grant's wall time
+            # only if they name the same instant (read around the Waiter's creation, a thread switch
+            # between them put a call's grant ~1 ms late).
+            now = self.clock.monotonic()
+            entered = self.clock.wall_of(now)
             w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
             w.on_grant, w.entered_at = on_grant, entered
             self._waiters[request_id] = w

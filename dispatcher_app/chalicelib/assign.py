@@ -76,7 +76,8 @@ class FunctionPool:
         cold, refusal = False, None
         if not handed:
             container, cold, refusal = self._acquire(config)
-        started_wall, started = self.clock.time(), self.clock.monotonic()
+        started = self.clock.monotonic()
+        started_wall = self.clock.wall_of(started)
         if refusal is not None:
             info = ExecInfo("", self.backend.name, True, None, 0.0, None, started_wall, started_wall)
             return refusal, info
@@ -96,7 +97,7 @@ class FunctionPool:
                 started, started_wall, ended = span
         exec_ms = (ended - started) * 1000 - (init_ms or 0.0)
         info = ExecInfo(container.id, self.backend.name, cold, init_ms, max(exec_ms, 0.0), None,
-                        started_wall, started_wall + (ended - started),
+                        started_wall, self.clock.wall_of(ended),
                         read_memory=container.handle.max_memory_mb if container.handle else None)
         # answered() runs before the answer reaches this thread: it has decided by now.
         self._releases.pop(inv.request_id, None)

@@ -1,8 +1,30 @@
-"""An injected clock, so tests advance time instead of sleeping."""
+"""An injected clock, so tests advance time instead of sleeping.
+
+Wall times come off the monotonic clock through one offset: a call's wall stamps are then one
+reading, not two. Read as a `monotonic()` then a `time()`, a GIL switch between the two put a usage
+record's whole [start, end] late by the switch, so it overlapped the next call on its slot (a cap of
+three showed four records at once)."""
 from __future__ import annotations
 
 import threading
 import time
+
+STEP_S = 0.5   # the wall clock moved this far against the monotonic one: it was set, take it again
+
+
+def _anchor() -> float:
+    """wall - monotonic, from the tightest of a few bracketed readings."""
+    best = None
+    for _ in range(5):
+        m1 = time.monotonic()
+        w = time.time()
+        m2 = time.monotonic()
+        if best is None or m2 - m1 < best[0]:
+            best = (m2 - m1, w - (m1 + m2) / 2)
+    return best[1]
+
+
+_offset = _anchor()   # process-wide: every SystemClock's wall times agree
 
 
 class SystemClock:
@@ -10,7 +32,15 @@ class SystemClock:
         return time.monotonic()
 
     def time(self) -> float:
-        return time.time()
+        global _offset
+        mono, wall = time.monotonic(), time.time()
+        if abs(wall - (mono + _offset)) > STEP_S:
+            _offset = _anchor()
+        return mono + _offset
+
+    def wall_of(self, mono: float) -> float:
+        """The wall time of a monotonic reading: one reading gives both stamps."""
+        return mono + _offset
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -28,6 +58,9 @@ class FakeClock:
 
     def time(self) -> float:
         return self._wall
+
+    def wall_of(self, mono: float) -> float:
+        return mono + (self._wall - self._mono)
 
     def advance(self, seconds: float) -> None:
         with self._lock:

@@ -377,8 +377,10 @@ class Container:
     def _go_out(self, inv: Invocation) -> NextInvocation:
         """Caller holds self._cond: `inv` is the one out to the runtime from now."""
         self._current = inv
-        self._spans[inv.request_id] = [self.clock.monotonic(), self.clock.time()]
-        inv.deadline_ms = int((self.clock.time() + self.function.timeout_s) * 1000)
+        now = self.clock.monotonic()
+        wall = self.clock.wall_of(now)   # one reading: records of one slot cannot overlap
+        self._spans[inv.request_id] = [now, wall]
+        inv.deadline_ms = int((wall + self.function.timeout_s) * 1000)
         return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
 
     def arrived(self, request_id: str) -> bool:

@@ -56,7 +56,8 @@ class LambdaExecutor:
 
     def run(self, inv: Invocation, config: FunctionConfig, release=None) -> tuple[Outcome, ExecInfo]:
         """`release` (FunctionPool's early slot release) is not used: the slot is freed on return."""
-        started_wall, started = self.clock.time(), self.clock.monotonic()
+        started = self.clock.monotonic()
+        started_wall = self.clock.wall_of(started)
         deadline = started + config.timeout_s
         backoff = 0.05
         while True:

@@ -14,9 +14,9 @@ def _inv(rid: str) -> Invocation:
     return Invocation(rid, b"{}", "arn", "Root=1")
 
 
-def _reserved(tmp_path, seq: int, line: HandOffLine) -> Container:
+def _reserved(tmp_path, seq: int, line: HandOffLine, clock=None) -> Container:
     c = Container(seq=seq, function=CFG, code_dir=tmp_path, work_root=tmp_path, backend=ProcessBackend(),
-                  clock=FakeClock(), line=line)
+                  clock=clock or FakeClock(), line=line)
     with c._cond:
         c._to(State.READY)
     assert c.try_reserve()
@@ -102,4 +102,32 @@ def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_
     assert c.try_reserve() and c.next_invocation(send) is SENT  # parked again, then stopped
     c.stop()
     assert sent[-1] == (None, "MainThread") and c._parked is None
+    c.endpoint.stop()
+
+
+class _SwitchedOut(FakeClock):
+    """Every wall-clock read comes 5 ms late, as when the GIL changes hands just before it."""
+
+    def time(self) -> float:
+        self.advance(0.005)
+        return super().time()
+
+
+def test_a_call_span_is_one_clock_reading_so_one_slots_calls_never_overlap(tmp_path):
+    """Its wall start is the wall time of its monotonic start, not a second read that a thread switch
+    made late: back-to-back calls on one container keep their order in wall time (usage records)."""
+    clock = _SwitchedOut()
+    c = _reserved(tmp_path, 1, HandOffLine(), clock)
+    walls = []
+    for rid in ("one", "two"):
+        assert c.hand(_inv(rid), None) and c.next_invocation().request_id == rid
+        clock.advance(0.010)                     # the function runs 10 ms
+        assert c.arrived(rid) and c.invocation_response(rid, b"{}")
+        started, started_wall, ended = c.span(rid)
+        assert started_wall == clock.wall_of(started)
+        walls.append((started_wall, clock.wall_of(ended)))
+        c.release(clock.monotonic())
+        assert c.try_reserve()
+    (_, end_one), (start_two, _) = walls
+    assert end_one <= start_two
     c.endpoint.stop()

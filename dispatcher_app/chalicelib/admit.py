@@ -131,7 +131,7 @@ class Admission:
             w = Waiter(request_id, now + (self.max_wait_s if max_wait_s is None else max_wait_s), now)
             w.on_grant, w.entered_at = on_grant, entered
             self._waiters[request_id] = w
-            self._cond.notify_all()
+            self._wake_pump()
             # Sent by the queue's sender thread in registration order: SQS order is arrival order.
             self.queue.send_ordered({"request_id": request_id, "kind": "sync", "function": self.function,
                                      "owner": self.instance_id, "expires": self.clock.time() + (
@@ -241,11 +241,15 @@ class Admission:
         with self._cond:
             self.in_use -= 1
             self._dispatch()
-            if not self._nobody_waiting():
-                # The pump refills the held messages as they run low. With nobody waiting a freed
-                # slot changes nothing it acts on (its sweep is timed): waking it anyway put a thread
-                # switch and a GIL hand-over on every warm call's answer (1.9 switches per call).
-                self._cond.notify_all()
+            self._wake_pump()
+
+    def _wake_pump(self) -> None:
+        """Caller holds the lock: wake the pump if it has a receive to make now. It refills the held
+        messages only as they run low, and sweeps on a timer: woken at every queued call and freed
+        slot, it mostly found nothing to do, and each wake put a thread switch and a GIL hand-over on
+        the path of the call (in a freed slot's case, between the answer and the next event)."""
+        if self._want(self.clock.monotonic())[0]:
+            self._cond.notify_all()
 
     def _dispatch(self) -> None:
         """Hand free slots to held messages, in queue order. Caller holds the lock."""

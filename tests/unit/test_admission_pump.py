@@ -1,0 +1,86 @@
+"""The admission wakes its pump only when it has a receive to make (admit.Admission._wake_pump)."""
+import threading
+
+from chalicelib.admit import Admission, Waiter
+from chalicelib.clock import FakeClock
+
+
+class _Queue:
+    """Pure logic: no SQS. Receives find nothing; sends and deletes are kept."""
+
+    def __init__(self):
+        self.hurry = lambda: True
+        self.sent, self.deleted = [], []
+        self._idle = threading.Event()
+
+    def send_ordered(self, body, on_fail):
+        self.sent.append(body)
+
+    def receive(self, room, wait_s):
+        self._idle.wait(0.05)
+        return []
+
+    def nudge(self):
+        pass
+
+    def delete_later(self, receipt):
+        self.deleted.append(receipt)
+
+
+def _admission(cap: int = 3):
+    a = Admission("F", _Queue(), lambda: cap, clock=FakeClock())
+    wakes = []
+    notify = a._cond.notify_all
+    a._cond.notify_all = lambda: (wakes.append(1), notify())
+    return a, wakes
+
+
+def _waiting(a: Admission, n: int) -> None:
+    for i in range(n):
+        a._waiters[f"w{i}"] = Waiter(f"w{i}", 1e9, 0.0)
+
+
+def test_a_freed_slot_with_messages_to_spare_leaves_the_pump_asleep():
+    a, wakes = _admission()
+    with a._cond:
+        a.in_use = 3
+        _waiting(a, 10)
+        a._held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(6))
+    a._release()                       # the oldest held call takes the slot: 5 held, still > cap
+    assert a.in_use == 3 and len(a._held) == 5 and wakes == []
+    a.stop()
+
+
+def test_a_freed_slot_that_leaves_the_held_messages_low_wakes_the_pump():
+    a, wakes = _admission()
+    with a._cond:
+        a.in_use = 3
+        _waiting(a, 10)
+        a._held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(4))
+    a._release()                       # 3 held for 9 waiting: time to receive more
+    assert len(a._held) == 3 and wakes == [1]
+    a.stop()
+
+
+def _queue_one(a: Admission) -> None:
+    """A call joins the queue (its thread gives up at once: nothing here grants it a slot)."""
+    def call():
+        try:
+            a.acquire("new", max_wait_s=0.0)
+        except Exception:
+            pass
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(2)
+
+
+def test_a_queued_call_wakes_the_pump_only_if_the_held_messages_run_low():
+    for held, woken in ((3, False), (1, True)):
+        a, wakes = _admission(cap=1)
+        with a._cond:
+            a.in_use = 1
+            a._held.extend(({"request_id": f"x{i}", "kind": "sync"}, f"r{i}") for i in range(held))
+            _waiting(a, 2)
+        _queue_one(a)
+        assert bool(wakes) is woken and a.queue.sent[0]["request_id"] == "new"
+        a.stop()

@@ -178,8 +178,10 @@ class Container:
         of its own — a Docker container's forced remove is an engine call (55-63 ms measured on a
         running one)."""
         with self._cond:
-            if self.state in (State.STOPPED,):
+            if self.state is State.STOPPED:
                 return
+            if self.state is State.FAILED:
+                return   # _fail() is killing it already (a crash went to STOPPED): _gone() ends it
             if self.state is not State.STOPPING and State.STOPPING in ALLOWED[self.state]:
                 self._to(State.STOPPING)
             parked, self._parked = self._parked, None

@@ -32,3 +32,40 @@ def test_reaper_cannot_stop_a_reserved_container(tmp_path):
     assert c.release(now=5.0) and c.try_begin_stop()
     for server in c.endpoint._servers:   # never started: just close the sockets
         server.server_close()
+
+
+def test_a_timed_out_container_is_killed_once(tmp_path):
+    """_fail() kills it on a thread of its own; the pool's stop() after the caller's answer finds it
+    FAILED and leaves the kill to that thread (it killed it a second time before)."""
+    import threading
+    from chalicelib.backends.process import ProcessBackend
+    from chalicelib.clock import FakeClock
+    from chalicelib.model import FunctionConfig, Invocation, Outcome
+    cfg = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
+    c = Container(seq=1, function=cfg, code_dir=tmp_path, work_root=tmp_path, backend=ProcessBackend(),
+                  clock=FakeClock())
+    killed = threading.Event()
+    kills = []
+
+    class Handle:
+        def max_memory_mb(self):
+            return 30.0
+
+        def kill(self):
+            kills.append(1)
+            killed.set()
+
+    c.handle = Handle()
+    with c._cond:
+        c._to(State.READY)
+    assert c.try_reserve()
+    inv = Invocation("slow", b"{}", "arn", "Root=1")
+    with c._cond:
+        c._current = inv
+    c._fail(inv, Outcome("timeout", b"{}", "Sandbox.Timedout"))
+    assert killed.wait(5) and c.state is State.FAILED and inv.outcome.status == "timeout"
+    c.stop(wait=False)                     # the pool's _after(): the container did not come back
+    threading.Event().wait(0.2)
+    assert kills == [1]
+    for server in c.endpoint._servers:
+        server.server_close()

@@ -1,6 +1,8 @@
 """The admission wakes its pump only when it has a receive to make (admit.Admission._wake_pump)."""
 import threading
 
+import pytest
+
 from chalicelib.admit import Admission, Waiter
 from chalicelib.clock import FakeClock
 
@@ -40,25 +42,18 @@ def _waiting(a: Admission, n: int) -> None:
         a._waiters[f"w{i}"] = Waiter(f"w{i}", 1e9, 0.0)
 
 
-def test_a_freed_slot_with_messages_to_spare_leaves_the_pump_asleep():
+@pytest.mark.parametrize("held, woken", [
+    (6, False),   # the oldest held call takes the slot: 5 held for 9 waiting, still more than the cap
+    (4, True),    # 3 held for 9 waiting: time to receive more
+])
+def test_a_freed_slot_wakes_the_pump_only_if_it_leaves_the_held_messages_low(held, woken):
     a, wakes = _admission()
     with a._cond:
         a.in_use = 3
         _waiting(a, 10)
-        a._held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(6))
-    a._release()                       # the oldest held call takes the slot: 5 held, still > cap
-    assert a.in_use == 3 and len(a._held) == 5 and wakes == []
-    a.stop()
-
-
-def test_a_freed_slot_that_leaves_the_held_messages_low_wakes_the_pump():
-    a, wakes = _admission()
-    with a._cond:
-        a.in_use = 3
-        _waiting(a, 10)
-        a._held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(4))
-    a._release()                       # 3 held for 9 waiting: time to receive more
-    assert len(a._held) == 3 and wakes == [1]
+        a._held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(held))
+    a._release()
+    assert a.in_use == 3 and len(a._held) == held - 1 and bool(wakes) is woken
     a.stop()
 
 

@@ -98,6 +98,7 @@ class Container:
         self.invocations = 0
         self.exit_code: int | None = None
         self.handle: Handle | None = None
+        self._killed = False   # the kill was made (_fail() and a later stop() both ask for it)
         self._work_dir = work_root / self.id
         socket_path = _socket_dir() / f"{_short_uid()}.sock" if backend.needs_socket else None
         self.endpoint = RuntimeEndpoint(self, socket_path)
@@ -180,8 +181,6 @@ class Container:
         with self._cond:
             if self.state is State.STOPPED:
                 return
-            if self.state is State.FAILED:
-                return   # _fail() is killing it already (a crash went to STOPPED): _gone() ends it
             if self.state is not State.STOPPING and State.STOPPING in ALLOWED[self.state]:
                 self._to(State.STOPPING)
             parked, self._parked = self._parked, None
@@ -204,6 +203,10 @@ class Container:
         # while the process (or cgroup) still exists, so that reading finds it in the handle.
         handle = self.handle
         assert handle is not None
+        with self._cond:
+            if self._killed:
+                return
+            self._killed = True
         try:
             handle.max_memory_mb()
         except Exception:

@@ -35,8 +35,8 @@ def test_reaper_cannot_stop_a_reserved_container(tmp_path):
 
 
 def test_a_timed_out_container_is_killed_once(tmp_path):
-    """_fail() kills it on a thread of its own; the pool's stop() after the caller's answer finds it
-    FAILED and leaves the kill to that thread (it killed it a second time before)."""
+    """_fail() kills it on a thread of its own; the pool's stop() after the caller's answer asks
+    for the kill again and finds it made (it killed it a second time before)."""
     import threading
     from chalicelib.backends.process import ProcessBackend
     from chalicelib.clock import FakeClock
@@ -69,3 +69,27 @@ def test_a_timed_out_container_is_killed_once(tmp_path):
     assert kills == [1]
     for server in c.endpoint._servers:
         server.server_close()
+
+
+def test_stop_still_ends_a_failed_container_that_never_got_a_process(tmp_path):
+    """A call that timed out before the backend handed back a process leaves the container FAILED with
+    no handle: nothing is killing it, so stop() ends it itself (_gone)."""
+    from chalicelib.backends.process import ProcessBackend
+    from chalicelib.clock import FakeClock
+    from chalicelib.model import FunctionConfig, Invocation, Outcome
+    cfg = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
+    gone = []
+    c = Container(seq=1, function=cfg, code_dir=tmp_path, work_root=tmp_path, backend=ProcessBackend(),
+                  clock=FakeClock(), on_gone=gone.append)
+
+    def close() -> None:   # never served: close the sockets without waiting for a serve loop
+        for server in c.endpoint._servers:
+            server.server_close()
+    c.endpoint.stop = close
+    inv = Invocation("early", b"{}", "arn", "Root=1")
+    with c._cond:
+        c._current = inv
+    c._fail(inv, Outcome("init_error", b"{}", "Runtime.InitTimeout"))
+    assert c.state is State.FAILED and c.handle is None
+    c.stop(wait=False)
+    assert c.state is State.STOPPED and gone == [c]

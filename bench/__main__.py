@@ -260,10 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if mode != "selftest" and not tools.get("matplotlib", "missing"):
         plot_dir = (h.ROOT / "docs" / "bench") if (mode == "full" and not args.no_docs) else (OUT / "plots")
         report.plot(OUT / name, plot_dir, log)
-    if mode == "full" and only == ALL:
-        history = report.append_history(results)
-    if mode == "full" and not args.no_docs and only == ALL:
-        report.write_doc(results, history)
+    if mode == "full" and not args.no_docs and only == ALL:   # the history is part of the docs
+        report.write_doc(results, report.append_history(results))
         log("wrote docs/BENCHMARKS.md")
     log(f"\nresults: {(OUT / name).relative_to(h.ROOT)}  ({results['seconds']:.0f} s)")
     if mode == "selftest":

@@ -196,12 +196,12 @@ def _history(rows: list[dict]) -> str:
     if not rows:
         return ""
     # The floors show how fast the machine was in that run (older entries did not keep them).
-    t = ["| started | commit | max load | 1: mk1 ms | 1: boto3 floor ms | 1: peer ms | 2: × ideal | "
+    t = ["| started | commit | machine | max load | 1: mk1 ms | 1: boto3 floor ms | 1: peer ms | 2: × ideal | "
          "2: floor × ideal | 2: runtime loop × ideal | 3: process ms | 3: docker ms | 4: answered | 4: FIFO inv. | "
          "5: × ideal by clients |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for h in rows[-10:]:
-        t.append(f"| {h['started']} | {h['commit']} | {fmt(h['max_load'], 1)} | {fmt(h['f1_mk1_boto3_ms'], 2)} | "
+        t.append(f"| {h['started']} | {h['commit']} | {h.get('machine') or '-'} | {fmt(h['max_load'], 1)} | {fmt(h['f1_mk1_boto3_ms'], 2)} | "
                  f"{fmt(h.get('f1_boto3_floor_ms'), 2)} | {fmt(h['f1_peer_boto3_ms'], 2)} | {fmt(h['f2_ratio'], 3)} | "
                  f"{fmt(h.get('f2_floor_ratio'), 3)} | {fmt(h.get('f2_loop_ratio'), 3)} | "
                  f"{fmt(h['f3_process_ms'], 1)} | {fmt(h['f3_docker_ms'], 1)} | {h['f4_answered']} | {h['f4_fifo_inversions_10ms']} | "

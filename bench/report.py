@@ -207,7 +207,9 @@ def write_doc(results: dict, history: list[dict] | None = None) -> None:
 
 
 # -- history of full runs: the spread between runs on a shared 2-core machine --
-HISTORY = ROOT / ".mk1" / "bench" / "history.jsonl"
+# Beside the doc and committed with it (not under .mk1/, which a fresh clone lacks): the doc's table
+# of the last runs is made from it.
+HISTORY = ROOT / "docs" / "bench" / "history.jsonl"
 
 
 def history_entry(r: dict) -> dict:
@@ -218,6 +220,7 @@ def history_entry(r: dict) -> dict:
     v1 = F.get("1", {}).get("variants", {})
     f4 = F.get("4", {})
     return {"started": r.get("started"), "commit": r.get("machine", {}).get("git_commit"),
+            "machine": r.get("machine", {}).get("cpu"),
             "max_load": max(loads) if loads else None,
             "f1_mk1_boto3_ms": v1.get("mk1_boto3", {}).get("overhead_ms", {}).get("median"),
             "f1_boto3_floor_ms": v1.get("boto3_floor", {}).get("overhead_ms", {}).get("median"),

@@ -86,12 +86,14 @@ class Dispatcher:
         self.code = CodeStore(self.lam, self.s3, settings.home / "code", local_endpoint=local)
         self.backend = backend or select_backend(settings)
         self.metrics = Metrics(self.describe_functions)
-        # The writers in the background of every call send requests of fixed shapes, batched: their
-        # clients skip botocore's parameter validation (infra/aws.py), which takes the same GIL.
-        self.recorder = Recorder(c("dynamodb", validate=False), c("logs", validate=False), settings.usage_log,
+        # The writers in the background of every call (usage records, logs, the waiting calls' queue,
+        # cluster leases) send plain-JSON requests of fixed shapes: the lean JSON client sends them
+        # for ~1/3 of botocore's CPU, which takes the same GIL and the cores the functions run on.
+        writer_ddb = aws.json_client(settings, "dynamodb")
+        self.recorder = Recorder(writer_ddb, aws.json_client(settings, "logs"), settings.usage_log,
                                  self.clock, settings.MK1_USAGE_BATCH_MS / 1000, self.metrics,
                                  logs_batch_s=settings.MK1_LOGS_BATCH_MS / 1000)
-        self._queue_sqs = c("sqs", validate=False)
+        self._queue_sqs = aws.json_client(settings, "sqs")
         self.results = Results(self.ddb, self.s3)
         self._pools: dict[str, FunctionPool] = {}
         self._admissions: dict[str, Admission] = {}
@@ -99,9 +101,9 @@ class Dispatcher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.instance_id = uuid.uuid4().hex
-        self.leases = Leases(self.ddb, self.instance_id, settings.MK1_LEASE_MS / 1000, self.clock) \
+        self.leases = Leases(writer_ddb, self.instance_id, settings.MK1_LEASE_MS / 1000, self.clock) \
             if settings.MK1_CLUSTER else None
-        self.claims = Claims(self.ddb, self.instance_id, self.clock) if self.leases else None
+        self.claims = Claims(writer_ddb, self.instance_id, self.clock) if self.leases else None
         self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
 
     # -- lifecycle --

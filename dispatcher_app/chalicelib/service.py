@@ -86,9 +86,10 @@ class Dispatcher:
         self.code = CodeStore(self.lam, self.s3, settings.home / "code", local_endpoint=local)
         self.backend = backend or select_backend(settings)
         self.metrics = Metrics(self.describe_functions)
-        # The writers in the background of every call (usage records, logs, the waiting calls' queue,
-        # cluster leases) send plain-JSON requests of fixed shapes: the lean JSON client sends them
-        # for ~1/3 of botocore's CPU, which takes the same GIL and the cores the functions run on.
+        # The writers in the background of every call (usage records, logs, the waiting calls' queue;
+        # cluster leases, claims and replies) send plain-JSON requests of fixed shapes: the lean JSON
+        # client sends them for ~1/3 of botocore's CPU, which takes the same GIL and the cores the
+        # functions run on.
         writer_ddb = aws.json_client(settings, "dynamodb")
         self.recorder = Recorder(writer_ddb, aws.json_client(settings, "logs"), settings.usage_log,
                                  self.clock, settings.MK1_USAGE_BATCH_MS / 1000, self.metrics,
@@ -114,7 +115,7 @@ class Dispatcher:
             log.info("removed %d containers left by an earlier run", removed)
         self.refresh_control_plane()
         if self.leases:
-            self.replies = Replies(self.sqs, self.s3, self.instance_id, self._deliver_answer)
+            self.replies = Replies(self._queue_sqs, self.s3, self.instance_id, self._deliver_answer)
         for cfg in self.registry.all():
             self._admission(cfg.name)   # start each pump: picks up async calls queued before a restart
         for target, name in ((self._refresh_loop, "control-refresh"), (self._reap_loop, "reaper")):

@@ -3,7 +3,6 @@ the same answers and the same exceptions as the boto3 client it stands in for, f
 mk1's writers make."""
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -12,21 +11,19 @@ from botocore.exceptions import ClientError
 
 from helpers import free_port
 from infra import aws
-from infra.embedded import command as moto_command, wait_http
+from infra.embedded import EmbeddedAWS
 from my_mk1_homework import settings as settings_mod
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    port = free_port()
-    proc = subprocess.Popen(moto_command("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    settings = settings_mod.load({"MK1_AWS_PORT": str(free_port()), "AWS_DEFAULT_REGION": "us-east-1",
+                                  "MK1_HOME": str(tmp_path_factory.mktemp("home"))})
+    moto = EmbeddedAWS(settings).start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, proc)
-        yield settings_mod.load({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_DEFAULT_REGION": "us-east-1",
-                             "MK1_HOME": str(tmp_path_factory.mktemp("home"))})
+        yield settings
     finally:
-        proc.terminate()
-        proc.wait(10)
+        moto.stop()
 
 
 def _strip(answer: dict) -> dict:

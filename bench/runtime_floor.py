@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "dispatcher_app"))
 
-from chalicelib.runtime_api import SENT, NextInvocation, RuntimeEndpoint  # noqa: E402
+from chalicelib.execute.runtime_api import SENT, NextInvocation, RuntimeEndpoint  # noqa: E402
 
 from .child import stop_on_eof  # noqa: E402
 

@@ -1,13 +1,13 @@
 """mk1's dispatcher as a Chalice app: routes only parse and serialize.
 
-The domain lives in chalicelib/ (service.py is the front door). `chalicelib.server`
+The domain lives in chalicelib/ (service.py is the front door). `chalicelib.edge.server`
 serves this app embedded, with TCP_NODELAY, and attaches the Dispatcher.
 """
 import functools
 
 from chalice import Chalice, Response
 
-from chalicelib import http
+from chalicelib.edge import views as http
 
 app = Chalice(app_name="mk1-dispatcher")
 

@@ -62,7 +62,7 @@ class Stack:
         self._reseed()
         self.progress(f"[3/4] starting the dispatcher on {s.dispatcher_url} ...")
         log = (s.home / "dispatcher.log").open("ab")
-        self._spawn("dispatcher", [sys.executable, "-m", "chalicelib.server"], log)
+        self._spawn("dispatcher", [sys.executable, "-m", "chalicelib.edge.server"], log)
         wait_http(f"{s.dispatcher_url}/health", 120, self.children[-1][1])
         if self.with_ui:
             self.progress(f"[4/4] starting the UI on http://{s.MK1_DISPATCHER_HOST}:{s.MK1_UI_PORT} ...")
@@ -74,7 +74,7 @@ class Stack:
         return self
 
     def _reseed(self) -> None:
-        from chalicelib.record import reseed_from_log
+        from chalicelib.record.recorder import reseed_from_log
         n = reseed_from_log(aws.client(self.s, "dynamodb"), self.s.usage_log)
         if n:
             self.progress(f"      restored {n} usage records from {self.s.usage_log}")

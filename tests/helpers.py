@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def start_dispatcher(env: dict, home: Path, url: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.server"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.edge.server"], env=env, cwd=ROOT,
                             stdout=(home / "dispatcher.log").open("ab"), stderr=subprocess.STDOUT)
     wait_http(f"{url}/health", 60, proc)
     return proc

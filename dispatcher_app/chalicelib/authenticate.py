@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from botocore.utils import normalize_url_path
 
-from .errors import (IncompleteSignature, InvalidSignature, MissingAuthenticationToken,
+from chalicelib.errors import (IncompleteSignature, InvalidSignature, MissingAuthenticationToken,
                      UnrecognizedClient)
 
 log = logging.getLogger("mk1.authenticate")

@@ -21,8 +21,8 @@ from typing import Iterator
 
 import pytest
 
-from chalicelib.assign import FunctionPool
-from chalicelib.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend, engine_available
+from chalicelib.assign.pool import FunctionPool
+from chalicelib.execute.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend, engine_available
 from chalicelib.model import FunctionConfig, Invocation
 from infra import package
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from chalicelib.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend
+from chalicelib.execute.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend
 
 pytestmark = pytest.mark.docker
 

@@ -7,7 +7,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
-from chalicelib.usage import query
+from chalicelib.record.queries import query
 from my_mk1_homework.run_header import run_of
 from helpers import Peer, peak_concurrency
 

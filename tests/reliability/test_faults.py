@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.usage import query
+from chalicelib.record.queries import query
 from my_mk1_homework.run_header import run_of
 from relhelp import Background, in_use, records_by_id, status, wait_for
 from security.rawhttp import invoke_path, signed_headers, signed_invoke

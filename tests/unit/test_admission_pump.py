@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from chalicelib.admit import Admission, Waiter
+from chalicelib.admit.admission import Admission, Waiter
 from chalicelib.clock import FakeClock
 
 

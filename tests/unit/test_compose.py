@@ -23,7 +23,7 @@ def test_compose_structure():
             assert port.startswith("127.0.0.1:"), port
     env = dict(e.split("=", 1) for e in services["dispatcher"]["environment"])
     assert env["AWS_ENDPOINT_URL"].endswith(":4566") and env["MK1_EMBEDDED_AWS"] == "never"
-    assert "chalicelib.server" in " ".join(services["dispatcher"]["command"])
+    assert "chalicelib.edge.server" in " ".join(services["dispatcher"]["command"])
     assert "ui/app.py" in services["ui"]["command"]
 
 

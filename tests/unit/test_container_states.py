@@ -1,6 +1,6 @@
 import pytest
 
-from chalicelib.containers import ALLOWED, Container, IllegalTransition, State
+from chalicelib.execute.container import ALLOWED, Container, IllegalTransition, State
 
 
 def test_every_state_can_reach_stopped_and_stopped_is_final():
@@ -16,7 +16,7 @@ def test_every_state_can_reach_stopped_and_stopped_is_final():
 
 
 def test_reaper_cannot_stop_a_reserved_container(tmp_path):
-    from chalicelib.backends.process import ProcessBackend
+    from chalicelib.execute.backends.process import ProcessBackend
     from chalicelib.clock import FakeClock
     from chalicelib.model import FunctionConfig
     cfg = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
@@ -38,7 +38,7 @@ def test_a_timed_out_container_is_killed_once(tmp_path):
     """_fail() kills it on a thread of its own; the pool's stop() after the caller's answer asks
     for the kill again and finds it made (it killed it a second time before)."""
     import threading
-    from chalicelib.backends.process import ProcessBackend
+    from chalicelib.execute.backends.process import ProcessBackend
     from chalicelib.clock import FakeClock
     from chalicelib.model import FunctionConfig, Invocation, Outcome
     cfg = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
@@ -74,7 +74,7 @@ def test_a_timed_out_container_is_killed_once(tmp_path):
 def test_stop_still_ends_a_failed_container_that_never_got_a_process(tmp_path):
     """A call that timed out before the backend handed back a process leaves the container FAILED with
     no handle: nothing is killing it, so stop() ends it itself (_gone)."""
-    from chalicelib.backends.process import ProcessBackend
+    from chalicelib.execute.backends.process import ProcessBackend
     from chalicelib.clock import FakeClock
     from chalicelib.model import FunctionConfig, Invocation, Outcome
     cfg = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)

@@ -5,9 +5,9 @@ import pytest
 from chalice.config import Config
 from chalice.local import ForbiddenError, LocalGateway, create_local_server
 
-from chalicelib import http, server
-from chalicelib.gateway import LeanGateway
-from chalicelib.wire import HttpResponse
+from chalicelib.edge import server, views as http
+from chalicelib.edge.gateway import LeanGateway
+from chalicelib.request import HttpResponse
 
 INVOKE = "/2015-03-31/functions/RuntimeAlpha/invocations"
 SIGNED = {"Host": "127.0.0.1:5000", "X-Amz-Date": "20261201T120000Z", "Content-Length": "2",

@@ -1,10 +1,10 @@
 """The hand-off line: calls granted in order start in order, whichever reserved container asks first."""
 import threading
 
-from chalicelib.backends.process import ProcessBackend
+from chalicelib.execute.backends.process import ProcessBackend
 from chalicelib.clock import FakeClock
-from chalicelib.containers import Container, State
-from chalicelib.handoff import HandOffLine
+from chalicelib.execute.container import Container, State
+from chalicelib.execute.handoff import HandOffLine
 from chalicelib.model import FunctionConfig, Invocation
 
 CFG = FunctionConfig("F", "arn", "sha", "h.h", "python3.11", 3, 128, {}, 3)
@@ -75,7 +75,7 @@ def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_
     """With no work, the runtime's /next is parked (SENT: its thread goes back to reading) and the
     next call's own thread sends the event on it; a call granted to a parked container goes out from
     the granting thread; a stop answers a parked /next with None (the endpoint's 410)."""
-    from chalicelib.runtime_api import SENT
+    from chalicelib.execute.runtime_api import SENT
     c = _reserved(tmp_path, 1, HandOffLine())
     sent = []
 

@@ -1,4 +1,4 @@
-from chalicelib.placement import Candidate, idle_to_stop, pick, pick_round_robin, pick_warm_first
+from chalicelib.assign.placement import Candidate, idle_to_stop, pick, pick_round_robin, pick_warm_first
 
 A, B, C = Candidate("a", 1, 10.0), Candidate("b", 2, 30.0), Candidate("c", 3, 20.0)
 

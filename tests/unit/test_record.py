@@ -8,7 +8,7 @@ import boto3
 from botocore.stub import ANY, Stubber
 
 from chalicelib.clock import FakeClock
-from chalicelib.record import Recorder
+from chalicelib.record.recorder import Recorder
 from test_request_shapes import RECORD
 
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from chalicelib.request_parse import as_dict, parse_headers
+from chalicelib.edge.request_parse import as_dict, parse_headers
 
 BOTO3 = (b"Host: 127.0.0.1:8000\r\nAccept-Encoding: identity\r\nUser-Agent: Boto3/1.44.8 md/Botocore#1.44.8\r\n"
          b"X-Amz-Date: 20261201T154000Z\r\nX-Amz-Content-SHA256: UNSIGNED-PAYLOAD\r\n"

@@ -8,8 +8,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from chalicelib.clock import FakeClock
-from chalicelib.queues import WorkQueue
-from chalicelib.record import Recorder
+from chalicelib.admit.queues import WorkQueue
+from chalicelib.record.recorder import Recorder
 
 QUEUE = "http://127.0.0.1:4566/123456789012/mk1-RuntimeAlpha-queue"
 RECORD = {"request_id": "6cc31263-913a-49e3-ae10-ab110e00fcbd", "user": "admin", "function": "RuntimeAlpha",

@@ -1,7 +1,7 @@
 """The Runtime API's lean HTTP handling, over a real loopback socket (the host is a stub)."""
 import socket
 
-from chalicelib.runtime_api import PREFIX, NextInvocation, RuntimeEndpoint
+from chalicelib.execute.runtime_api import PREFIX, NextInvocation, RuntimeEndpoint
 
 
 class Host:

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
-from chalicelib.record import billed_ms, report_lines, usage_item, from_item
-from chalicelib.usage import report
-from chalicelib.wire import HttpRequest, error_response, parse_invoke, safe_header
+from chalicelib.record.recorder import billed_ms, report_lines, usage_item, from_item
+from chalicelib.record.queries import report
+from chalicelib.request import HttpRequest, error_response, parse_invoke, safe_header
 
 
 def req(body=b'{"prompt":"x"}', **headers):

@@ -20,8 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from my_mk1_homework import run_header
 
-from .containers import lambda_error
-from .model import ExecInfo, FunctionConfig, Invocation, Outcome
+from chalicelib.execute.container import lambda_error
+from chalicelib.model import ExecInfo, FunctionConfig, Invocation, Outcome
 
 log = logging.getLogger("mk1.executor")
 

@@ -27,7 +27,7 @@ from docker.types import Mount
 from infra import image
 from infra.docker_shim import SOCKET_PATH
 
-from .base import ContainerSpec
+from chalicelib.execute.backends.base import ContainerSpec
 
 log = logging.getLogger("mk1.docker")
 

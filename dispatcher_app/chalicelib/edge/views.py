@@ -8,9 +8,9 @@ from urllib.parse import parse_qs
 
 from botocore.exceptions import ClientError
 
-from .errors import MethodNotAllowed, Mk1Error, ResourceNotFound, ServiceUnavailable
-from .wire import HttpRequest, HttpResponse, at_once, error_response
-from . import usage as usage_q
+from chalicelib.errors import MethodNotAllowed, Mk1Error, ResourceNotFound, ServiceUnavailable
+from chalicelib.request import HttpRequest, HttpResponse, at_once, error_response
+from chalicelib.record import queries as usage_q
 
 log = logging.getLogger("mk1.http")
 
@@ -28,7 +28,7 @@ def dispatcher():
     if _DISPATCHER is None:
         _attach_in_lambda()
     if _DISPATCHER is None:
-        raise RuntimeError("the dispatcher is not attached (use chalicelib.server)")
+        raise RuntimeError("the dispatcher is not attached (use chalicelib.edge.server)")
     return _DISPATCHER
 
 
@@ -43,7 +43,7 @@ def _attach_in_lambda() -> None:
     with _ATTACH_LOCK:
         if _DISPATCHER is None:
             from my_mk1_homework import settings
-            from .service import Dispatcher
+            from chalicelib.compose import Dispatcher
             attach(Dispatcher(settings.load()).start())
 
 

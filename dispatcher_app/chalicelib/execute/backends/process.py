@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Callable
 
-from .base import ContainerSpec
+from chalicelib.execute.backends.base import ContainerSpec
 
 # Python + awslambdaric map far more virtual memory than they use (thread stacks,
 # arenas), so the limit is the function's memory plus a fixed allowance.

@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 
 from infra import names
 
-from .errors import ResourceNotFound, ServiceUnavailable
-from .model import FunctionConfig
+from chalicelib.errors import ResourceNotFound, ServiceUnavailable
+from chalicelib.model import FunctionConfig
 
 log = logging.getLogger("mk1.functions")
 

@@ -16,9 +16,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .clock import SystemClock
-from .errors import ClientGone, Mk1Error, ServiceUnavailable, TooManyRequests
-from .queues import WorkQueue
+from chalicelib.clock import SystemClock
+from chalicelib.errors import ClientGone, Mk1Error, ServiceUnavailable, TooManyRequests
+from chalicelib.admit.queues import WorkQueue
 
 log = logging.getLogger("mk1.admit")
 

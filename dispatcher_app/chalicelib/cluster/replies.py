@@ -14,8 +14,8 @@ from typing import Callable
 
 from infra import names
 
-from . import payloads
-from .wire import HttpResponse
+from chalicelib.admit import payloads
+from chalicelib.request import HttpResponse
 
 log = logging.getLogger("mk1.replies")
 

@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from typing import Callable
 
-from .model import Invocation
+from chalicelib.model import Invocation
 
 Wake = Callable[[], None]
 

@@ -6,7 +6,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from infra import names
 
-from .record import from_item
+from chalicelib.record.recorder import from_item
 
 _ser = TypeSerializer()
 

@@ -11,8 +11,8 @@ import time
 
 from infra import names
 
-from . import payloads
-from .model import Outcome
+from chalicelib.admit import payloads
+from chalicelib.model import Outcome
 
 
 class Results:

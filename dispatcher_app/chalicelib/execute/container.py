@@ -17,11 +17,11 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .backends.base import Backend, ContainerSpec, Handle
-from .clock import SystemClock
-from .handoff import HandOffLine
-from .model import FunctionConfig, Invocation, Outcome
-from .runtime_api import SENT, NextInvocation, RuntimeEndpoint, Send
+from chalicelib.execute.backends.base import Backend, ContainerSpec, Handle
+from chalicelib.clock import SystemClock
+from chalicelib.execute.handoff import HandOffLine
+from chalicelib.model import FunctionConfig, Invocation, Outcome
+from chalicelib.execute.runtime_api import SENT, NextInvocation, RuntimeEndpoint, Send
 
 log = logging.getLogger("mk1.containers")
 

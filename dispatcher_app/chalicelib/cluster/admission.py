@@ -21,10 +21,10 @@ import queue
 import threading
 from typing import Callable
 
-from .admit import REASON, Admission, Slot, Waiter
-from .claims import Claims
-from .errors import ServiceUnavailable, TooManyRequests
-from .leases import Leases
+from chalicelib.admit.admission import REASON, Admission, Slot, Waiter
+from chalicelib.cluster.claims import Claims
+from chalicelib.errors import ServiceUnavailable, TooManyRequests
+from chalicelib.cluster.leases import Leases
 
 log = logging.getLogger("mk1.cluster")
 

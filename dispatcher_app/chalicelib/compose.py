@@ -20,27 +20,27 @@ from infra import aws, names
 from my_mk1_homework import run_header
 from my_mk1_homework.settings import Settings
 
-from . import authorize as authz
-from . import payloads
-from .admit import Admission, Slot
-from .assign import FunctionPool
-from .authenticate import Identity, KeyStore, secrets_manager_loader, verify
-from .backends import select_backend
-from .clock import SystemClock
-from .claims import Claims
-from .cluster import ClusterAdmission
-from .leases import Leases
-from .executor_lambda import LambdaExecutor
-from .errors import (AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable,
+from chalicelib import authorize as authz
+from chalicelib.admit import payloads
+from chalicelib.admit.admission import Admission, Slot
+from chalicelib.assign.pool import FunctionPool
+from chalicelib.authenticate import Identity, KeyStore, secrets_manager_loader, verify
+from chalicelib.execute.backends import select_backend
+from chalicelib.clock import SystemClock
+from chalicelib.cluster.claims import Claims
+from chalicelib.cluster.admission import ClusterAdmission
+from chalicelib.cluster.leases import Leases
+from chalicelib.execute.lambda_executor import LambdaExecutor
+from chalicelib.errors import (AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable,
                      TooManyRequests, UnrecognizedClient)
-from .functions import CodeStore, FunctionRegistry, function_name_from
-from .metrics import Metrics
-from .model import ExecInfo, FunctionConfig, Invocation, Outcome
-from .queues import WorkQueue
-from .record import Recorder, billed_ms, iso, report_lines
-from .replies import Replies
-from .results import Results
-from .wire import HttpRequest, HttpResponse, InvokeRequest, error_response, new_request_id, parse_invoke, tail
+from chalicelib.control.registry import CodeStore, FunctionRegistry, function_name_from
+from chalicelib.record.metrics import Metrics
+from chalicelib.model import ExecInfo, FunctionConfig, Invocation, Outcome
+from chalicelib.admit.queues import WorkQueue
+from chalicelib.record.recorder import Recorder, billed_ms, iso, report_lines
+from chalicelib.cluster.replies import Replies
+from chalicelib.record.results import Results
+from chalicelib.request import HttpRequest, HttpResponse, InvokeRequest, error_response, new_request_id, parse_invoke, tail
 
 log = logging.getLogger("mk1.service")
 

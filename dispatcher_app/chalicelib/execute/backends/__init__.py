@@ -11,7 +11,7 @@ def select_backend(settings):
     choice = settings.MK1_BACKEND
     if choice in ("docker", "auto"):
         try:
-            from .docker import DockerBackend, engine_available
+            from chalicelib.execute.backends.docker import DockerBackend, engine_available
         except ImportError:
             if choice == "docker":
                 raise
@@ -21,5 +21,5 @@ def select_backend(settings):
             if choice == "docker":
                 raise RuntimeError("MK1_BACKEND=docker but no Docker engine answers")
             log.info("no Docker engine answers: using the process backend")
-    from .process import ProcessBackend
+    from chalicelib.execute.backends.process import ProcessBackend
     return ProcessBackend()

@@ -6,7 +6,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from .errors import InvalidParameterValue, InvalidRequestContent, Mk1Error, RequestTooLarge
+from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, Mk1Error, RequestTooLarge
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024          # Lambda: 6 MB request payload (RequestResponse)
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024             # Lambda: 1 MB for Event invocations

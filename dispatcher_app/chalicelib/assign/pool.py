@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import placement
-from .backends.base import Backend
-from .clock import SystemClock
-from .containers import Container, State, lambda_error
-from .handoff import HandOffLine
-from .model import ExecInfo, FunctionConfig, Invocation, Outcome
+from chalicelib.assign import placement
+from chalicelib.execute.backends.base import Backend
+from chalicelib.clock import SystemClock
+from chalicelib.execute.container import Container, State, lambda_error
+from chalicelib.execute.handoff import HandOffLine
+from chalicelib.model import ExecInfo, FunctionConfig, Invocation, Outcome
 
 log = logging.getLogger("mk1.assign")
 

@@ -1,6 +1,6 @@
 """Serves the Chalice app embedded (threaded, TCP_NODELAY) with a Dispatcher attached.
 
-`python -m chalicelib.server` runs the dispatcher until SIGINT/SIGTERM.
+`python -m chalicelib.edge.server` runs the dispatcher until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPSer
 
 from my_mk1_homework import settings as settings_mod
 
-from . import http
-from .gateway import LeanGateway
-from .request_parse import LeanRequestParsing
+from chalicelib.edge import views as http
+from chalicelib.edge.gateway import LeanGateway
+from chalicelib.edge.request_parse import LeanRequestParsing
 
-APP_DIR = Path(__file__).resolve().parent.parent
+APP_DIR = Path(__file__).resolve().parents[2]   # dispatcher_app/
 log = logging.getLogger("mk1.server")
 _date: tuple = (None, "")   # (epoch second, its HTTP date), shared by the front door's threads
 
@@ -149,7 +149,7 @@ class EmbeddedServer:
 
 
 def main() -> int:
-    from .service import Dispatcher
+    from chalicelib.compose import Dispatcher
     s = settings_mod.load()
     # Many threads hand work to each other here (HTTP, pump, Runtime API): a woken thread waits
     # for the GIL up to the switch interval (5 ms by default), which idles a freed slot.

@@ -74,7 +74,7 @@ class Stack:
         return self
 
     def _reseed(self) -> None:
-        from chalicelib.record.recorder import reseed_from_log
+        from chalicelib.record.usage import reseed_from_log
         n = reseed_from_log(aws.client(self.s, "dynamodb"), self.s.usage_log)
         if n:
             self.progress(f"      restored {n} usage records from {self.s.usage_log}")

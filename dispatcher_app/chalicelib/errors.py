@@ -1,5 +1,5 @@
-"""mk1's one error tree. Each error carries Lambda's wire code and HTTP status;
-`app.py` turns them into responses in one place (see `wire.error_response`)."""
+"""mk1's one error tree. Each error carries Lambda's wire code and HTTP status; the call path
+raises them and edge/answers.py alone turns them into Lambda's answers."""
 from __future__ import annotations
 
 
@@ -7,11 +7,23 @@ class Mk1Error(Exception):
     status = 500
     code = "ServiceException"
     kind = "Service"             # Lambda's "Type" field: User or Service
+    request_id: str | None = None   # set by the call path once the call has one (x-amzn-RequestId)
 
     def __init__(self, message: str, **extra):
         super().__init__(message)
         self.message = message
         self.extra = extra
+
+    @classmethod
+    def rebuilt(cls, status: int, code: str, kind: str, message: str, extra: dict) -> "Mk1Error":
+        """An error raised on another dispatcher (cluster mode), carried back as plain data."""
+        err = cls(message, **extra)
+        err.status, err.code, err.kind = status, code, kind
+        return err
+
+    def as_data(self) -> dict:
+        return {"status": self.status, "code": self.code, "kind": self.kind, "message": self.message,
+                "extra": self.extra}
 
     def body(self) -> dict:
         return {"Type": self.kind, "message": self.message, **self.extra}
@@ -75,4 +87,4 @@ class ServiceUnavailable(Mk1Error):
 
 
 class ClientGone(Exception):
-    """The caller hung up while waiting; nothing to answer."""
+    """The caller hung up while waiting; nothing to answer (edge/answers.py closes with 499)."""

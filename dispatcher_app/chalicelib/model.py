@@ -73,3 +73,37 @@ class ExecInfo:
         if self.read_memory is not None:
             self.max_memory_mb, self.read_memory = self.read_memory(), None
         return self.max_memory_mb
+
+
+# -- what the call path returns (edge/answers.py makes Lambda's answers of them) --
+
+@dataclass
+class SyncResult:
+    """A RequestResponse call that ran: the function's answer and how mk1 ran it."""
+    request_id: str
+    payload: bytes
+    function_error: bool          # the function failed (Lambda: X-Amz-Function-Error: Unhandled)
+    run: dict[str, str]           # container, cold, duration-ms, wait-ms, started-at, dispatcher[, init-ms]
+    log_lines: list[str] | None = None   # START .. REPORT, when the caller asked for the log (Tail)
+
+    def as_data(self, pack: Callable[[bytes], dict]) -> dict:
+        """Plain data for a reply queue (cluster mode); pack stores the payload."""
+        return {"payload": pack(self.payload), "function_error": self.function_error, "run": self.run,
+                "log_lines": self.log_lines}
+
+    @classmethod
+    def from_data(cls, request_id: str, data: dict, unpack: Callable[[dict], bytes]) -> "SyncResult":
+        return cls(request_id, unpack(data["payload"]), bool(data["function_error"]), dict(data["run"]),
+                   data.get("log_lines"))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An Event call, queued: it runs later (Lambda answers 202)."""
+    request_id: str
+
+
+@dataclass(frozen=True)
+class DryRunPassed:
+    """A DryRun call that would have been allowed (Lambda answers 204)."""
+    request_id: str

@@ -1,16 +1,16 @@
-"""The wire layer: Lambda's Invoke request in, Lambda's answers out. No domain logic."""
+"""An HTTP request as the call path sees it, and Lambda's Invoke request read from it.
+
+Parsing and validation only; answers are made in edge/answers.py."""
 from __future__ import annotations
 
-import base64
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, Mk1Error, RequestTooLarge
+from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024          # Lambda: 6 MB request payload (RequestResponse)
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024             # Lambda: 1 MB for Event invocations
-TAIL_BYTES = 4096
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
@@ -29,13 +29,6 @@ class HttpRequest:
     # (fn) -> None: run fn once the answer has been sent (bookkeeping the answer does not depend
     # on); where nothing sends it separately (a deployed Chalice app), fn runs at once.
     later: object = at_once
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,23 +64,3 @@ def parse_invoke(req: HttpRequest, function_ref: str) -> InvokeRequest:
         raise InvalidRequestContent("Could not parse request body into json: the payload is not valid "
                                     "JSON (send e.g. {\"prompt\": \"hi\"})") from None
     return InvokeRequest(function_ref, qualifiers[0] if qualifiers else None, itype, log_type == "Tail", payload)
-
-
-def error_response(err: Mk1Error, request_id: str | None = None) -> HttpResponse:
-    headers = {"x-amzn-ErrorType": err.code, "Content-Type": "application/json"}
-    if request_id:
-        headers["x-amzn-RequestId"] = request_id
-    body = err.body()
-    if err.status == 429:
-        headers["Retry-After"] = str(getattr(err, "retry_after", 1))
-    return HttpResponse(err.status, json.dumps(body).encode(), headers)
-
-
-def tail(lines: list[str]) -> str:
-    data = ("\n".join(lines) + "\n").encode("utf-8", "replace")[-TAIL_BYTES:]
-    return base64.b64encode(data).decode()
-
-
-def safe_header(value: str) -> str:
-    """Never echo CR/LF into a header (header injection)."""
-    return value.replace("\r", " ").replace("\n", " ")[:1024]

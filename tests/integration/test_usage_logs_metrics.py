@@ -89,7 +89,7 @@ def test_restart_of_everything_keeps_usage(make_system):
     sys_.stop()                       # moto's state is gone with it
     sys_.start_moto()
     sys_.provision()
-    from chalicelib.record.recorder import reseed_from_log
+    from chalicelib.record.usage import reseed_from_log
     assert reseed_from_log(sys_.aws("dynamodb"), sys_.home / "usage.log") == 3   # what `mk1 up` does
     sys_.start_dispatcher()
     assert {r["request_id"] for r in query(sys_.aws("dynamodb"))} == ids

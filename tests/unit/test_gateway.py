@@ -1,4 +1,4 @@
-"""The lean gateway (chalicelib/gateway.py) against chalice.local's LocalGateway, on the real app:
+"""The lean gateway (chalicelib/edge/gateway.py) against chalice.local's LocalGateway, on the real app:
 the same answers, the same event and Request seen by the view, the same errors, for plain routes
 and for everything it hands to LocalGateway."""
 import pytest
@@ -7,7 +7,7 @@ from chalice.local import ForbiddenError, LocalGateway, create_local_server
 
 from chalicelib.edge import server, views as http
 from chalicelib.edge.gateway import LeanGateway
-from chalicelib.request import HttpResponse
+from chalicelib.edge.answers import HttpResponse
 
 INVOKE = "/2015-03-31/functions/RuntimeAlpha/invocations"
 SIGNED = {"Host": "127.0.0.1:5000", "X-Amz-Date": "20261201T120000Z", "Content-Length": "2",
@@ -21,8 +21,9 @@ class Recording:
 
     def __init__(self, app):
         self.app, self.seen, self.answer = app, [], HttpResponse(200, b'{"ok": 1}', {"Content-Type": "application/json"})
+        self.invoker = self   # views call dispatcher().invoker.invoke(request, name)
 
-    def handle_invoke(self, req, name):
+    def invoke(self, req, name):
         r = self.app.current_request
         self.seen.append((name, req.method, req.raw_path, req.query, req.headers, req.body,
                           r.to_original_event(), r.to_dict(), r.lambda_context.memory_limit_in_mb))

@@ -3,9 +3,10 @@ import json
 import pytest
 
 from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
-from chalicelib.record.recorder import billed_ms, report_lines, usage_item, from_item
+from chalicelib.record.usage import billed_ms, report_lines, usage_item, from_item
 from chalicelib.record.queries import report
-from chalicelib.request import HttpRequest, error_response, parse_invoke, safe_header
+from chalicelib.edge.answers import error_response, safe_header
+from chalicelib.request import HttpRequest, parse_invoke
 
 
 def req(body=b'{"prompt":"x"}', **headers):

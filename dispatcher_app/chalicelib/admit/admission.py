@@ -43,7 +43,7 @@ class Waiter:
     # Called (under the lock) as the slot is granted, with the waiter's wake-up: True if it handed
     # the call to a container itself and will wake the waiter once the call went out.
     on_grant: Callable[[Callable[[], None]], bool] | None = None
-    answer: object | None = None     # cluster mode: the HttpResponse of a run on another dispatcher
+    answer: object | None = None     # cluster mode: the SyncResult (or error) of a run on another dispatcher
     elsewhere: bool = False          # cluster mode: another dispatcher claimed the call and runs it
     granted_at: float | None = None  # monotonic, when a slot was handed to it
     entered_at: float = 0.0          # epoch s, when it joined the queue (the usage record's `accepted`)
@@ -183,6 +183,8 @@ class Admission:
                     self.queue.delete_later(w.receipt)
                 self._granted_slot(w, 0.0).release()
             raise
+        if isinstance(w.answer, Exception):
+            raise w.answer    # the other dispatcher's error, for this caller
         if w.answer is not None:
             return w.answer   # type: ignore[return-value]
         if isinstance(w.failed, Mk1Error):

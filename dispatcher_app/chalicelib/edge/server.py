@@ -20,7 +20,7 @@ from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPSer
 
 from my_mk1_homework import settings as settings_mod
 
-from chalicelib.edge import views as http
+from chalicelib.edge import views
 from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.request_parse import LeanRequestParsing
 
@@ -58,15 +58,15 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
         return ok
 
     def _generic_handle(self) -> None:
-        http.CONNECTION.raw_path = self.path
-        http.CONNECTION.alive = lambda: _alive(self.connection)
+        views.CONNECTION.raw_path = self.path
+        views.CONNECTION.alive = lambda: _alive(self.connection)
         after: list = []
-        http.CONNECTION.later = after.append
+        views.CONNECTION.later = after.append
         try:
             super()._generic_handle()
             self.wfile.flush()   # the answer goes out before the bookkeeping it does not wait for
         finally:
-            http.CONNECTION.later = None
+            views.CONNECTION.later = None
             for fn in after:     # run even if the client hung up: every usage record gets written
                 try:
                     fn()
@@ -133,7 +133,7 @@ class EmbeddedServer:
         self._thread = threading.Thread(target=self.dev.server.serve_forever, daemon=True, name="http")
 
     def start(self, dispatcher) -> "EmbeddedServer":
-        http.attach(dispatcher)
+        views.attach(dispatcher)
         self.dispatcher = dispatcher
         self._thread.start()
         return self

@@ -1,18 +1,15 @@
-"""Glue between the Chalice routes and the Dispatcher: request in, HttpResponse out."""
+"""Glue between the Chalice routes and the dispatcher: the request in, a result out.
+
+Each view returns what the dispatcher's parts return (a domain result or plain data) and lets
+their errors rise: edge/answers.py's `answered` makes every answer."""
 from __future__ import annotations
 
-import json
-import logging
 import threading
 from urllib.parse import parse_qs
 
-from botocore.exceptions import ClientError
-
-from chalicelib.errors import MethodNotAllowed, Mk1Error, ResourceNotFound, ServiceUnavailable
-from chalicelib.request import HttpRequest, HttpResponse, at_once, error_response
-from chalicelib.record import queries as usage_q
-
-log = logging.getLogger("mk1.http")
+from chalicelib.edge.answers import HttpResponse, JsonAnswer
+from chalicelib.errors import MethodNotAllowed
+from chalicelib.request import HttpRequest, at_once
 
 # Set by server.py for each request: what Chalice does not expose (raw path + query, the socket).
 CONNECTION = threading.local()
@@ -59,79 +56,36 @@ def request(app) -> HttpRequest:
                        later=getattr(CONNECTION, "later", None) or at_once)
 
 
-def _json(status: int, obj) -> HttpResponse:
-    return HttpResponse(status, json.dumps(obj, default=str).encode(), {"Content-Type": "application/json"})
+def invoke(app, name: str):
+    return dispatcher().invoker.invoke(request(app), name)
 
 
-def health() -> HttpResponse:
+def method_not_allowed():
+    raise MethodNotAllowed("Invoke takes POST /2015-03-31/functions/{name}/invocations")
+
+
+def health():
     d = _DISPATCHER
     if d is None:
-        return _json(503, {"status": "starting"})
-    return _json(200, {"status": "ok", "backend": d.backend.name, "functions": [c.name for c in d.registry.all()]})
+        return JsonAnswer({"status": "starting"}, 503)
+    return JsonAnswer(d.queries.health())
 
 
-def status() -> HttpResponse:
-    d = dispatcher()
-    return _json(200, {**d.status(), "queues": d.queue_depths()})
+def status():
+    return JsonAnswer(dispatcher().queries.status())
 
 
-def _identity(req: HttpRequest):
-    return dispatcher().authenticate(req)
+def async_result(app, request_id: str):
+    return JsonAnswer(dispatcher().queries.async_result(request(app), request_id))
 
 
-def async_result(req: HttpRequest, request_id: str) -> HttpResponse:
-    d = dispatcher()
-    try:
-        who = _identity(req)
-        result = d.results.get(request_id)
-        if result is None or (result.get("user") != who.user and not d.is_admin_reader(who)):
-            raise ResourceNotFound(f"No async invocation {request_id} for user {who.user}")
-        return _json(200, result)
-    except Mk1Error as e:
-        return error_response(e)
+def usage(app):
+    return JsonAnswer({"records": dispatcher().queries.usage(request(app))})
 
 
-def _usage_records(req: HttpRequest):
-    d = dispatcher()
-    who = _identity(req)
-    q = {k: v[0] for k, v in req.query.items() if v}
-    user = q.get("user") or None
-    if not d.is_admin_reader(who):
-        user = who.user      # a user sees only their own usage
-    return usage_q.query(d.ddb, user=user, function=q.get("function") or None,
-                         since=q.get("since", ""), until=q.get("until", ""))
+def usage_report(app):
+    return JsonAnswer(dispatcher().queries.usage_report(request(app)))
 
 
-def usage(req: HttpRequest) -> HttpResponse:
-    try:
-        return _json(200, {"records": _usage_records(req)})
-    except Mk1Error as e:
-        return error_response(e)
-    except ClientError as e:
-        return error_response(ServiceUnavailable(f"the usage table cannot be read right now: {e}"))
-
-
-def usage_report(req: HttpRequest) -> HttpResponse:
-    d = dispatcher()
-    try:
-        rows = usage_q.report(_usage_records(req), d.s.MK1_PRICE_GB_SECOND, d.s.MK1_PRICE_PER_REQUEST)
-        return _json(200, {"rows": rows, "price_gb_second": d.s.MK1_PRICE_GB_SECOND,
-                           "price_per_request": d.s.MK1_PRICE_PER_REQUEST})
-    except Mk1Error as e:
-        return error_response(e)
-    except ClientError as e:
-        return error_response(ServiceUnavailable(f"the usage table cannot be read right now: {e}"))
-
-
-def method_not_allowed() -> HttpResponse:
-    return error_response(MethodNotAllowed("Invoke takes POST /2015-03-31/functions/{name}/invocations"))
-
-
-def internal_error() -> HttpResponse:
-    log.exception("unexpected error while answering a request")
-    return error_response(Mk1Error("mk1 hit an internal error answering this request; the dispatcher "
-                                   "log has the details"))
-
-
-def metrics() -> HttpResponse:
+def metrics():
     return HttpResponse(200, dispatcher().metrics.render(), {"Content-Type": "text/plain; version=0.0.4"})

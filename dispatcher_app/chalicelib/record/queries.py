@@ -6,7 +6,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from infra import names
 
-from chalicelib.record.recorder import from_item
+from chalicelib.record.usage import from_item
 
 _ser = TypeSerializer()
 

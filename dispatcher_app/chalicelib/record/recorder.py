@@ -11,55 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
-
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from infra import names
 
+from chalicelib.record.usage import usage_item
+
 log = logging.getLogger("mk1.record")
 
-_ser, _deser = TypeSerializer(), TypeDeserializer()
-
 MAX_PENDING_LOG_EVENTS = 100_000
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def billed_ms(duration_ms: float, init_ms: float | None) -> int:
-    """Rounded up to the next ms; init is billed too (AWS bills the init phase since 2025)."""
-    return int(math.ceil(duration_ms + (init_ms or 0.0)))
-
-
-def usage_item(record: dict) -> dict:
-    item = {k: (Decimal(str(v)) if isinstance(v, float) else v) for k, v in record.items()}
-    item["sk"] = f"{record['start']}#{record['request_id']}"
-    return {k: _ser.serialize(v) for k, v in item.items()}
-
-
-def from_item(item: dict) -> dict:
-    out = {k: _deser.deserialize(v) for k, v in item.items()}
-    out.pop("sk", None)
-    return {k: (float(v) if isinstance(v, Decimal) and v % 1 else int(v) if isinstance(v, Decimal) else v)
-            for k, v in out.items()}
-
-
-def report_lines(request_id: str, duration_ms: float, billed: int, memory_mb: int,
-                 max_used_mb: float | None, init_ms: float | None) -> tuple[str, str, str]:
-    report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
-              f"Memory Size: {memory_mb} MB\tMax Memory Used: {int(max_used_mb or 0)} MB")
-    if init_ms is not None:
-        report += f"\tInit Duration: {init_ms:.2f} ms"
-    return f"START RequestId: {request_id} Version: $LATEST", f"END RequestId: {request_id}", report
 
 
 class Recorder:
@@ -264,21 +228,3 @@ class Recorder:
     def health(self) -> dict:
         return {"written": self.written, "backlog": self.backlog(), "failures": self.failures,
                 "last_error": self.last_error, "dropped_log_events": self.dropped_log_events}
-
-
-def reseed_from_log(ddb, path: Path) -> int:
-    """The embedded AWS keeps state in memory: after a restart, refill the usage table from the log."""
-    if not path.exists():
-        return 0
-    records = []
-    with path.open() as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue   # a torn last line after a crash
-    for i in range(0, len(records), 25):
-        batch = {names.USAGE_TABLE: [{"PutRequest": {"Item": usage_item(r)}} for r in records[i:i + 25]]}
-        while batch:
-            batch = ddb.batch_write_item(RequestItems=batch).get("UnprocessedItems") or {}
-    return len(records)

@@ -1,0 +1,261 @@
+"""The call path, top to bottom: one Invoke call through the stages.
+
+    authenticate -> authorize -> admit -> assign + execute -> record
+
+`Invoker.invoke` returns a domain result (model.SyncResult, Accepted, DryRunPassed) or raises the
+one error tree (errors.py); edge/answers.py turns either into Lambda's answer. Everything slow
+(reading IAM, Secrets Manager, the Lambda control plane; writing usage and logs) happens in
+background threads, so a warm call with a free slot makes no network round trip.
+
+The queued paths end here too: an Event call the pump hands a slot (`run_async`), and in cluster
+mode another dispatcher's queued RequestResponse call (`run_queued_sync`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib import authorize as authz
+from chalicelib.admit import payloads
+from chalicelib.admit.admission import Slot
+from chalicelib.authenticate import Identity, verify
+from chalicelib.control.registry import function_name_from
+from chalicelib.errors import (AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable, TooManyRequests,
+                               UnrecognizedClient)
+from chalicelib.model import Accepted, DryRunPassed, FunctionConfig, Invocation, SyncResult
+from chalicelib.record.usage import Execution, ran_record, unrun_record
+from chalicelib.request import HttpRequest, InvokeRequest, new_request_id, parse_invoke
+
+log = logging.getLogger("mk1.invoke")
+
+INVOKE_ACTION = "lambda:InvokeFunction"
+RECORD_DURABLE_WAIT_S = 30.0
+
+
+def account_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else "000000000000"
+
+
+class Invoker:
+    """The call path over the parts the composition root (compose.py) built: `parts` gives the
+    settings, clock, stores and writers, and each function's admission and pool."""
+
+    def __init__(self, parts):
+        self.p = parts
+
+    # -- one call --
+    def invoke(self, req: HttpRequest, function_ref: str):
+        request_id = new_request_id()
+        try:
+            identity = self.authenticate(req)
+            inv = parse_invoke(req, function_ref)
+            config = self.resolve(inv)
+            self.authorize(identity, config)
+            if inv.invocation_type == "DryRun":
+                return DryRunPassed(request_id)
+            if inv.invocation_type == "Event":
+                return self.accept_async(request_id, identity, config, inv)
+            return self.invoke_sync(request_id, identity, config, inv, req.alive, req.later)
+        except Mk1Error as e:
+            e.request_id = request_id
+            raise
+
+    def authenticate(self, req: HttpRequest) -> Identity:
+        p = self.p
+        try:
+            return verify(req.method, req.raw_path, req.query, req.headers, req.body, p.keys)
+        except UnrecognizedClient:
+            pass
+        # A key created a moment ago (re-provisioned): read the keys once more, then decide.
+        try:
+            p.keys.refresh()
+            p.policies.refresh(p.keys.users())
+        except Exception as e:
+            log.warning("refreshing keys failed: %s", e)
+        return verify(req.method, req.raw_path, req.query, req.headers, req.body, p.keys)
+
+    def resolve(self, inv: InvokeRequest) -> FunctionConfig:
+        name, arn_qualifier = function_name_from(inv.function_ref)
+        qualifier = inv.qualifier or arn_qualifier
+        config = self.p.registry.get(name)
+        if qualifier not in (None, "$LATEST"):
+            raise ResourceNotFound(f"Function not found: {config.arn}:{qualifier}")
+        return config
+
+    def authorize(self, identity: Identity, config: FunctionConfig, action: str = INVOKE_ACTION) -> None:
+        decision = self.p.policies.decide(identity.user, action, config.arn)
+        if decision is not authz.Decision.ALLOW:
+            why = "an explicit deny in an identity-based policy" if decision is authz.Decision.DENY \
+                else "no identity-based policy allows the " + action + " action"
+            user_arn = f"arn:aws:iam::{account_of(config.arn)}:user/{identity.user}"
+            raise AccessDenied(f"User: {user_arn} is not authorized to perform: "
+                               f"{action} on resource: {config.arn} because {why}")
+
+    # -- RequestResponse --
+    def invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
+                    inv: InvokeRequest, alive, later) -> SyncResult:
+        p = self.p
+        admission, pool = p.admission(config.name), p.pool(config.name)
+        accepted = p.clock.time()
+        packed: list[dict] = []
+
+        def work() -> dict:
+            """The call as a queue message, for cluster mode: any dispatcher may run it."""
+            packed.append(payloads.pack(p.s3, inv.payload, request_id))
+            return {"user": identity.user, "accepted_at": accepted, "payload": packed[0],
+                    "tail_log": inv.tail_log, "reply_to": p.replies.url if p.replies else ""}
+        invocation = _invocation(request_id, config, inv.payload)
+        try:   # on_grant: the pool takes the call into a container as its slot is granted
+            got = admission.acquire(request_id, alive=alive, work=work,
+                                    on_grant=lambda wake: pool.prepare(invocation, config, wake))
+        except TooManyRequests as e:
+            p.metrics.throttles.labels(config.name).inc()
+            if e.after_wait:
+                self.record_unrun(request_id, identity, config, "RequestResponse", "throttled", accepted)
+            raise
+        except ClientGone:
+            self.record_unrun(request_id, identity, config, "RequestResponse", "cancelled", accepted)
+            raise
+        finally:
+            for packed_payload in packed:
+                payloads.discard(p.s3, packed_payload)
+        if isinstance(got, SyncResult):
+            return got       # run (and recorded) by the dispatcher that took its message
+        with got as slot:
+            run = self.execute(invocation, config, slot)
+        # Its log lines and usage record once the answer is out: they change nothing in it.
+        p.recorder.promise()
+        later(lambda: self.record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
+                                  slot.entered_at or accepted, promised=True))
+        return self.sync_result(request_id, run, slot, inv.tail_log)
+
+    def execute(self, invocation: Invocation, config: FunctionConfig, slot: Slot | None = None) -> Execution:
+        """slot: freed as soon as the function has answered (assign/pool.py answered()), not on return."""
+        outcome, info = self.p.pool(config.name).run(invocation, config,
+                                                     release=slot.release if slot is not None else None)
+        if info.cold:
+            self.p.metrics.cold_starts.labels(config.name).inc()
+        return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs)
+
+    def sync_result(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> SyncResult:
+        info = run.info
+        ran = {"container": info.container_id, "cold": "true" if info.cold else "false",
+               "duration-ms": f"{info.duration_ms:.3f}", "wait-ms": f"{slot.wait_ms:.3f}",
+               "started-at": f"{info.started_at:.6f}", "dispatcher": self.p.instance_id[:16]}
+        if info.init_ms is not None:
+            ran["init-ms"] = f"{info.init_ms:.3f}"
+        return SyncResult(request_id, run.outcome.payload, run.outcome.is_error, ran,
+                          run.log_lines if tail_log else None)
+
+    # -- Event --
+    def accept_async(self, request_id: str, identity: Identity, config: FunctionConfig,
+                     inv: InvokeRequest) -> Accepted:
+        p = self.p
+        body = {"request_id": request_id, "function": config.name, "user": identity.user, "attempt": 0,
+                "accepted_at": p.clock.time(), "payload": payloads.pack(p.s3, inv.payload, request_id)}
+        try:
+            p.results.pending(request_id, config.name, identity.user)
+        except (ClientError, BotoCoreError) as e:
+            raise ServiceUnavailable(f"async calls need the AWS endpoint, which is not answering: {e}") from e
+        p.admission(config.name).enqueue_async(body)
+        return Accepted(request_id)
+
+    def run_async(self, body: dict, receipt: str, slot: Slot) -> None:
+        """The pump handed a queued Event call a slot: run it, record it, retry or dead-letter it."""
+        name, request_id = body["function"], body["request_id"]
+        admission = self.p.admission(name)
+        try:
+            with slot:
+                config = self.p.registry.get(name)
+                run = self.execute(_invocation(request_id, config, payloads.unpack(self.p.s3, body["payload"])),
+                                   config)
+            recorded = threading.Event()
+            self.record(request_id, Identity(body.get("user", "unknown"), ""), config, "Event", run, 0.0,
+                        float(body.get("accepted_at", 0)), attempt=body.get("attempt", 0), written=recorded)
+            self._settle_async(body, run, admission)
+            # The message goes only once the call's usage record is in the table: a dispatcher
+            # dying in between makes SQS deliver the call again (at least once, never lost).
+            if not recorded.wait(RECORD_DURABLE_WAIT_S):
+                log.warning("async %s: usage record not yet written; leaving its message for redelivery",
+                            request_id)
+                return
+            admission.queue.delete(receipt)
+        except Exception:
+            # The message stays in SQS and comes back after its visibility timeout: not lost.
+            log.exception("async invocation %s could not be completed; SQS will redeliver it", request_id)
+
+    def _settle_async(self, body: dict, run: Execution, admission) -> None:
+        """Its result, and a retry (with backoff) or the DLQ for a failed call."""
+        p, request_id = self.p, body["request_id"]
+        attempt = int(body.get("attempt", 0))
+        if run.outcome.is_error and attempt < p.s.MK1_ASYNC_RETRIES:
+            delay = (p.s.MK1_ASYNC_RETRY_BACKOFF_MS / 1000) * (2 ** attempt)
+            admission.enqueue_async({**body, "attempt": attempt + 1}, delay_s=max(1, round(delay)))
+            p.results.update(request_id, "retrying", run.outcome, attempt + 1)
+        elif run.outcome.is_error:
+            admission.queue.to_dlq({**body, "error": run.outcome.payload.decode("utf-8", "replace"),
+                                    "attempts": attempt + 1})
+            p.results.update(request_id, "failed", run.outcome, attempt + 1)
+        else:
+            p.results.update(request_id, "succeeded", run.outcome, attempt + 1)
+            payloads.discard(p.s3, body["payload"])
+
+    # -- cluster mode: another dispatcher's queued RequestResponse call, run here --
+    def run_queued_sync(self, body: dict, receipt: str, slot: Slot) -> None:
+        p = self.p
+        name, request_id = body["function"], body["request_id"]
+        admission = p.admission(name)
+        try:
+            with slot:
+                config = p.registry.get(name)
+                run = self.execute(_invocation(request_id, config, payloads.unpack(p.s3, body["payload"])), config)
+        except Exception as e:
+            # Claimed here, so nobody else runs it: its caller gets the error, not silence.
+            log.exception("queued sync call %s could not run here", request_id)
+            err = e if isinstance(e, Mk1Error) else ServiceUnavailable(f"the call could not run: {e}")
+            self._reply(body, err)
+            admission.queue.delete_later(receipt)
+            return
+        recorded = threading.Event()
+        self.record(request_id, Identity(body.get("user", "unknown"), ""), config, "RequestResponse", run,
+                    slot.wait_ms, float(body.get("accepted_at", 0)), written=recorded)
+        self._reply(body, self.sync_result(request_id, run, slot, bool(body.get("tail_log"))))
+        payloads.discard(p.s3, body["payload"])
+        if not recorded.wait(RECORD_DURABLE_WAIT_S):
+            log.warning("queued sync %s: usage record not yet written", request_id)
+        admission.queue.delete_later(receipt)   # its claim keeps a redelivery from running it again
+
+    def _reply(self, body: dict, answer: SyncResult | Mk1Error) -> None:
+        try:
+            self.p.replies.send(body["reply_to"], body["function"], body["request_id"], answer)
+        except Exception as e:   # the owner is gone: so is its caller
+            log.warning("answer for %s could not reach its dispatcher: %s", body["request_id"], e)
+
+    # -- record --
+    def record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
+               run: Execution, wait_ms: float, accepted: float, attempt: int = 0,
+               written: threading.Event | None = None, promised: bool = False) -> None:
+        """The run's log lines and usage record. accepted: when the dispatcher took the call in
+        (epoch s; an async retry keeps the first)."""
+        p, info, status = self.p, run.info, run.outcome.status
+        record = ran_record(request_id, identity.user, config, itype, run, wait_ms, accepted, attempt)
+        p.recorder.usage(record, written, promised)   # first: it settles a promise (promise())
+        if info.container_id:
+            p.recorder.log(config.name, f"[$LATEST]{info.container_id}", run.log_lines, ts=info.started_at)
+        p.metrics.invocations.labels(config.name, identity.user, status).inc()
+        p.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)
+        p.metrics.wait.labels(config.name).observe(wait_ms / 1000)
+
+    def record_unrun(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
+                     status: str, accepted: float) -> None:
+        p = self.p
+        p.recorder.usage(unrun_record(request_id, identity.user, config, itype, status, accepted,
+                                      p.clock.time(), p.backend.name))
+        p.metrics.invocations.labels(config.name, identity.user, status).inc()
+
+
+def _invocation(request_id: str, config: FunctionConfig, payload: bytes) -> Invocation:
+    return Invocation(request_id, payload, config.arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")

@@ -3,7 +3,7 @@
 Nothing here is on a call's path: `Dispatcher` makes the AWS clients, stores, writers and
 each function's admission and pool (on first use), and hands them to the call path
 (invoke.py) and the read side (queries.py). Cluster mode differs only in what is built here:
-a lease-backed slot source (cluster/slots.py) for each admission, claims and a reply queue.
+a lease-backed slot source (cluster/slots.py) for each admission instead of local counting, claims and a reply queue.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from my_mk1_homework.settings import Settings
 
 from chalicelib import authorize as authz
 from chalicelib.admit.admission import Admission
+from chalicelib.admit.local_slots import LocalSlots
 from chalicelib.admit.queues import WorkQueue
 from chalicelib.assign.pool import FunctionPool
 from chalicelib.authenticate import KeyStore, secrets_manager_loader
@@ -23,7 +24,7 @@ from chalicelib.clock import SystemClock
 from chalicelib.cluster.claims import Claims
 from chalicelib.cluster.leases import Leases
 from chalicelib.cluster.replies import Replies
-from chalicelib.cluster.admission import ClusterAdmission
+from chalicelib.cluster.slots import ClusterSlots
 from chalicelib.control.code import CodeStore
 from chalicelib.control.registry import FunctionRegistry
 from chalicelib.errors import Mk1Error
@@ -149,14 +150,13 @@ class Dispatcher:
             if name not in self.admissions:
                 url = self.sqs.get_queue_url(QueueName=names.queue_name(name))["QueueUrl"]
                 dlq = self.sqs.get_queue_url(QueueName=names.dlq_name(name))["QueueUrl"]
-                kind, extra = (ClusterAdmission, {
-                    "leases": self.leases, "claims": self.claims, "run_sync": self.invoker.run_queued_sync,
-                    "timeout_s": lambda: self.registry.get(name).timeout_s}) if self.leases else (Admission, {})
-                self.admissions[name] = kind(
+                slots = ClusterSlots(self.leases, self.claims, self.invoker.run_queued_sync,
+                                     lambda: self.registry.get(name).timeout_s) if self.leases else LocalSlots()
+                self.admissions[name] = Admission(
                     name, WorkQueue(self._queue_sqs, url, dlq, self.s.MK1_SQS_VISIBILITY_S),
-                    lambda: self._reserved(name), clock=self.clock, max_depth=self.s.MK1_MAX_QUEUE_DEPTH,
+                    lambda: self._reserved(name), slots, clock=self.clock, max_depth=self.s.MK1_MAX_QUEUE_DEPTH,
                     max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000, run_async=self.invoker.run_async,
-                    instance_id=self.instance_id, **extra)
+                    instance_id=self.instance_id)
             return self.admissions[name]
 
     def _reserved(self, name: str) -> int | None:
@@ -167,4 +167,5 @@ class Dispatcher:
 
     def _deliver_answer(self, function: str, request_id: str, answer) -> bool:
         admission = self.admissions.get(function)
-        return isinstance(admission, ClusterAdmission) and admission.answer(request_id, answer)
+        return admission is not None and isinstance(admission.slots, ClusterSlots) and \
+            admission.slots.answer(request_id, answer)

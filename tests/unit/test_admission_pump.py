@@ -1,9 +1,11 @@
-"""The admission wakes its pump only when it has a receive to make (admit.Admission._wake_pump)."""
+"""The admission wakes its pump only when it has a receive to make (Admission.wake_pump_locked, with
+the single-dispatcher slot source, admit/local_slots.py)."""
 import threading
 
 import pytest
 
 from chalicelib.admit.admission import Admission, Waiter
+from chalicelib.admit.local_slots import LocalSlots
 from chalicelib.clock import FakeClock
 
 
@@ -30,16 +32,16 @@ class _Queue:
 
 
 def _admission(cap: int = 3):
-    a = Admission("F", _Queue(), lambda: cap, clock=FakeClock())
+    a = Admission("F", _Queue(), lambda: cap, LocalSlots(), clock=FakeClock())
     wakes = []
-    notify = a._cond.notify_all
-    a._cond.notify_all = lambda: (wakes.append(1), notify())
+    notify = a.cond.notify_all
+    a.cond.notify_all = lambda: (wakes.append(1), notify())
     return a, wakes
 
 
 def _waiting(a: Admission, n: int) -> None:
     for i in range(n):
-        a._waiters[f"w{i}"] = Waiter(f"w{i}", 1e9, 0.0)
+        a.waiters[f"w{i}"] = Waiter(f"w{i}", 1e9, 0.0)
 
 
 @pytest.mark.parametrize("held, woken", [
@@ -48,12 +50,12 @@ def _waiting(a: Admission, n: int) -> None:
 ])
 def test_a_freed_slot_wakes_the_pump_only_if_it_leaves_the_held_messages_low(held, woken):
     a, wakes = _admission()
-    with a._cond:
+    with a.cond:
         a.in_use = 3
         _waiting(a, 10)
-        a._held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(held))
-    a._release()
-    assert a.in_use == 3 and len(a._held) == held - 1 and bool(wakes) is woken
+        a.slots.held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(held))
+    a.slots.release(None)
+    assert a.in_use == 3 and len(a.slots.held) == held - 1 and bool(wakes) is woken
     a.stop()
 
 
@@ -72,9 +74,9 @@ def _queue_one(a: Admission) -> None:
 def test_a_queued_call_wakes_the_pump_only_if_the_held_messages_run_low():
     for held, woken in ((3, False), (1, True)):
         a, wakes = _admission(cap=1)
-        with a._cond:
+        with a.cond:
             a.in_use = 1
-            a._held.extend(({"request_id": f"x{i}", "kind": "sync"}, f"r{i}") for i in range(held))
+            a.slots.held.extend(({"request_id": f"x{i}", "kind": "sync"}, f"r{i}") for i in range(held))
             _waiting(a, 2)
         _queue_one(a)
         assert bool(wakes) is woken and a.queue.sent[0]["request_id"] == "new"

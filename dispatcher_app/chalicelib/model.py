@@ -35,6 +35,8 @@ class Outcome:
 
 @dataclass
 class Invocation:
+    """One call on its way through the pool and a container: everything in flight about it lives
+    here (not in tables keyed by request id), from the hand-off to its answer."""
     request_id: str
     payload: bytes
     function_arn: str
@@ -44,6 +46,16 @@ class Invocation:
     outcome: Outcome | None = None
     done: threading.Event = field(default_factory=threading.Event)
     taken_by: object | None = None   # the Container that took it from the hand-off line (handoff.py)
+    handed: bool = False             # put on the hand-off line as its slot was granted (pool.prepare)
+    # Its slot's release, for the pool to call as soon as the function answers (pool.answered), and
+    # whether it did (then the container is free already). Both under the pool's lock.
+    release: Callable[[], None] | None = field(default=None, repr=False)
+    freed: bool = False
+    # Its execution, whichever thread wakes when: monotonic and wall clock when it went out to the
+    # runtime (one reading), monotonic when its answer came in (container.py).
+    out_at: float | None = None
+    out_wall: float | None = None
+    answered_at: float | None = None
 
     def finish(self, outcome: Outcome) -> bool:
         """First finisher wins (response, crash monitor or timeout race)."""

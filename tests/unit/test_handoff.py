@@ -91,7 +91,7 @@ def test_a_warm_call_sends_its_event_on_the_parked_next_from_its_own_thread(tmp_
     assert sent == [("warm", "caller")] and c._current is inv and c._parked is None
     assert c.arrived("warm") and c.invocation_response("warm", b'{"ok": 1}')
     caller.join(5)
-    assert inv.outcome.status == "success" and c.span("warm") is not None
+    assert inv.outcome.status == "success" and c.span(inv) is not None
     assert c.next_invocation(send) is SENT                       # parked again: a grant sends at once
     woken = []
     granted = _inv("granted")
@@ -120,10 +120,11 @@ def test_a_call_span_is_one_clock_reading_so_one_slots_calls_never_overlap(tmp_p
     c = _reserved(tmp_path, 1, HandOffLine(), clock)
     walls = []
     for rid in ("one", "two"):
-        assert c.hand(_inv(rid), None) and c.next_invocation().request_id == rid
+        inv = _inv(rid)
+        assert c.hand(inv, None) and c.next_invocation().request_id == rid
         clock.advance(0.010)                     # the function runs 10 ms
         assert c.arrived(rid) and c.invocation_response(rid, b"{}")
-        started, started_wall, ended = c.span(rid)
+        started, started_wall, ended = c.span(inv)
         assert started_wall == clock.wall_of(started)
         walls.append((started_wall, clock.wall_of(ended)))
         c.release(clock.monotonic())

@@ -14,7 +14,8 @@ from typing import Callable
 from chalicelib.assign import placement
 from chalicelib.execute.backends.base import Backend
 from chalicelib.clock import SystemClock
-from chalicelib.execute.container import Container, State, lambda_error
+from chalicelib.execute.container import Container, State
+from chalicelib.execute.outcomes import lambda_error
 from chalicelib.execute.handoff import HandOffLine
 from chalicelib.model import ExecInfo, FunctionConfig, Invocation, Outcome
 
@@ -54,21 +55,17 @@ class FunctionPool:
         self._backoff: dict[str, _Backoff] = {}      # code sha -> init-error backoff
         self._current_sha: str | None = None
         self.cold_starts = 0
-        self._handed: set[str] = set()                        # request ids put on the line (prepare())
         self._line = HandOffLine()
-        self._releases: dict[str, Callable[[], None]] = {}    # request id -> its slot's release
-        self._settled: dict[str, bool] = {}                   # request id -> freed by answered()
 
     # -- the call path --
     def run(self, inv: Invocation, config: FunctionConfig,
             release: Callable[[], None] | None = None) -> tuple[Outcome, ExecInfo]:
         """`release` (the call's slot): answered() may call it as soon as the function answers."""
         self._current_sha = config.code_sha
-        if release is not None:
-            self._releases[inv.request_id] = release
+        inv.release = release
         container: Container | None = None
-        if inv.request_id in self._handed:
-            self._handed.discard(inv.request_id)
+        if inv.handed:
+            inv.handed = False
             # Woken once it went out, on whichever expecting container asked first; untaken if the
             # container reserved for it died first: placed here as usual.
             container = inv.taken_by  # type: ignore[assignment]
@@ -85,7 +82,7 @@ class FunctionPool:
         outcome = container.run(inv, config.timeout_s, cold=cold, handed=handed)
         ended = self.clock.monotonic()
         init_ms = container.init_ms if cold else None
-        span = container.span(inv.request_id)
+        span = container.span(inv)
         if span is not None:
             # Until its answer came in, not until this thread happened to wake (its slot and
             # container may be running the next call by then); warm, also from the moment it
@@ -100,9 +97,8 @@ class FunctionPool:
                         started_wall, self.clock.wall_of(ended),
                         read_memory=container.handle.max_memory_mb if container.handle else None)
         # answered() runs before the answer reaches this thread: it has decided by now.
-        self._releases.pop(inv.request_id, None)
         with self._lock:
-            freed = self._settled.pop(inv.request_id, False)
+            inv.release, freed = None, inv.freed
         self._after(container, config, outcome, freed)
         return outcome, info
 
@@ -149,11 +145,11 @@ class FunctionPool:
             if not container.try_reserve():
                 return False
             self._last_picked_seq = container.seq
-            self._handed.add(inv.request_id)
+            inv.handed = True
         if container.hand(inv, wake):
             return True
         with self._lock:
-            self._handed.discard(inv.request_id)
+            inv.handed = False
         container.release(self.clock.monotonic())
         return False
 
@@ -161,13 +157,13 @@ class FunctionPool:
         """The Runtime API thread, as the function answers: free the container and the call's slot
         at once (the admission may hand both to the next call right here), instead of after the
         caller's thread has woken. Only for a container that stays in use."""
-        release = self._releases.pop(inv.request_id, None)
-        if release is None or self.keepalive_s <= 0 or container.code_sha != self._current_sha:
-            return
         with self._lock:
+            release, inv.release = inv.release, None
+            if release is None or self.keepalive_s <= 0 or container.code_sha != self._current_sha:
+                return
             if not container.release(self.clock.monotonic()):
                 return
-            self._settled[inv.request_id] = True
+            inv.freed = True
         release()
 
     def _after(self, container: Container, config: FunctionConfig, outcome: Outcome,

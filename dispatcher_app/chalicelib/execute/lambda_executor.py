@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from my_mk1_homework import run_header
 
-from chalicelib.execute.container import lambda_error
+from chalicelib.execute.outcomes import lambda_error
 from chalicelib.model import ExecInfo, FunctionConfig, Invocation, Outcome
 
 log = logging.getLogger("mk1.executor")

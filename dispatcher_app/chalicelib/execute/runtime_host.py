@@ -1,0 +1,171 @@
+"""The runtime's side of a container: what its Runtime API endpoint calls.
+
+The runtime asks for the next event (`next_invocation`; parked when there is none, so the next
+call's own thread sends it), posts the answer (`invocation_response` / `invocation_error`), or
+reports a failed init. `RuntimeSide` is the part of `Container` (container.py) that serves these,
+under the container's lock and state machine; it is a separate module so each side reads alone.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Callable
+
+from chalicelib.execute import outcomes
+from chalicelib.execute.runtime_api import SENT, NextInvocation, Send
+from chalicelib.execute.states import State
+from chalicelib.model import FunctionConfig, Invocation, Outcome
+
+if TYPE_CHECKING:
+    from chalicelib.clock import SystemClock
+    from chalicelib.execute.handoff import HandOffLine
+
+log = logging.getLogger("mk1.containers")
+
+
+class RuntimeSide:
+    # Set by Container.__init__ (container.py).
+    id: str
+    function: FunctionConfig
+    state: State
+    clock: "SystemClock"
+    created_at: float
+    init_ms: float | None
+    _cond: threading.Condition
+    _ready: threading.Event
+    _pending: Invocation | None
+    _current: Invocation | None
+    _parked: Send | None
+    _line: "HandOffLine"
+    _deferred: list[tuple[Invocation, Outcome]]
+    _wakes: list[Callable[[], None]]
+    _init_error: tuple[bytes, str] | None
+    _on_answer: Callable
+    _on_log: Callable[[str, str], None]
+
+    def _to(self, new: State) -> None: ...   # Container's checked transition
+
+    def _send_parked(self, parked: Send, out: NextInvocation | None) -> None:
+        try:
+            parked(out)
+        except OSError:
+            pass   # the runtime is gone: _gone() finishes the invocation as a crash
+        if out is not None:
+            self.flush_answers()
+
+    def next_invocation(self, send: Send | None = None) -> NextInvocation | object | None:
+        with self._cond:
+            if self.state is State.STARTING:
+                self.init_ms = (self.clock.monotonic() - self.created_at) * 1000
+                self._to(State.BUSY if self._pending is not None else State.READY)
+                self._ready.set()
+            while True:
+                if self._pending is not None:
+                    inv, self._pending = self._pending, None
+                    break
+                taken = self._take_from_line()
+                if taken is not None:
+                    inv = taken
+                    break
+                if self.state not in (State.READY, State.BUSY):
+                    return None
+                if send is not None:
+                    self._parked = send   # the next call's thread answers it (run(), hand(), stop())
+                    return SENT
+                self._cond.wait()
+            return self._go_out(inv)
+
+    def _take_from_line(self) -> Invocation | None:
+        """Caller holds self._cond: the line's oldest call, if this container expects one; its
+        caller's wake-up waits until it went out (flush_answers)."""
+        taken = self._line.take(self.id)
+        if taken is None:
+            return None
+        inv, wake = taken
+        inv.taken_by = self
+        if wake is not None:
+            self._wakes.append(wake)
+        return inv
+
+    def _go_out(self, inv: Invocation) -> NextInvocation:
+        """Caller holds self._cond: `inv` is the one out to the runtime from now."""
+        self._current = inv
+        now = self.clock.monotonic()
+        wall = self.clock.wall_of(now)   # one reading: records of one slot cannot overlap
+        inv.out_at, inv.out_wall = now, wall
+        inv.deadline_ms = int((wall + self.function.timeout_s) * 1000)
+        return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
+
+    def arrived(self, request_id: str) -> bool:
+        """An answer for `request_id` came in: True if that is the invocation out here and not
+        finished (timed out, crashed); its execution ends now, before the 202 is written."""
+        with self._cond:
+            inv = self._out(request_id)
+            if inv is None:
+                return False
+            if inv.answered_at is None:
+                inv.answered_at = self.clock.monotonic()
+            return True
+
+    def _out(self, request_id: str) -> Invocation | None:
+        """Caller holds self._cond: the invocation out here, if it is `request_id` and unfinished."""
+        inv = self._current
+        return inv if inv is not None and inv.request_id == request_id and not inv.done.is_set() else None
+
+    def invocation_response(self, request_id: str, body: bytes) -> bool:
+        return self._complete(request_id, Outcome("success", body))
+
+    def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool:
+        return self._complete(request_id, Outcome("function_error", body, outcomes.error_type_of(body, error_type)))
+
+    def _complete(self, request_id: str, outcome: Outcome) -> bool:
+        with self._cond:   # after arrived(), which ended its span; checked again: it may have timed out since
+            inv = self._out(request_id)
+            if inv is None:
+                return False
+            self._current = None
+        if outcome.status in ("success", "function_error"):
+            try:
+                self._on_answer(self, inv)   # may free this container and hand it the next call
+            except Exception:
+                log.exception("%s: freeing the container after its answer failed", self.id)
+        with self._cond:
+            if (self._pending is not None or self._line.expects(self.id)) and self.state is State.BUSY:
+                # The next call is already here: its /next (which follows this answer on the same
+                # connection) goes out first, then this caller is woken (flush_answers).
+                self._deferred.append((inv, outcome))
+                return True
+        return inv.finish(outcome)
+
+    def span(self, inv: Invocation) -> tuple[float, float, float] | None:
+        """(monotonic out, wall out, monotonic answered) of a finished invocation, if it was answered."""
+        with self._cond:
+            if inv.out_at is None or inv.out_wall is None or inv.answered_at is None:
+                return None
+            return inv.out_at, inv.out_wall, inv.answered_at
+
+    def flush_answers(self) -> None:
+        """After an invocation went out: wake the callers whose answers and hand-offs waited for it."""
+        with self._cond:
+            deferred, self._deferred = self._deferred, []
+            wakes, self._wakes = self._wakes, []
+        for inv, outcome in deferred:
+            inv.finish(outcome)
+        for wake in wakes:
+            wake()
+
+    def init_error(self, body: bytes, error_type: str) -> None:
+        # awslambdaric exits right after posting this; _gone() answers the caller with it.
+        self._init_error = (body, outcomes.error_type_of(body, error_type))
+        log.warning("%s: init error %s", self.id, self._init_error[1])
+
+    def _output(self, line: str) -> None:
+        # An invocation's lines travel with its START/END/REPORT block (record.py);
+        # only output outside any invocation (init, shutdown) is forwarded directly.
+        inv = self._current
+        if inv is not None:
+            inv.logs.append(line)
+        else:
+            self._on_log(self.id, line)
+
+    # -- visibility --

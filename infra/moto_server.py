@@ -168,6 +168,28 @@ def _atomic_dynamodb_writes() -> bool:
                 _swap(DynamoDBBackend, "transact_write_items", "transact_items", make)])
 
 
+def _send_answer(handler, status: str, headers: list, body: bytes) -> None:
+    """The app's answer on a kept connection: its headers but Connection, a Content-Length, head and
+    body in one write."""
+    code_text, _, reason = status.partition(" ")
+    code = int(code_text)
+    handler.send_response(code, reason)
+    names = set()
+    for name, value in headers:
+        if name.lower() != "connection":
+            handler.send_header(name, value)
+            names.add(name.lower())
+    bodiless = handler.command == "HEAD" or code < 200 or code in (204, 304)
+    if "content-length" not in names and not bodiless:
+        handler.send_header("Content-Length", str(len(body)))
+    if handler.close_connection:
+        handler.send_header("Connection", "close")
+    handler._headers_buffer.append(b"\r\n")   # what end_headers() adds; head and body in one write
+    if not bodiless:
+        handler._headers_buffer.append(body)
+    handler.flush_headers()
+
+
 def _keep_alive() -> bool:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
@@ -208,25 +230,7 @@ def _keep_alive() -> bool:
                 self.close_connection = True
                 started[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
                 chunks = [b"Internal Server Error"]
-            status, headers = started
-            code_text, _, reason = status.partition(" ")
-            code = int(code_text)
-            body = b"".join(chunks)
-            self.send_response(code, reason)
-            names = set()
-            for name, value in headers:
-                if name.lower() != "connection":
-                    self.send_header(name, value)
-                    names.add(name.lower())
-            bodiless = self.command == "HEAD" or code < 200 or code in (204, 304)
-            if "content-length" not in names and not bodiless:
-                self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self._headers_buffer.append(b"\r\n")   # what end_headers() adds; head and body in one write
-            if not bodiless:
-                self._headers_buffer.append(body)
-            self.flush_headers()
+            _send_answer(self, *started, b"".join(chunks))
         return run_wsgi
 
     MotoRequestHandler.disable_nagle_algorithm = True   # a kept connection's next small write must not wait

@@ -156,7 +156,7 @@ class Provisioner:
         except ClientError as e:
             if not _exists(e, "ValidationException"):   # "TimeToLive is already enabled"
                 raise
-        # Cluster mode's concurrency leases (function, slot): see chalicelib/leases.py.
+        # Cluster mode's concurrency leases (function, slot): see chalicelib/cluster/leases.py.
         self._table(names.LEASES_TABLE, attrs=[("function", "S"), ("slot", "N")],
                     keys=[("function", "HASH"), ("slot", "RANGE")])
 

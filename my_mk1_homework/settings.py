@@ -1,7 +1,7 @@
 """Every knob of mk1, declared once: name, default, meaning.
 
 Read from the environment when `load()` is called (never frozen at import time),
-so tests and `make up` can each build their own `Settings`. The README's
+so tests and `make up` can each build their own `Settings`. docs/CONFIGURATION.md's
 configuration table is checked against `SETTINGS` by a test.
 """
 from __future__ import annotations

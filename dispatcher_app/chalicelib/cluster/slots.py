@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from chalicelib.admit.admission import Slot, Waiter
 from chalicelib.cluster.claims import Claims
 from chalicelib.cluster.leases import Leases
+from chalicelib.cluster.serve import MessageServer
+from chalicelib.cluster.waiting import ClusterWaiter, LeaseSlot
 from chalicelib.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -32,36 +33,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mk1.cluster")
 
-LEASE_RETRY_S = 0.02
 ANSWER_MARGIN_S = 30.0   # a claimed call's answer may take the function's timeout plus this
 
 SyncRunner = Callable[[dict, str, Slot], None]
-
-
-@dataclass
-class ClusterWaiter(Waiter):
-    lease: int | None = None         # the global slot granted to this call
-    answer: object | None = None     # the result (or error) of its run on another dispatcher
-    elsewhere: bool = False          # another dispatcher claimed the call and runs it
-    next_watch: float = 0.0          # when to look at its runner again
-    runner_missing: int = 0          # checks that found its runner holding no lease
-
-
-class LeaseSlot(Slot):
-    def __init__(self, give_back, wait_ms: float, lease: int, request_id: str, entered_at: float | None = None):
-        super().__init__(give_back, wait_ms, entered_at)
-        self.lease, self.request_id = lease, request_id
 
 
 class ClusterSlots:
     def __init__(self, leases: Leases, claims: Claims, run_sync: SyncRunner, timeout_s: Callable[[], float]):
         self.leases, self.claims, self.run_sync, self.timeout_s = leases, claims, run_sync, timeout_s
         self.a: Admission = None  # type: ignore[assignment]   # set by bind()
-        self._freed = threading.Event()                 # a lease of ours came back: try for one now
+        self.freed = threading.Event()                 # a lease of ours came back: try for one now
         self._releases: queue.Queue[LeaseSlot] = queue.Queue()
 
     def bind(self, admission: "Admission") -> None:
         self.a = admission
+        self.server = MessageServer(self)
         threading.Thread(target=self._release_loop, daemon=True, name="lease-release").start()
 
     # -- taking a slot --
@@ -194,7 +180,7 @@ class ClusterSlots:
         while True:
             slot = self._releases.get()
             self.leases.release(self.a.function, slot.lease, slot.request_id)
-            self._freed.set()
+            self.freed.set()
 
     # -- the pump: a competing consumer of the shared queue --
     def wants_receive_locked(self, now: float) -> tuple[bool, int]:
@@ -209,105 +195,10 @@ class ClusterSlots:
     def on_messages(self, messages: list[tuple[dict, str]]) -> None:
         for body, receipt in messages:
             try:
-                self._serve(body, receipt)
+                self.server.serve(body, receipt)
             except Exception:
                 log.exception("%s: serving a queued call failed; SQS delivers it again", self.a.function)
                 self.a.queue.give_back(receipt)
-
-    def _serve(self, body: dict, receipt: str) -> None:
-        """One message from the shared queue: wait for a lease, claim the call, then run it here
-        or (its owner's own message) hand the lease to the caller waiting in this process."""
-        a = self.a
-        rid, kind = body.get("request_id", ""), body.get("kind")
-        mine = body.get("owner") == a.instance_id
-        waiter = self._its_waiter(body, receipt, mine) if kind == "sync" else None
-        if waiter is False:
-            return
-        lease = self._lease(rid, waiter)
-        if lease is None:
-            if waiter is not None and waiter.cancelled:
-                a.queue.delete_later(receipt)
-            else:
-                a.queue.give_back(receipt)   # shutting down: another dispatcher runs it
-            return
-        slot = LeaseSlot(self.release, 0.0, lease, rid)
-        with a.cond:
-            a.take_locked()
-        if not self._claimed(kind, rid, slot, receipt):
-            return
-        if waiter is not None:
-            self._grant(waiter, slot, receipt)
-        else:
-            self._run_here(body, receipt, slot, mine)
-
-    def _its_waiter(self, body: dict, receipt: str, mine: bool) -> ClusterWaiter | None | bool:
-        """A sync call's waiting caller if it is ours; None if another dispatcher's call may still
-        run here; False (message deleted) if nobody waits for it any more."""
-        a = self.a
-        if mine:
-            with a.cond:
-                waiter = a.waiters.get(body.get("request_id", ""))
-            if waiter is None or waiter.cancelled:
-                a.queue.delete_later(receipt)
-                return False
-            return waiter  # type: ignore[return-value]
-        if a.clock.time() > float(body.get("expires", 0)) or "payload" not in body:
-            a.queue.delete_later(receipt)   # its caller stopped waiting long ago
-            return False
-        return None
-
-    def _claimed(self, kind: str | None, rid: str, slot: LeaseSlot, receipt: str) -> bool:
-        try:
-            won = kind != "sync" or self.claims.claim(rid, "running")
-        except Exception:
-            slot.release()
-            raise
-        if not won:
-            slot.release()                      # its caller gave up first, or it ran already
-            self.a.queue.delete_later(receipt)
-        return won
-
-    def _grant(self, waiter: ClusterWaiter, slot: LeaseSlot, receipt: str) -> None:
-        a = self.a
-        with a.cond:
-            if not waiter.cancelled:
-                a.waiters.pop(waiter.request_id, None)
-                waiter.granted, waiter.receipt, waiter.lease = True, receipt, slot.lease
-                waiter.granted_at = a.clock.monotonic()
-                waiter.event.set()
-                return
-        slot.release()
-        a.queue.delete_later(receipt)
-
-    def _run_here(self, body: dict, receipt: str, slot: LeaseSlot, mine: bool) -> None:
-        a = self.a
-        rid, kind = body.get("request_id", ""), body.get("kind")
-        if kind == "sync":
-            slot.wait_ms = max(0.0, (a.clock.time() - float(body.get("accepted_at", 0))) * 1000)
-            runner = self.run_sync
-        else:
-            if mine:
-                with a.cond:
-                    a.async_pending = max(0, a.async_pending - 1)
-            runner = a.run_async
-        if runner is None:
-            slot.release()
-            a.queue.give_back(receipt)
-            return
-        threading.Thread(target=runner, args=(body, receipt, slot), daemon=True, name=f"{kind}-{rid}").start()
-
-    def _lease(self, rid: str, waiter: Waiter | None) -> int | None:
-        """Wait for a global slot (the pump serves one message at a time, in queue order)."""
-        a = self.a
-        while a.running:
-            if waiter is not None and waiter.cancelled:
-                return None
-            self._freed.clear()
-            lease = self.leases.try_acquire(a.function, a.cap(), rid)
-            if lease is not None:
-                return lease
-            self._freed.wait(LEASE_RETRY_S)
-        return None
 
     def describe(self) -> dict:
         try:

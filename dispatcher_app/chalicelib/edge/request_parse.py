@@ -58,37 +58,15 @@ class LeanRequestParsing:
 
     def parse_request(self) -> bool:
         self.command = None
-        self.request_version = version = self.default_request_version
+        self.request_version = self.default_request_version
         self.close_connection = True
         requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         self.requestline = requestline
         words = requestline.split()
         if len(words) == 0:
             return False
-        if len(words) >= 3:
-            version = words[-1]
-            try:
-                if not version.startswith("HTTP/"):
-                    raise ValueError
-                base_version_number = version.split("/", 1)[1]
-                version_number = base_version_number.split(".")
-                if len(version_number) != 2:
-                    raise ValueError
-                if any(not c.isdigit() for c in version_number):
-                    raise ValueError("non digit in http version")
-                if any(len(c) > 10 for c in version_number):
-                    raise ValueError("unreasonable length http version")
-                version_number = int(version_number[0]), int(version_number[1])
-            except (ValueError, IndexError):
-                self.send_error(HTTPStatus.BAD_REQUEST, "Bad request version (%r)" % version)
-                return False
-            if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
-                self.close_connection = False
-            if version_number >= (2, 0):
-                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
-                                "Invalid HTTP version (%s)" % base_version_number)
-                return False
-            self.request_version = version
+        if len(words) >= 3 and not self._read_version(words[-1]):
+            return False
         if not 2 <= len(words) <= 3:
             self.send_error(HTTPStatus.BAD_REQUEST, "Bad request syntax (%r)" % requestline)
             return False
@@ -101,6 +79,34 @@ class LeanRequestParsing:
         self.command, self.path = command, path
         if self.path.startswith("//"):
             self.path = "/" + self.path.lstrip("/")   # gh-87389, as http.server
+        return self._read_headers()
+
+    def _read_version(self, version: str) -> bool:
+        try:
+            if not version.startswith("HTTP/"):
+                raise ValueError
+            base_version_number = version.split("/", 1)[1]
+            version_number = base_version_number.split(".")
+            if len(version_number) != 2:
+                raise ValueError
+            if any(not c.isdigit() for c in version_number):
+                raise ValueError("non digit in http version")
+            if any(len(c) > 10 for c in version_number):
+                raise ValueError("unreasonable length http version")
+            version_number = int(version_number[0]), int(version_number[1])
+        except (ValueError, IndexError):
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad request version (%r)" % version)
+            return False
+        if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        if version_number >= (2, 0):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                            "Invalid HTTP version (%s)" % base_version_number)
+            return False
+        self.request_version = version
+        return True
+
+    def _read_headers(self) -> bool:
         try:
             self.headers = parse_headers(self.rfile)
         except http.client.LineTooLong as err:

@@ -6,7 +6,8 @@ the container's own loopback and forwards each connection to the socket, then
 runs awslambdaric as a child pointed at that loopback port and exits with the
 child's status. Standard library only: it runs on the image's bare Python.
 
-Usage: python3 shim.py HANDLER
+Usage: python3 shim.py HANDLER          (python3.x runtimes: awslambdaric over HANDLER)
+       python3 shim.py --exec PROGRAM   (custom runtimes: the function's own bootstrap)
 """
 from __future__ import annotations
 
@@ -59,8 +60,12 @@ def _serve(listener: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: shim.py HANDLER", file=sys.stderr)
+    if len(argv) == 3 and argv[1] == "--exec":
+        command = [argv[2]]
+    elif len(argv) == 2:
+        command = [sys.executable, "-m", "awslambdaric", argv[1]]
+    else:
+        print("usage: shim.py HANDLER | shim.py --exec PROGRAM", file=sys.stderr)
         return 2
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,7 +73,7 @@ def main(argv: list[str]) -> int:
     listener.listen(16)  # bound before awslambdaric starts, so its first connect cannot miss
     threading.Thread(target=_serve, args=(listener,), daemon=True).start()
     env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": f"{LISTEN[0]}:{LISTEN[1]}"}
-    child = subprocess.run([sys.executable, "-m", "awslambdaric", argv[1]], env=env, stdin=subprocess.DEVNULL)
+    child = subprocess.run(command, env=env, stdin=subprocess.DEVNULL)
     code = child.returncode
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell would
 

@@ -40,6 +40,9 @@ One patch is for fidelity, not speed:
   run under a cap of 3 on a loaded machine). Every write to the tables (put, update, delete,
   transaction; BatchWriteItem writes through put and delete) is done under one lock.
 
+Others carry moto's Lambda API where mk1 needs more of it (infra/moto_lambda.py: function code
+served back from this server, published versions that keep their code).
+
 Each patch checks that the code it replaces is what it expects (moto is pinned in constraints.txt)
 and otherwise leaves moto as it is: mk1 then runs slower (without the last one, cluster mode's cap
 holds only as far as moto's race lets it), never differently otherwise.
@@ -52,6 +55,8 @@ import logging
 import sys
 import threading
 import time
+
+from infra import moto_lambda
 
 log = logging.getLogger("mk1.moto")
 
@@ -240,7 +245,7 @@ def _keep_alive() -> bool:
 PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,
            "service-list": _cache_module_list, "response-methods": _cache_method_names,
            "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes,
-           "keep-alive": _keep_alive}
+           "keep-alive": _keep_alive, **moto_lambda.PATCHES}
 
 
 def apply() -> dict[str, bool]:
@@ -255,7 +260,19 @@ def apply() -> dict[str, bool]:
     return applied
 
 
+def _base_url(argv: list[str]) -> str:
+    """http://HOST:PORT of this server, from moto_server's own -H/-p flags."""
+    host, port = "127.0.0.1", "5000"
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("-H", "--host"):
+            host = argv[i + 1]
+        elif arg in ("-p", "--port"):
+            port = argv[i + 1]
+    return f"http://{host}:{port}"
+
+
 def main(argv: list[str] | None = None) -> None:
+    moto_lambda.set_base_url(_base_url(sys.argv[1:] if argv is None else argv))
     applied = apply()
     skipped = [n for n, ok in applied.items() if not ok]
     if skipped:

@@ -120,25 +120,7 @@ class Provisioner:
     def queues(self) -> dict[str, str]:
         urls = {}
         for fn in names.FUNCTIONS:
-            dlq = self.sqs.create_queue(QueueName=names.dlq_name(fn),
-                                        Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
-            dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
-                "Attributes"]["QueueArn"]
-            attrs = {
-                "VisibilityTimeout": "900",
-                "MessageRetentionPeriod": "1209600",
-                # A message received this often without being finished is poison: park it.
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
-            }
-            try:
-                q = self.sqs.create_queue(QueueName=names.queue_name(fn), Attributes=attrs)["QueueUrl"]
-            except ClientError as e:
-                if not _exists(e, "QueueAlreadyExists", "QueueNameExists"):
-                    raise
-                q = self.sqs.get_queue_url(QueueName=names.queue_name(fn))["QueueUrl"]
-                self.sqs.set_queue_attributes(QueueUrl=q, Attributes=attrs)
-            urls[names.queue_name(fn)] = q
-            urls[names.dlq_name(fn)] = dlq
+            urls[names.queue_name(fn)], urls[names.dlq_name(fn)] = ensure_queues(self.sqs, fn)
         return urls
 
     def tables(self) -> None:
@@ -239,3 +221,25 @@ def provision(settings: Settings) -> Provisioned:
     p.log_groups()
     out.functions = p.functions()
     return out
+
+
+def ensure_queues(sqs, fn: str) -> tuple[str, str]:
+    """The function's queue pair (the waiting calls' queue and its DLQ), made or brought up to date:
+    provisioning makes the built-in functions' pairs; the dispatcher makes a deployed function's
+    on its first call. Idempotent. -> (queue URL, DLQ URL)."""
+    dlq = sqs.create_queue(QueueName=names.dlq_name(fn), Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attrs = {
+        "VisibilityTimeout": "900",
+        "MessageRetentionPeriod": "1209600",
+        # A message received this often without being finished is poison: park it.
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+    }
+    try:
+        q = sqs.create_queue(QueueName=names.queue_name(fn), Attributes=attrs)["QueueUrl"]
+    except ClientError as e:
+        if not _exists(e, "QueueAlreadyExists", "QueueNameExists"):
+            raise
+        q = sqs.get_queue_url(QueueName=names.queue_name(fn))["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=q, Attributes=attrs)
+    return q, dlq

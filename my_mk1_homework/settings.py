@@ -56,6 +56,9 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
             "Which idle warm container serves a call: round-robin or warm-first (most recently used)."),
     Setting("MK1_START_TIMEOUT_MS", 60_000, int,
             "Time a new container may take to finish init (import + load()) before it is failed."),
+    Setting("MK1_RUNTIMES_DIR", str(PROJECT_ROOT / ".mk1" / "runtimes"), str,
+            "Where the process backend keeps the Lambda runtime client for each python3.x runtime "
+            "other than the dispatcher's own Python (installed there on first use)."),
     Setting("MK1_INIT_BACKOFF_MS", 2_000, int,
             "After an init error, new cold starts of that code wait this long (doubling, max 60 s)."),
     Setting("MK1_MAX_QUEUE_DEPTH", 200, int,

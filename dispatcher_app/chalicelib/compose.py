@@ -12,6 +12,7 @@ import threading
 import uuid
 
 from infra import aws, names
+from infra.provision import ensure_queues
 from my_mk1_homework.settings import Settings
 
 from chalicelib import authorize as authz
@@ -48,7 +49,7 @@ class Dispatcher:
         self.ddb, self.logs, self.iam = c("dynamodb"), c("logs"), c("iam")
         self.keys = KeyStore(secrets_manager_loader(c("secretsmanager"), names.USERS_SECRET))
         self.policies = authz.PolicyStore(self.iam)
-        self.registry = FunctionRegistry(self.lam, self.clock)
+        self.registry = FunctionRegistry(self.lam, self.clock, settings.region)
         local = settings.embedded_aws or "127.0.0.1" in settings.aws_endpoint or "localhost" in settings.aws_endpoint
         self.code = CodeStore(self.lam, self.s3, settings.home / "code", local_endpoint=local)
         self.backend = backend or select_backend(settings)
@@ -96,7 +97,19 @@ class Dispatcher:
     def refresh_control_plane(self) -> None:
         self.keys.refresh()
         self.policies.refresh(self.keys.users())
-        self.registry.refresh()
+        for name in [*self.registry.refresh(), *self.registry.take_gone()]:
+            self._retire(name)
+
+    def _retire(self, name: str) -> None:
+        """A deleted function: its calls now answer ResourceNotFoundException; its pump and
+        containers stop (a call still running finishes first, within the pool's stop)."""
+        with self._lock:
+            admission, pool = self.admissions.pop(name, None), self.pools.pop(name, None)
+        log.info("%s was deleted: stopping its containers", name)
+        if admission is not None:
+            admission.stop()
+        if pool is not None:
+            threading.Thread(target=pool.shutdown, daemon=True, name=f"retire-{name}").start()
 
     def _refresh_loop(self) -> None:
         every = self.s.MK1_CONTROL_REFRESH_MS / 1000
@@ -142,14 +155,13 @@ class Dispatcher:
                     policy=self.s.MK1_PLACEMENT, keepalive_s=self.s.MK1_KEEPALIVE_MS / 1000,
                     start_timeout_s=self.s.MK1_START_TIMEOUT_MS / 1000,
                     init_backoff_s=self.s.MK1_INIT_BACKOFF_MS / 1000,
-                    on_log=lambda fn, cid, line: self.recorder.log(fn, f"[$LATEST]{cid}", [line]))
+                    on_log=lambda fn, stream, line: self.recorder.log(fn, stream, [line]))
             return self.pools[name]
 
     def admission(self, name: str) -> Admission:
         with self._lock:
             if name not in self.admissions:
-                url = self.sqs.get_queue_url(QueueName=names.queue_name(name))["QueueUrl"]
-                dlq = self.sqs.get_queue_url(QueueName=names.dlq_name(name))["QueueUrl"]
+                url, dlq = self._queues(name)
                 slots = ClusterSlots(self.leases, self.claims, self.invoker.run_queued_sync,
                                      lambda: self.registry.get(name).timeout_s) if self.leases else LocalSlots()
                 self.admissions[name] = Admission(
@@ -158,6 +170,16 @@ class Dispatcher:
                     max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000, run_async=self.invoker.run_async,
                     instance_id=self.instance_id)
             return self.admissions[name]
+
+    def _queues(self, name: str) -> tuple[str, str]:
+        """The function's queue pair; a function deployed with the Lambda API alone (not by mk1's
+        provisioning) gets its pair made here, on its first call."""
+        try:
+            return (self.sqs.get_queue_url(QueueName=names.queue_name(name))["QueueUrl"],
+                    self.sqs.get_queue_url(QueueName=names.dlq_name(name))["QueueUrl"])
+        except self.sqs.exceptions.QueueDoesNotExist:
+            log.info("%s: making its SQS queue pair", name)
+            return ensure_queues(self.sqs, name)
 
     def _reserved(self, name: str) -> int | None:
         try:

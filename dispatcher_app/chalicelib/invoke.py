@@ -22,9 +22,9 @@ from chalicelib.admit import payloads
 from chalicelib.admit.admission import Slot
 from chalicelib.authenticate import Identity, verify
 from chalicelib.control.registry import function_name_from
-from chalicelib.errors import (AccessDenied, ClientGone, Mk1Error, ResourceNotFound, ServiceUnavailable, TooManyRequests,
+from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ServiceUnavailable, TooManyRequests,
                                UnrecognizedClient)
-from chalicelib.model import Accepted, DryRunPassed, FunctionConfig, Invocation, SyncResult
+from chalicelib.model import Accepted, DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
 from chalicelib.record.usage import Execution, ran_record, unrun_record
 from chalicelib.request import HttpRequest, InvokeRequest, new_request_id, parse_invoke
 
@@ -52,13 +52,13 @@ class Invoker:
         try:
             identity = self.authenticate(req)
             inv = parse_invoke(req, function_ref)
-            config = self.resolve(inv)
-            self.authorize(identity, config)
+            config, invoked_arn = self.resolve(inv)
+            self.authorize(identity, config, invoked_arn)
             if inv.invocation_type == "DryRun":
                 return DryRunPassed(request_id)
             if inv.invocation_type == "Event":
-                return self.accept_async(request_id, identity, config, inv)
-            return self.invoke_sync(request_id, identity, config, inv, req.alive, req.later)
+                return self.accept_async(request_id, identity, config, inv, invoked_arn)
+            return self.invoke_sync(request_id, identity, config, inv, invoked_arn, req.alive, req.later)
         except Mk1Error as e:
             e.request_id = request_id
             raise
@@ -77,26 +77,31 @@ class Invoker:
             log.warning("refreshing keys failed: %s", e)
         return verify(req.method, req.raw_path, req.query, req.headers, req.body, p.keys)
 
-    def resolve(self, inv: InvokeRequest) -> FunctionConfig:
+    def resolve(self, inv: InvokeRequest) -> tuple[FunctionConfig, str]:
+        """The version this call runs ($LATEST, a version, or an alias's pick), and the ARN it was
+        invoked by (qualified when a qualifier was given: the runtime's invoked_function_arn)."""
         name, arn_qualifier = function_name_from(inv.function_ref)
+        if inv.qualifier and arn_qualifier and inv.qualifier != arn_qualifier:
+            raise InvalidParameterValue("The derived qualifier from the function name does not match the "
+                                        "specified qualifier.")
         qualifier = inv.qualifier or arn_qualifier
-        config = self.p.registry.get(name)
-        if qualifier not in (None, "$LATEST"):
-            raise ResourceNotFound(f"Function not found: {config.arn}:{qualifier}")
-        return config
+        config = self.p.registry.resolve(name, qualifier)
+        return config, f"{config.arn}:{qualifier}" if qualifier else config.arn
 
-    def authorize(self, identity: Identity, config: FunctionConfig, action: str = INVOKE_ACTION) -> None:
-        decision = self.p.policies.decide(identity.user, action, config.arn)
+    def authorize(self, identity: Identity, config: FunctionConfig, resource: str,
+                  action: str = INVOKE_ACTION) -> None:
+        """IAM decides on the ARN as invoked: a qualified call needs a grant of the qualified ARN."""
+        decision = self.p.policies.decide(identity.user, action, resource)
         if decision is not authz.Decision.ALLOW:
             why = "an explicit deny in an identity-based policy" if decision is authz.Decision.DENY \
                 else "no identity-based policy allows the " + action + " action"
             user_arn = f"arn:aws:iam::{account_of(config.arn)}:user/{identity.user}"
             raise AccessDenied(f"User: {user_arn} is not authorized to perform: "
-                               f"{action} on resource: {config.arn} because {why}")
+                               f"{action} on resource: {resource} because {why}")
 
     # -- RequestResponse --
     def invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
-                    inv: InvokeRequest, alive, later) -> SyncResult:
+                    inv: InvokeRequest, invoked_arn: str, alive, later) -> SyncResult:
         p = self.p
         admission, pool = p.admission(config.name), p.pool(config.name)
         accepted = p.clock.time()
@@ -106,8 +111,9 @@ class Invoker:
             """The call as a queue message, for cluster mode: any dispatcher may run it."""
             packed.append(payloads.pack(p.s3, inv.payload, request_id))
             return {"user": identity.user, "accepted_at": accepted, "payload": packed[0],
-                    "tail_log": inv.tail_log, "reply_to": p.replies.url if p.replies else ""}
-        invocation = _invocation(request_id, config, inv.payload)
+                    "tail_log": inv.tail_log, "reply_to": p.replies.url if p.replies else "",
+                    "version": config.version, "invoked_arn": invoked_arn}
+        invocation = _invocation(request_id, invoked_arn, inv.payload)
         try:   # on_grant: the pool takes the call into a container as its slot is granted
             got = admission.acquire(request_id, alive=alive, work=work,
                                     on_grant=lambda wake: pool.prepare(invocation, config, wake))
@@ -138,7 +144,7 @@ class Invoker:
                                                      release=slot.release if slot is not None else None)
         if info.cold:
             self.p.metrics.cold_starts.labels(config.name).inc()
-        return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs)
+        return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs, config.version)
 
     def sync_result(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> SyncResult:
         info = run.info
@@ -148,14 +154,15 @@ class Invoker:
         if info.init_ms is not None:
             ran["init-ms"] = f"{info.init_ms:.3f}"
         return SyncResult(request_id, run.outcome.payload, run.outcome.is_error, ran,
-                          run.log_lines if tail_log else None)
+                          run.log_lines if tail_log else None, run.version)
 
     # -- Event --
     def accept_async(self, request_id: str, identity: Identity, config: FunctionConfig,
-                     inv: InvokeRequest) -> Accepted:
+                     inv: InvokeRequest, invoked_arn: str) -> Accepted:
         p = self.p
         body = {"request_id": request_id, "function": config.name, "user": identity.user, "attempt": 0,
-                "accepted_at": p.clock.time(), "payload": payloads.pack(p.s3, inv.payload, request_id)}
+                "accepted_at": p.clock.time(), "payload": payloads.pack(p.s3, inv.payload, request_id),
+                "version": config.version, "invoked_arn": invoked_arn}
         try:
             p.results.pending(request_id, config.name, identity.user)
         except (ClientError, BotoCoreError) as e:
@@ -169,8 +176,8 @@ class Invoker:
         admission = self.p.admission(name)
         try:
             with slot:
-                config = self.p.registry.get(name)
-                run = self.execute(_invocation(request_id, config, payloads.unpack(self.p.s3, body["payload"])),
+                config = self.p.registry.version(name, body.get("version"))
+                run = self.execute(_queued_invocation(body, config, payloads.unpack(self.p.s3, body["payload"])),
                                    config)
             recorded = threading.Event()
             self.record(request_id, Identity(body.get("user", "unknown"), ""), config, "Event", run, 0.0,
@@ -210,8 +217,8 @@ class Invoker:
         admission = p.admission(name)
         try:
             with slot:
-                config = p.registry.get(name)
-                run = self.execute(_invocation(request_id, config, payloads.unpack(p.s3, body["payload"])), config)
+                config = p.registry.version(name, body.get("version"))
+                run = self.execute(_queued_invocation(body, config, payloads.unpack(p.s3, body["payload"])), config)
         except Exception as e:
             # Claimed here, so nobody else runs it: its caller gets the error, not silence.
             log.exception("queued sync call %s could not run here", request_id)
@@ -244,7 +251,8 @@ class Invoker:
         record = ran_record(request_id, identity.user, config, itype, run, wait_ms, accepted, attempt)
         p.recorder.usage(record, written, promised)   # first: it settles a promise (promise())
         if info.container_id:
-            p.recorder.log(config.name, f"[$LATEST]{info.container_id}", run.log_lines, ts=info.started_at)
+            p.recorder.log(config.name, log_stream_name(config.version, info.container_id), run.log_lines,
+                           ts=info.started_at)
         p.metrics.invocations.labels(config.name, identity.user, status).inc()
         p.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)
         p.metrics.wait.labels(config.name).observe(wait_ms / 1000)
@@ -257,5 +265,9 @@ class Invoker:
         p.metrics.invocations.labels(config.name, identity.user, status).inc()
 
 
-def _invocation(request_id: str, config: FunctionConfig, payload: bytes) -> Invocation:
-    return Invocation(request_id, payload, config.arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
+def _invocation(request_id: str, invoked_arn: str, payload: bytes) -> Invocation:
+    return Invocation(request_id, payload, invoked_arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
+
+
+def _queued_invocation(body: dict, config: FunctionConfig, payload: bytes) -> Invocation:
+    return _invocation(body["request_id"], body.get("invoked_arn") or config.version_arn, payload)

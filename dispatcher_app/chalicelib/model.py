@@ -1,6 +1,7 @@
 """Plain data passed along the call path."""
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -8,17 +9,45 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class FunctionConfig:
-    """A function as the Lambda control plane describes it (refreshed in the background)."""
+    """One version of a function as the Lambda control plane describes it (refreshed in the
+    background): $LATEST, or a published version (frozen code and configuration)."""
     name: str
-    arn: str
+    arn: str                      # the function's ARN, unqualified
     code_sha: str
     handler: str
     runtime: str
     timeout_s: float
     memory_mb: int
     env: dict
-    reserved: int | None          # reserved concurrency; None = not set (account pool)
+    reserved: int | None          # reserved concurrency, the function's (all versions share it); None = not set
     code_location: str = ""
+    version: str = "$LATEST"
+    layers: tuple = ()            # layer version ARNs
+    generation: int = field(default=0, compare=False)   # which control-plane read it came from
+
+    @functools.cached_property
+    def fingerprint(self) -> tuple:
+        """What an execution environment is made from: a container serves only calls of its own
+        version and fingerprint, so a changed handler, environment, memory, timeout, runtime or
+        code reaches the next call through a new container (the old ones drain)."""
+        return (self.version, self.code_sha, self.handler, self.runtime, self.timeout_s, self.memory_mb,
+                tuple(sorted(self.env.items())), self.layers)
+
+    @property
+    def version_arn(self) -> str:
+        return self.arn if self.version == "$LATEST" else f"{self.arn}:{self.version}"
+
+
+def log_stream_name(version: str, container_id: str) -> str:
+    """A container's CloudWatch log stream, as Lambda names an environment's: [VERSION]id."""
+    return f"[{version}]{container_id}"
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    version: str                               # the version it points to
+    weights: tuple[tuple[str, float], ...] = ()  # RoutingConfig.AdditionalVersionWeights
 
 
 @dataclass
@@ -97,16 +126,17 @@ class SyncResult:
     function_error: bool          # the function failed (Lambda: X-Amz-Function-Error: Unhandled)
     run: dict[str, str]           # container, cold, duration-ms, wait-ms, started-at, dispatcher[, init-ms]
     log_lines: list[str] | None = None   # START .. REPORT, when the caller asked for the log (Tail)
+    executed_version: str = "$LATEST"
 
     def as_data(self, pack: Callable[[bytes], dict]) -> dict:
         """Plain data for a reply queue (cluster mode); pack stores the payload."""
         return {"payload": pack(self.payload), "function_error": self.function_error, "run": self.run,
-                "log_lines": self.log_lines}
+                "log_lines": self.log_lines, "executed_version": self.executed_version}
 
     @classmethod
     def from_data(cls, request_id: str, data: dict, unpack: Callable[[dict], bytes]) -> "SyncResult":
         return cls(request_id, unpack(data["payload"]), bool(data["function_error"]), dict(data["run"]),
-                   data.get("log_lines"))
+                   data.get("log_lines"), data.get("executed_version", "$LATEST"))
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ def doc(*statements):
 
 
 def test_shipped_policies_give_each_user_exactly_their_functions():
+    """user1 and user2 their one function (any version or alias of it); admin every function."""
     p = {u: [json.loads((POLICIES / f"{u}.json").read_text())] for u in ("user1", "user2", "admin")}
-    want = {"user1": {"RuntimeAlpha"}, "user2": {"RuntimeBeta"}, "admin": {"RuntimeAlpha", "RuntimeBeta"}}
+    want = {"user1": {"RuntimeAlpha"}, "user2": {"RuntimeBeta"}, "admin": {"RuntimeAlpha", "RuntimeBeta", "Other"}}
     for user, fns in want.items():
         for fn in ("RuntimeAlpha", "RuntimeBeta", "Other"):
             expected = Decision.ALLOW if fn in fns else Decision.NO_MATCH
-            assert evaluate(p[user], "lambda:InvokeFunction", ARN.format(fn)) is expected, (user, fn)
+            for resource in (ARN.format(fn), ARN.format(fn) + ":1", ARN.format(fn) + ":live"):
+                assert evaluate(p[user], "lambda:InvokeFunction", resource) is expected, (user, resource)
 
 
 def test_explicit_deny_wins_and_wildcards_match():

@@ -37,7 +37,7 @@ class FunctionPool:
     def __init__(self, name: str, backend: Backend, code_dir_for: Callable[[FunctionConfig], Path],
                  work_root: Path, *, clock=None, policy: str = "round-robin", keepalive_s: float = 300.0,
                  start_timeout_s: float = 60.0, init_backoff_s: float = 2.0,
-                 on_log: Callable[[str, str, str], None] = lambda fn, cid, line: None):
+                 on_log: Callable[[str, str, str], None] = lambda fn, stream, line: None):
         self.name = name
         self.backend = backend
         self.code_dir_for = code_dir_for
@@ -52,8 +52,11 @@ class FunctionPool:
         self._containers: dict[str, Container] = {}
         self._seq = 0
         self._last_picked_seq: int | None = None
-        self._backoff: dict[str, _Backoff] = {}      # code sha -> init-error backoff
-        self._current_sha: str | None = None
+        self._backoff: dict[tuple, _Backoff] = {}    # fingerprint -> init-error backoff
+        # version -> (generation, fingerprint) its calls now run with: containers of another are
+        # drained. Only a config of a later control-plane read replaces it: a call accepted before an
+        # update and run after it must not bring the old configuration back.
+        self._current: dict[str, tuple[int, tuple]] = {}
         self.cold_starts = 0
         self._line = HandOffLine()
 
@@ -61,7 +64,7 @@ class FunctionPool:
     def run(self, inv: Invocation, config: FunctionConfig,
             release: Callable[[], None] | None = None) -> tuple[Outcome, ExecInfo]:
         """`release` (the call's slot): answered() may call it as soon as the function answers."""
-        self._current_sha = config.code_sha
+        self._note_current(config)
         inv.release = release
         container: Container | None = None
         if inv.handed:
@@ -107,7 +110,7 @@ class FunctionPool:
             now = self.clock.monotonic()
             while True:
                 idle = [c for c in self._containers.values()
-                        if c.state is State.READY and c.code_sha == config.code_sha]
+                        if c.state is State.READY and c.fingerprint == config.fingerprint]
                 choice = placement.pick(self.policy, [self._candidate(c) for c in idle], self._last_picked_seq)
                 if choice is None:
                     break
@@ -115,14 +118,14 @@ class FunctionPool:
                 if container.try_reserve():
                     self._last_picked_seq = container.seq
                     return container, False, None
-            backoff = self._backoff.get(config.code_sha)
+            backoff = self._backoff.get(config.fingerprint)
             if backoff is not None and now < backoff.until:
                 # A broken function does not restart in a hot loop: answer with its last init error.
                 return None, True, backoff.outcome
             self._seq += 1
             container = Container(seq=self._seq, function=config, code_dir=self.code_dir_for(config),
                                   work_root=self.work_root, backend=self.backend, clock=self.clock,
-                                  on_log=lambda cid, line: self.on_log(self.name, cid, line),
+                                  on_log=lambda stream, line: self.on_log(self.name, stream, line),
                                   on_gone=self._forget, on_answer=self.answered,
                                   start_timeout_s=self.start_timeout_s, line=self._line)
             self._containers[container.id] = container
@@ -137,7 +140,7 @@ class FunctionPool:
         False (no idle warm container): the caller's own run() does the usual placement."""
         with self._lock:
             idle = [c for c in self._containers.values()
-                    if c.state is State.READY and c.code_sha == config.code_sha]
+                    if c.state is State.READY and c.fingerprint == config.fingerprint]
             choice = placement.pick(self.policy, [self._candidate(c) for c in idle], self._last_picked_seq)
             if choice is None:
                 return False
@@ -159,7 +162,7 @@ class FunctionPool:
         caller's thread has woken. Only for a container that stays in use."""
         with self._lock:
             release, inv.release = inv.release, None
-            if release is None or self.keepalive_s <= 0 or container.code_sha != self._current_sha:
+            if release is None or self.keepalive_s <= 0 or self._stale(container):
                 return
             if not container.release(self.clock.monotonic()):
                 return
@@ -171,19 +174,29 @@ class FunctionPool:
         now = self.clock.monotonic()
         with self._lock:
             if outcome.status == "init_error":
-                prev = self._backoff.get(config.code_sha)
+                prev = self._backoff.get(config.fingerprint)
                 delay = min(prev.delay * 2, MAX_INIT_BACKOFF_S) if prev else self.init_backoff_s
-                self._backoff[config.code_sha] = _Backoff(now + delay, delay, outcome)
+                self._backoff[config.fingerprint] = _Backoff(now + delay, delay, outcome)
             elif outcome.status in ("success", "function_error"):
-                self._backoff.pop(config.code_sha, None)
+                self._backoff.pop(config.fingerprint, None)
         if freed:
             return   # answered() already made it READY (and it may be running the next call)
         # On the caller's thread, before its answer is sent: a stop does not wait for the kill.
-        draining = container.code_sha != self._current_sha
+        draining = self._stale(container)
         if self.keepalive_s <= 0 or draining:
             container.stop(wait=False)
         elif not container.release(now):
             container.stop(wait=False)  # timed out / crashed: make sure it is gone
+
+    def _note_current(self, config: FunctionConfig) -> None:
+        known = self._current.get(config.version)
+        if known is None or config.generation >= known[0]:
+            self._current[config.version] = (config.generation, config.fingerprint)
+
+    def _stale(self, container: Container) -> bool:
+        """Its version's calls now run with another configuration or code (an update): drain it."""
+        current = self._current.get(container.function.version)
+        return current is not None and current[1] != container.fingerprint
 
     def _forget(self, container: Container) -> None:
         with self._lock:
@@ -195,13 +208,13 @@ class FunctionPool:
 
     # -- housekeeping --
     def reap(self) -> list[str]:
-        """Stop idle containers past the keepalive, and idle ones running replaced code."""
+        """Stop idle containers past the keepalive, and idle ones of a replaced configuration or code."""
         now = self.clock.monotonic()
         with self._lock:
             idle = [c for c in self._containers.values() if c.state is State.READY]
             expired = {c.id for c in placement.idle_to_stop([self._candidate(c) for c in idle], now,
                                                             self.keepalive_s)}
-            stale = {c.id for c in idle if self._current_sha and c.code_sha != self._current_sha}
+            stale = {c.id for c in idle if self._stale(c)}
             victims = [c for c in idle if c.id in expired | stale and c.try_begin_stop()]
         for c in victims:
             c.stop()

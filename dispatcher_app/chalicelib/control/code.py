@@ -46,7 +46,7 @@ class CodeStore:
         return target
 
     def _fetch(self, config: FunctionConfig) -> bytes:
-        location = self.lam.get_function(FunctionName=config.name)["Code"].get("Location", "")
+        location = self.lam.get_function(FunctionName=config.name, Qualifier=config.version)["Code"].get("Location", "")
         data = self._download(location) if self._may_download(location) else None
         if data is None:
             # moto keeps code it cannot serve: read the S3 object that infra deployed it from.
@@ -87,4 +87,8 @@ class CodeStore:
                 if member.startswith("/") or ".." in Path(member).parts:
                     raise ServiceUnavailable(f"refusing a deployment zip with path {member!r}")
             z.extractall(tmp)
+            for info in z.infolist():   # zipfile drops the modes: a bootstrap must stay executable
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    (tmp / info.filename).chmod(mode | 0o400)
         tmp.rename(target)

@@ -7,15 +7,19 @@ AWS tool takes effect within one refresh interval and the call path reads memory
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import ResourceNotFound, ServiceUnavailable
-from chalicelib.model import FunctionConfig
+from chalicelib.model import Alias, FunctionConfig
 
 log = logging.getLogger("mk1.functions")
+
+MISS_REFRESH_S = 0.1   # at most one control-plane read this often for names or qualifiers not known
 
 
 def function_name_from(raw: str) -> tuple[str, str | None]:
@@ -33,45 +37,161 @@ def function_name_from(raw: str) -> tuple[str, str | None]:
     return value, None
 
 
+@dataclass
+class _Function:
+    """One function in the control plane: $LATEST, its published versions, its aliases."""
+    latest: FunctionConfig
+    versions: dict[str, FunctionConfig] = field(default_factory=dict)
+    aliases: dict[str, Alias] = field(default_factory=dict)
+
+
 class FunctionRegistry:
-    def __init__(self, lam, clock):
+    """A copy of the control plane kept in memory: the call path resolves a name and qualifier
+    with dict lookups, never a network round trip. refresh() reads it again (in the background)."""
+
+    def __init__(self, lam, clock, region: str = "us-east-1", pick=random.random):
         self.lam = lam
         self.clock = clock
-        self._configs: dict[str, FunctionConfig] = {}
+        self.region = region
+        self._pick = pick                 # [0, 1): which version an alias with weights runs
+        self._functions: dict[str, _Function] = {}
         self._lock = threading.Lock()
         self._last_refresh = 0.0
+        self.account = ""                 # from the functions' ARNs (the endpoint's account)
+        self.generation = 0               # counts reads: a config of a later read is the newer one
+        self._refreshing = threading.Lock()
+        self._read_started = -MISS_REFRESH_S
+        self._gone: list[str] = []        # deleted functions a call's read noticed (see take_gone)
 
-    def refresh(self) -> None:
-        configs = {}
-        for page in self.lam.get_paginator("list_functions").paginate():
+    def refresh(self) -> set[str]:
+        """Read every function, version and alias again; the names of functions gone since."""
+        found: dict[str, _Function] = {}
+        versions: list[dict] = []
+        self.generation += 1
+        for page in self.lam.get_paginator("list_functions").paginate(FunctionVersion="ALL"):
             for f in page["Functions"]:
-                configs[f["FunctionName"]] = self._config(f)
+                if f.get("Version", "$LATEST") == "$LATEST":
+                    found[f["FunctionName"]] = _Function(self._config(f, self._reserved(f["FunctionName"]), self.generation))
+                else:
+                    versions.append(f)
+        for f in versions:
+            fn = found.get(f["FunctionName"])
+            if fn is not None:
+                fn.versions[str(f["Version"])] = self._config(f, fn.latest.reserved, self.generation)
+        for name, fn in found.items():
+            fn.aliases = self._aliases(name)
         with self._lock:
-            self._configs = configs
+            gone = set(self._functions) - set(found)
+            self._functions = found
             self._last_refresh = self.clock.monotonic()
+            if found and not self.account:
+                self.account = next(iter(found.values())).latest.arn.split(":")[4]
+        return gone
 
-    def _config(self, f: dict) -> FunctionConfig:
+    def _reserved(self, name: str) -> int | None:
         try:
-            reserved = self.lam.get_function_concurrency(FunctionName=f["FunctionName"]).get(
-                "ReservedConcurrentExecutions")
+            return self.lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
         except ClientError:
-            reserved = None
-        return FunctionConfig(name=f["FunctionName"], arn=f["FunctionArn"], code_sha=f.get("CodeSha256", ""),
+            return None
+
+    def _aliases(self, name: str) -> dict[str, Alias]:
+        out = {}
+        try:
+            for page in self.lam.get_paginator("list_aliases").paginate(FunctionName=name):
+                for a in page["Aliases"]:
+                    weights = (a.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+                    out[a["Name"]] = Alias(a["Name"], str(a["FunctionVersion"]),
+                                           tuple((str(v), float(w)) for v, w in weights.items()))
+        except ClientError:
+            pass   # deleted meanwhile
+        return out
+
+    @staticmethod
+    def _config(f: dict, reserved: int | None, generation: int) -> FunctionConfig:
+        arn = f["FunctionArn"]
+        version = str(f.get("Version", "$LATEST"))
+        if arn.endswith(f":{version}"):   # FunctionVersion=ALL names every version qualified, $LATEST too
+            arn = arn[: -len(version) - 1]
+        return FunctionConfig(name=f["FunctionName"], arn=arn, code_sha=f.get("CodeSha256", ""),
                               handler=f.get("Handler", "handler.handler"), runtime=f.get("Runtime", "python3.11"),
                               timeout_s=float(f.get("Timeout", 3)), memory_mb=int(f.get("MemorySize", 128)),
-                              env=dict((f.get("Environment") or {}).get("Variables") or {}), reserved=reserved)
+                              env=dict((f.get("Environment") or {}).get("Variables") or {}), reserved=reserved,
+                              version=version, layers=tuple(x.get("Arn", "") for x in f.get("Layers") or ()),
+                              generation=generation)
 
+    # -- the call path: memory only --
     def get(self, name: str) -> FunctionConfig:
-        config = self._configs.get(name)
-        if config is None and self.clock.monotonic() - self._last_refresh > 1.0:
-            try:
-                self.refresh()   # a function created a moment ago
-            except Exception as e:
-                raise ServiceUnavailable(f"the Lambda API is not answering: {e}") from e
-            config = self._configs.get(name)
+        """The function's $LATEST (its reserved concurrency and limits are the function's)."""
+        return self._function(name).latest
+
+    def resolve(self, name: str, qualifier: str | None) -> FunctionConfig:
+        """The version a call runs: $LATEST, a version number, or an alias (its routing weights
+        picking between two versions)."""
+        fn = self._function(name)
+        if qualifier in (None, "$LATEST"):
+            return fn.latest
+        config = self._qualified(fn, qualifier)   # type: ignore[arg-type]
+        if config is None and self._read_again():   # published a moment ago?
+            fn = self._function(name)
+            config = self._qualified(fn, qualifier)   # type: ignore[arg-type]
         if config is None:
-            raise ResourceNotFound(f"Function not found: {name}")
+            raise ResourceNotFound(f"Function not found: {fn.latest.arn}:{qualifier}")
         return config
 
+    def _qualified(self, fn: _Function, qualifier: str) -> FunctionConfig | None:
+        alias = fn.aliases.get(qualifier)
+        return fn.versions.get(self._route(alias) if alias is not None else qualifier)
+
+    def version(self, name: str, version: str | None) -> FunctionConfig:
+        """A resolved version again (a queued call runs the version it was accepted for)."""
+        return self.resolve(name, version if version and version.isdigit() else None)
+
+    def _route(self, alias: Alias) -> str:
+        roll = self._pick()
+        for version, weight in alias.weights:
+            if roll < weight:
+                return version
+            roll -= weight
+        return alias.version
+
+    def _function(self, name: str) -> _Function:
+        fn = self._functions.get(name)
+        if fn is None and self._read_again():   # created a moment ago?
+            fn = self._functions.get(name)
+        if fn is None:
+            raise ResourceNotFound(f"Function not found: {self.function_arn(name)}")
+        return fn
+
+    def _read_again(self) -> bool:
+        """A name or qualifier not known here: read the control plane now, so a function deployed a
+        moment ago is invocable at once. One read at a time; a call whose miss came before a read
+        began takes that read's result (it holds what the call looked for, if anything does), so a
+        flood of unknown names shares reads, made at most every MISS_REFRESH_S. True: look again."""
+        missed = self.clock.monotonic()
+        with self._refreshing:
+            if self._read_started >= missed:
+                return True   # a read began after this miss and has ended (this lock was held)
+            early = MISS_REFRESH_S - (self.clock.monotonic() - self._read_started)
+            if early > 0:
+                self.clock.sleep(early)
+            self._read_started = self.clock.monotonic()
+            try:
+                self._gone.extend(self.refresh())
+            except Exception as e:
+                raise ServiceUnavailable(f"the Lambda API is not answering: {e}") from e
+            return True
+
+    def take_gone(self) -> list[str]:
+        """Deleted functions noticed by a read made for a call (the background read retires them)."""
+        gone, self._gone = self._gone, []
+        return gone
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account or '000000000000'}:function:{name}"
+
     def all(self) -> list[FunctionConfig]:
-        return sorted(self._configs.values(), key=lambda c: c.name)
+        return sorted((fn.latest for fn in self._functions.values()), key=lambda c: c.name)
+
+    def versions(self, name: str) -> list[FunctionConfig]:
+        fn = self._functions.get(name)
+        return [] if fn is None else [fn.latest, *fn.versions.values()]

@@ -72,7 +72,7 @@ def to_http(result) -> HttpResponse:
 
 
 def sync_response(result: SyncResult) -> HttpResponse:
-    headers = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": "$LATEST",
+    headers = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": result.executed_version,
                "Content-Type": "application/json", run_header.NAME: run_header.format_run(result.run)}
     if result.function_error:
         headers["X-Amz-Function-Error"] = "Unhandled"

@@ -17,9 +17,10 @@ from chalicelib.execute.backends.base import Backend, ContainerSpec, Handle
 from chalicelib.execute.environment import lambda_environment, short_uid, socket_dir
 from chalicelib.execute.handoff import HandOffLine
 from chalicelib.execute.runtime_api import RuntimeEndpoint, Send
+from chalicelib.execute.runtimes import StartFailure
 from chalicelib.execute.runtime_host import RuntimeSide
 from chalicelib.execute.states import ALLOWED, IllegalTransition, State
-from chalicelib.model import FunctionConfig, Invocation, Outcome
+from chalicelib.model import FunctionConfig, Invocation, Outcome, log_stream_name
 
 log = logging.getLogger("mk1.containers")
 
@@ -39,6 +40,7 @@ class Container(RuntimeSide):
         self.id = f"{function.name}-{seq:04d}-{short_uid()}"
         self.function = function
         self.code_sha = function.code_sha
+        self.fingerprint = function.fingerprint   # what it was made from (model.FunctionConfig)
         self.backend = backend
         self.clock = clock or SystemClock()
         self._on_log, self._on_gone, self._on_answer = on_log, on_gone, on_answer
@@ -116,9 +118,14 @@ class Container(RuntimeSide):
         spec = ContainerSpec(container_id=self.id, function_name=f.name, code_dir=self._code_dir,
                              work_dir=self._work_dir, handler=f.handler, env=env, memory_mb=f.memory_mb,
                              runtime_api=self.endpoint.address, runtime_socket=self.endpoint.socket_path,
-                             on_output=self._output)
+                             on_output=self._output, runtime=f.runtime)
         try:
             self.handle = self.backend.start(spec)
+        except StartFailure as e:   # the runtime cannot run here: its own words and errorType
+            log.warning("%s: %s", self.id, e)
+            self._init_error = (outcomes.lambda_error(str(e), e.error_type), e.error_type)
+            self._gone(exit_code=None)
+            return
         except Exception as e:
             log.exception("%s: backend could not start the container", self.id)
             self._init_error = (outcomes.lambda_error(f"container could not start: {e}", "Runtime.StartError"),
@@ -129,7 +136,7 @@ class Container(RuntimeSide):
 
     @property
     def log_stream(self) -> str:
-        return f"[$LATEST]{self.id}"
+        return log_stream_name(self.function.version, self.id)
 
     def stop(self, wait: bool = True) -> None:
         """Stop now (reaper, shutdown, drain). Safe from any state. wait=False (a caller's thread,
@@ -290,7 +297,7 @@ class Container(RuntimeSide):
     # -- RuntimeHost (called from the Runtime API endpoint's threads) --
     def describe(self, now: float) -> dict:
         return {"id": self.id, "function": self.function.name, "backend": self.backend.name,
-                "state": self.state.value, "code_sha256": self.code_sha,
+                "state": self.state.value, "version": self.function.version, "code_sha256": self.code_sha,
                 "init_ms": None if self.init_ms is None else round(self.init_ms, 1),
                 "invocations": self.invocations,
                 "idle_s": round(now - self.last_used, 3) if self.state is State.READY else 0.0,

@@ -14,7 +14,7 @@ def lambda_environment(f: FunctionConfig, log_stream: str, code_dir: Path, extra
     """The function's own variables, then Lambda's reserved ones (which the function cannot override)."""
     return {**f.env, **extra,
             "AWS_LAMBDA_FUNCTION_NAME": f.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": f.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(f.memory_mb),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(f.timeout_s)),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{f.name}",

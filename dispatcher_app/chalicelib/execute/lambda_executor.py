@@ -62,7 +62,8 @@ class LambdaExecutor:
         backoff = 0.05
         while True:
             try:
-                r = self.client.invoke(FunctionName=config.name, Payload=inv.payload, LogType="Tail")
+                r = self.client.invoke(FunctionName=config.name, Qualifier=config.version, Payload=inv.payload,
+                                       LogType="Tail")
                 break
             except ClientError as e:
                 code = e.response.get("Error", {}).get("Code", "")

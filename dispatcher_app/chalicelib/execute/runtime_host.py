@@ -41,7 +41,8 @@ class RuntimeSide:
     _wakes: list[Callable[[], None]]
     _init_error: tuple[bytes, str] | None
     _on_answer: Callable
-    _on_log: Callable[[str, str], None]
+    _on_log: Callable[[str, str], None]      # (log stream, line)
+    log_stream: str
 
     def _to(self, new: State) -> None: ...   # Container's checked transition
 
@@ -166,6 +167,6 @@ class RuntimeSide:
         if inv is not None:
             inv.logs.append(line)
         else:
-            self._on_log(self.id, line)
+            self._on_log(self.log_stream, line)
 
     # -- visibility --

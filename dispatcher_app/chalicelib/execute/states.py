@@ -24,7 +24,7 @@ class State(enum.Enum):
 
 ALLOWED = {
     State.STARTING: {State.BUSY, State.READY, State.FAILED, State.STOPPING},
-    State.READY: {State.BUSY, State.STOPPING},
+    State.READY: {State.BUSY, State.STOPPING, State.FAILED},   # FAILED: its runtime died while idle
     State.BUSY: {State.READY, State.STOPPING, State.FAILED},
     State.STOPPING: {State.STOPPED},
     State.FAILED: {State.STOPPED},

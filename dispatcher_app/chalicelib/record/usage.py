@@ -31,6 +31,7 @@ class Execution:
     request_id: str
     memory_size_mb: int
     function_logs: list[str]
+    version: str = "$LATEST"
 
     @functools.cached_property
     def log_lines(self) -> list[str]:
@@ -39,7 +40,7 @@ class Execution:
         info = self.info
         start, end, report = report_lines(self.request_id, info.duration_ms,
                                           billed_ms(info.duration_ms, info.init_ms), self.memory_size_mb,
-                                          info.memory_mb(), info.init_ms)
+                                          info.memory_mb(), info.init_ms, self.version)
         return [start, *self.function_logs, end, report]
 
 
@@ -47,7 +48,7 @@ def usage_record(request_id: str, user: str, config: FunctionConfig, itype: str,
                  start: float, end: float, duration_ms: float = 0.0, init_ms: float | None = None,
                  wait_ms: float = 0.0, peak_mb: float | None = None, status: str,
                  error_type: str | None = None, container_id: str = "", backend: str,
-                 attempt: int = 0) -> dict:
+                 attempt: int = 0, version: str = "$LATEST") -> dict:
     """accepted, start, end: epoch seconds (accepted: when the dispatcher took the call in; an async
     retry keeps the first)."""
     return {"request_id": request_id, "user": user, "function": config.name, "invocation_type": itype,
@@ -56,7 +57,7 @@ def usage_record(request_id: str, user: str, config: FunctionConfig, itype: str,
             "init_ms": None if init_ms is None else round(init_ms, 3), "wait_ms": round(wait_ms, 3),
             "memory_mb": config.memory_mb, "max_memory_used_mb": None if peak_mb is None else round(peak_mb, 1),
             "status": status, "error_type": error_type, "container_id": container_id, "backend": backend,
-            "attempt": attempt}
+            "attempt": attempt, "version": version}
 
 
 def ran_record(request_id: str, user: str, config: FunctionConfig, itype: str, run: Execution,
@@ -66,14 +67,15 @@ def ran_record(request_id: str, user: str, config: FunctionConfig, itype: str, r
                         start=info.started_at, end=info.ended_at, duration_ms=info.duration_ms,
                         init_ms=info.init_ms, wait_ms=wait_ms, peak_mb=info.memory_mb(),
                         status=run.outcome.status, error_type=run.outcome.error_type,
-                        container_id=info.container_id, backend=info.backend, attempt=attempt)
+                        container_id=info.container_id, backend=info.backend, attempt=attempt,
+                        version=config.version)
 
 
 def unrun_record(request_id: str, user: str, config: FunctionConfig, itype: str, status: str,
                  accepted: float, now: float, backend: str) -> dict:
     """A call that ended without running (throttled after waiting, or its caller gone)."""
     return usage_record(request_id, user, config, itype, accepted=accepted, start=now, end=now,
-                        wait_ms=(now - accepted) * 1000, status=status, backend=backend)
+                        wait_ms=(now - accepted) * 1000, status=status, backend=backend, version=config.version)
 
 
 def iso(ts: float) -> str:
@@ -99,12 +101,12 @@ def from_item(item: dict) -> dict:
 
 
 def report_lines(request_id: str, duration_ms: float, billed: int, memory_mb: int,
-                 max_used_mb: float | None, init_ms: float | None) -> tuple[str, str, str]:
+                 max_used_mb: float | None, init_ms: float | None, version: str = "$LATEST") -> tuple[str, str, str]:
     report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
               f"Memory Size: {memory_mb} MB\tMax Memory Used: {int(max_used_mb or 0)} MB")
     if init_ms is not None:
         report += f"\tInit Duration: {init_ms:.2f} ms"
-    return f"START RequestId: {request_id} Version: $LATEST", f"END RequestId: {request_id}", report
+    return f"START RequestId: {request_id} Version: {version}", f"END RequestId: {request_id}", report
 
 
 def reseed_from_log(ddb, path: Path) -> int:

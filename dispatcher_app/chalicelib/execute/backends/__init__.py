@@ -21,5 +21,8 @@ def select_backend(settings):
             if choice == "docker":
                 raise RuntimeError("MK1_BACKEND=docker but no Docker engine answers")
             log.info("no Docker engine answers: using the process backend")
+    from pathlib import Path
+
     from chalicelib.execute.backends.process import ProcessBackend
-    return ProcessBackend()
+    from chalicelib.execute.runtimes import Runtimes
+    return ProcessBackend(Runtimes(Path(settings.MK1_RUNTIMES_DIR)))

@@ -25,6 +25,7 @@ class ContainerSpec:
     runtime_api: str                  # "127.0.0.1:PORT": this container's own Runtime API endpoint
     runtime_socket: Path | None = None  # the same endpoint as a Unix socket (for --network none)
     on_output: Callable[[str], None] = field(default=lambda line: None)  # each stdout/stderr line
+    runtime: str = "python3.11"       # the function's declared runtime (python3.x, provided.al2023, ...)
 
 
 class Handle(Protocol):

@@ -28,10 +28,12 @@ from infra import image
 from infra.docker_shim import SOCKET_PATH
 
 from chalicelib.execute.backends.base import ContainerSpec
+from chalicelib.execute.runtimes import PROVIDED, StartFailure
 
 log = logging.getLogger("mk1.docker")
 
 TASK_ROOT = "/var/task"
+IMAGE_RUNTIME = "python3.11"    # Debian bookworm's Python, the image's (infra/image.py)
 MANAGED_LABEL = "mk1.managed"
 OWNER_PID_LABEL = "mk1.owner_pid"
 OWNER_START_LABEL = "mk1.owner_start"  # with the pid: a reused pid is not mistaken for the owner
@@ -147,6 +149,20 @@ class DockerHandle:
         shutil.rmtree(self._spec.work_dir, ignore_errors=True)
 
 
+def _command(spec: ContainerSpec) -> list[str]:
+    """The image's shim runs awslambdaric on the image's Python, or a custom runtime's bootstrap."""
+    if spec.runtime in PROVIDED:
+        if not os.access(spec.code_dir / "bootstrap", os.X_OK):
+            raise StartFailure("Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]",
+                               "Runtime.InvalidEntrypoint")
+        return ["--exec", f"{TASK_ROOT}/bootstrap"]
+    if spec.runtime != IMAGE_RUNTIME:
+        raise StartFailure(f"The runtime {spec.runtime} is not available in mk1's Docker image, which has "
+                           f"{IMAGE_RUNTIME} (built offline from Debian's packages); run this function on "
+                           f"the process backend (MK1_BACKEND=process), which uses the machine's Pythons.")
+    return [spec.handler]
+
+
 class DockerBackend:
     name = "docker"
     needs_socket = True
@@ -183,7 +199,7 @@ class DockerBackend:
                "PYTHONPATH": f"{TASK_ROOT}:{image.SITE_DIR}",
                "LAMBDA_TASK_ROOT": TASK_ROOT}  # spec.env has the host's path
         container = self.client.containers.create(
-            self._image, command=[spec.handler], name=f"mk1-{spec.container_id}",
+            self._image, command=_command(spec), name=f"mk1-{spec.container_id}",
             environment=env, labels=self.labels_for(spec.function_name, spec.container_id),
             network_mode="none", read_only=True, user=f"{uid}:{gid}",
             mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",  # no swap, as in Lambda

@@ -1,4 +1,5 @@
-"""Process backend: one OS process per container, running awslambdaric.
+"""Process backend: one OS process per container: awslambdaric on the runtime's Python, or a
+custom runtime's bootstrap (runtimes.py).
 
 Each container gets its own working directory, its own session (so a kill takes
 its children too), a clean environment (no AWS credentials of mk1's), and an
@@ -11,11 +12,14 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import threading
+from pathlib import Path
 from typing import Callable
 
+from my_mk1_homework import settings as settings_mod
+
 from chalicelib.execute.backends.base import ContainerSpec
+from chalicelib.execute.runtimes import Runtimes
 
 # Python + awslambdaric map far more virtual memory than they use (thread stacks,
 # arenas), so the limit is the function's memory plus a fixed allowance.
@@ -100,20 +104,21 @@ class ProcessBackend:
     name = "process"
     needs_socket = False
 
-    def __init__(self, python: str | None = None):
-        self.python = python or sys.executable
+    def __init__(self, runtimes: Runtimes | None = None):
+        self.runtimes = runtimes or Runtimes(Path(settings_mod.load().MK1_RUNTIMES_DIR))
 
     def prepare(self, progress: Callable[[str], None] = print) -> None:
         pass
 
     def start(self, spec: ContainerSpec) -> ProcessHandle:
+        argv, runtime_env = self.runtimes.command(spec.runtime, spec.handler, spec.code_dir)
         spec.work_dir.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir),
-               "PYTHONPATH": str(spec.code_dir), "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPATH": str(spec.code_dir), "PYTHONDONTWRITEBYTECODE": "1", **runtime_env,
                **spec.env, "AWS_LAMBDA_RUNTIME_API": spec.runtime_api}
         proc = subprocess.Popen(
-            [self.python, "-u", "-m", "awslambdaric", spec.handler],
+            argv,
             cwd=spec.code_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_limits(spec.memory_mb))

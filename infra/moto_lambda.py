@@ -1,0 +1,108 @@
+"""The embedded AWS's Lambda API, carried where moto stops short of what mk1 needs from it.
+
+moto stores a function's code (GetFunction's `Code.Location` names an S3 URL on AWS's own host,
+which nothing here can reach) and, for `--zip-file` uploads, keeps the zip only in its memory. So
+the dispatcher could run only functions whose code infra/ had put in mk1's bucket. Here:
+
+- `Code.Location` names this server: `http://HOST:PORT/_mk1/lambda-code/ACCOUNT/REGION/NAME/VERSION`,
+  which answers that version's zip (moto's `code_bytes`, for zip and S3 uploads alike), as AWS's
+  presigned URL answers its zip. Only on the loopback server this process is.
+- a published version keeps the code it was published with: moto's `publish_version` makes a
+  shallow copy, so a later `update-function-code` rewrote the version's `code` dict (S3Key) too.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from urllib.parse import unquote
+
+CODE_PATH = "/_mk1/lambda-code/"
+_CODE_RE = re.compile(r"^/_mk1/lambda-code/(\d{12})/([a-z0-9-]+)/([^/]+)/([^/]+)$")
+_BASE_URL = {"value": "http://127.0.0.1:4566"}
+
+
+def set_base_url(url: str) -> None:
+    _BASE_URL["value"] = url.rstrip("/")
+
+
+def code_url(account: str, region: str, name: str, version: str) -> str:
+    return f"{_BASE_URL['value']}{CODE_PATH}{account}/{region}/{name}/{version}"
+
+
+def _local_code_location() -> bool:
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction.get_code
+    if getattr(original, "mk1", False):
+        return True
+
+    def get_code(self):
+        resp = original(self)
+        if "ZipFile" in self.code or "S3Key" in self.code:
+            resp["Code"] = {"Location": code_url(self.account_id, self.region, self.function_name,
+                                                 str(self.version)), "RepositoryType": "S3"}
+        return resp
+    get_code.mk1 = True
+    LambdaFunction.get_code = get_code
+    return True
+
+
+def _versions_keep_their_code() -> bool:
+    from moto.awslambda.models import LambdaStorage
+
+    original = LambdaStorage.publish_version
+    if getattr(original, "mk1", False):
+        return True
+
+    def publish_version(self, name_or_arn: str, description: str = ""):
+        fn = original(self, name_or_arn, description)
+        if fn is not None and not getattr(fn, "mk1_own_code", False):
+            fn.code = copy.copy(fn.code)
+            fn.mk1_own_code = True
+        return fn
+    publish_version.mk1 = True
+    LambdaStorage.publish_version = publish_version
+    return True
+
+
+def code_of(account: str, region: str, name: str, version: str) -> bytes | None:
+    from moto.awslambda.models import lambda_backends
+    try:
+        fn = lambda_backends[account][region].get_function(name, None if version == "$LATEST" else version)
+    except Exception:
+        return None
+    return getattr(fn, "code_bytes", None) or None
+
+
+def serve_code(app):
+    """WSGI middleware: GET /_mk1/lambda-code/... answers the zip; everything else goes to moto."""
+    def wsgi(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(CODE_PATH):
+            return app(environ, start_response)
+        m = _CODE_RE.match(unquote(path))
+        data = code_of(*m.groups()) if m and environ.get("REQUEST_METHOD") == "GET" else None
+        if data is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"no such function code"]
+        start_response("200 OK", [("Content-Type", "application/zip"), ("Content-Length", str(len(data)))])
+        return [data]
+    return wsgi
+
+
+def _wrap_server_app() -> bool:
+    from moto import server as moto_server
+
+    original = moto_server.DomainDispatcherApplication
+    if getattr(original, "mk1", False):
+        return True
+
+    def make(*args, **kwargs):
+        return serve_code(original(*args, **kwargs))
+    make.mk1 = True
+    moto_server.DomainDispatcherApplication = make
+    return True
+
+
+PATCHES = {"lambda-code-location": _local_code_location, "lambda-version-code": _versions_keep_their_code,
+           "lambda-code-route": _wrap_server_app}

@@ -73,6 +73,9 @@ def main(argv: list[str]) -> int:
     listener.listen(16)  # bound before awslambdaric starts, so its first connect cannot miss
     threading.Thread(target=_serve, args=(listener,), daemon=True).start()
     env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": f"{LISTEN[0]}:{LISTEN[1]}"}
+    wrapper = os.environ.get("AWS_LAMBDA_EXEC_WRAPPER")
+    if wrapper and argv[1] != "--exec":   # a managed runtime starts through it (AWS: exit 127 if missing)
+        command = ["/bin/sh", "-c", 'exec "$@"', "sh", wrapper, *command]
     child = subprocess.run(command, env=env, stdin=subprocess.DEVNULL)
     code = child.returncode
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell would

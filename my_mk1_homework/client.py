@@ -234,9 +234,11 @@ def _translate(e: ClientError) -> Mk1Error:
     msg = err.get("Message") or e.response.get("message") or str(e)
     rid = e.response.get("ResponseMetadata", {}).get("RequestId", "")
     cls = _ERRORS.get(code)
-    if cls is Throttled:
-        retry = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after", "1")
-        return Throttled(msg, retry_after=float(retry), code=code, request_id=rid)
+    if cls is Throttled:   # AWS's "Rate Exceeded." and, beside it, why mk1 refused (X-Mk1-Detail)
+        headers = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        detail = headers.get("x-mk1-detail")
+        return Throttled(f"{msg} {detail}" if detail else msg, retry_after=float(headers.get("retry-after", "1")),
+                         code=code, request_id=rid)
     if cls is None:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         cls = BadRequest if 400 <= status < 500 else Mk1Error

@@ -1,5 +1,12 @@
-"""mk1's one error tree. Each error carries Lambda's wire code and HTTP status; the call path
-raises them and edge/answers.py alone turns them into Lambda's answers."""
+"""mk1's one error tree. Each error carries Lambda's wire code, HTTP status and body shape; the call
+path raises them and edge/answers.py alone turns them into Lambda's answers.
+
+AWS's Lambda bodies differ per error, and clients read them as they are (recorded against AWS,
+tests/conformance/): ResourceNotFoundException {"Type","Message"}, InvalidParameterValue and
+InvalidRequestContent {"Type","message"}, TooManyRequests {"Reason","Type","message"},
+ValidationException, InvalidSignature and UnrecognizedClient {"message"}, AccessDenied and
+RequestEntityTooLarge {"Message"}. `message_key` and `typed` say which.
+"""
 from __future__ import annotations
 
 
@@ -7,6 +14,8 @@ class Mk1Error(Exception):
     status = 500
     code = "ServiceException"
     kind = "Service"             # Lambda's "Type" field: User or Service
+    message_key = "Message"      # "Message" or "message", as AWS writes it for this error
+    typed = True                 # the body carries "Type"
     request_id: str | None = None   # set by the call path once the call has one (x-amzn-RequestId)
 
     def __init__(self, message: str, **extra):
@@ -15,38 +24,47 @@ class Mk1Error(Exception):
         self.extra = extra
 
     @classmethod
-    def rebuilt(cls, status: int, code: str, kind: str, message: str, extra: dict) -> "Mk1Error":
+    def rebuilt(cls, status: int, code: str, kind: str, message: str, extra: dict,
+                message_key: str = "Message", typed: bool = True) -> "Mk1Error":
         """An error raised on another dispatcher (cluster mode), carried back as plain data."""
         err = cls(message, **extra)
-        err.status, err.code, err.kind = status, code, kind
+        err.status, err.code, err.kind, err.message_key, err.typed = status, code, kind, message_key, typed
         return err
 
     def as_data(self) -> dict:
         return {"status": self.status, "code": self.code, "kind": self.kind, "message": self.message,
-                "extra": self.extra}
+                "extra": self.extra, "message_key": self.message_key, "typed": self.typed}
 
     def body(self) -> dict:
-        return {"Type": self.kind, "message": self.message, **self.extra}
+        head = {"Type": self.kind} if self.typed else {}
+        return {**head, self.message_key: self.message, **self.extra}
 
 
 class UserError(Mk1Error):
     kind = "User"
 
 
+class ValidationError(UserError):
+    """The request breaks a constraint of Lambda's API model (patterns, lengths, enums)."""
+    status, code, message_key, typed = 400, "ValidationException", "message", False
+
+
 class InvalidRequestContent(UserError):
-    status, code = 400, "InvalidRequestContentException"
+    status, code, message_key = 400, "InvalidRequestContentException", "message"
 
 
 class InvalidParameterValue(UserError):
-    status, code = 400, "InvalidParameterValueException"
+    status, code, message_key = 400, "InvalidParameterValueException", "message"
 
 
 class MethodNotAllowed(UserError):
-    status, code = 405, "MethodNotAllowedException"
+    status, code, message_key = 405, "MethodNotAllowedException", "message"
 
 
 class RequestTooLarge(UserError):
-    status, code = 413, "RequestTooLargeException"
+    # AWS answers RequestEntityTooLargeException (botocore's model names RequestTooLargeException,
+    # which never arrives) with {"Message": ...} only.
+    status, code, typed = 413, "RequestEntityTooLargeException", False
 
 
 class ResourceNotFound(UserError):
@@ -54,30 +72,38 @@ class ResourceNotFound(UserError):
 
 
 class MissingAuthenticationToken(UserError):
-    status, code = 403, "MissingAuthenticationTokenException"
+    status, code, message_key, typed = 403, "MissingAuthenticationTokenException", "message", False
 
 
 class IncompleteSignature(UserError):
-    status, code = 400, "IncompleteSignatureException"
+    status, code, message_key, typed = 400, "IncompleteSignatureException", "message", False
 
 
 class UnrecognizedClient(UserError):
-    status, code = 403, "UnrecognizedClientException"
+    status, code, message_key, typed = 403, "UnrecognizedClientException", "message", False
 
 
 class InvalidSignature(UserError):
-    status, code = 403, "InvalidSignatureException"
+    status, code, message_key, typed = 403, "InvalidSignatureException", "message", False
 
 
 class AccessDenied(UserError):
-    status, code = 403, "AccessDeniedException"
+    status, code, typed = 403, "AccessDeniedException", False
 
 
 class TooManyRequests(UserError):
-    status, code = 429, "TooManyRequestsException"
+    """AWS's body and message ("Rate Exceeded."); why mk1 refused (the queue is full, the wait was
+    too long) travels beside it as `detail` (the X-Mk1-Detail header), so clients that branch on
+    AWS's message still match."""
+    status, code, message_key = 429, "TooManyRequestsException", "message"
+    AWS_MESSAGE = "Rate Exceeded."
 
-    def __init__(self, message: str, reason: str, retry_after: int = 1, after_wait: bool = False):
-        super().__init__(message, Reason=reason, retryAfterSeconds=str(retry_after))
+    def __init__(self, detail: str, reason: str, retry_after: int | None = 1, after_wait: bool = False):
+        extra = {"Reason": reason}
+        if retry_after is not None:   # the seed's queueing mode names a wait; AWS's mode sends none
+            extra["retryAfterSeconds"] = str(retry_after)
+        super().__init__(self.AWS_MESSAGE, **extra)
+        self.detail = detail
         self.retry_after = retry_after
         self.after_wait = after_wait   # it waited in the queue first (gets a usage record)
 

@@ -21,8 +21,8 @@ from chalicelib import authorize as authz
 from chalicelib.admit import payloads
 from chalicelib.admit.admission import Slot
 from chalicelib.authenticate import Identity, verify
-from chalicelib.control.registry import function_name_from
-from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ServiceUnavailable, TooManyRequests,
+from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ResourceNotFound,
+                               ServiceUnavailable, TooManyRequests,
                                UnrecognizedClient)
 from chalicelib.model import Accepted, DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
 from chalicelib.record.usage import Execution, ran_record, unrun_record
@@ -52,8 +52,9 @@ class Invoker:
         try:
             identity = self.authenticate(req)
             inv = parse_invoke(req, function_ref)
-            config, invoked_arn = self.resolve(inv)
-            self.authorize(identity, config, invoked_arn)
+            name, qualifier, invoked_arn = self.locate(inv, identity)
+            self.authorize(identity, invoked_arn)        # before existence, as AWS: no probing by name
+            config = self.p.registry.resolve(name, qualifier)
             if inv.invocation_type == "DryRun":
                 return DryRunPassed(request_id)
             if inv.invocation_type == "Event":
@@ -77,27 +78,35 @@ class Invoker:
             log.warning("refreshing keys failed: %s", e)
         return verify(req.method, req.raw_path, req.query, req.headers, req.body, p.keys)
 
-    def resolve(self, inv: InvokeRequest) -> tuple[FunctionConfig, str]:
-        """The version this call runs ($LATEST, a version, or an alias's pick), and the ARN it was
-        invoked by (qualified when a qualifier was given: the runtime's invoked_function_arn)."""
-        name, arn_qualifier = function_name_from(inv.function_ref)
-        if inv.qualifier and arn_qualifier and inv.qualifier != arn_qualifier:
+    def locate(self, inv: InvokeRequest, identity: Identity) -> tuple[str, str | None, str]:
+        """(name, qualifier, the ARN as invoked). The qualifier in the name and the Qualifier parameter
+        must agree; an ARN of another region or account is refused as AWS refuses it, never run here."""
+        ref, registry = inv.function, self.p.registry
+        if inv.qualifier and ref.qualifier and inv.qualifier != ref.qualifier:
             raise InvalidParameterValue("The derived qualifier from the function name does not match the "
                                         "specified qualifier.")
-        qualifier = inv.qualifier or arn_qualifier
-        config = self.p.registry.resolve(name, qualifier)
-        return config, f"{config.arn}:{qualifier}" if qualifier else config.arn
+        if ref.region and ref.region != registry.region:
+            raise ResourceNotFound(f"Functions from '{ref.region}' are not reachable in this region "
+                                   f"('{registry.region}')")
+        qualifier = inv.qualifier or ref.qualifier
+        arn = registry.function_arn(ref.name, ref.account) + (f":{qualifier}" if qualifier else "")
+        if ref.account and registry.account and ref.account != registry.account:
+            raise AccessDenied(f"User: {self.user_arn(identity)} is not authorized to perform: {INVOKE_ACTION} "
+                               f"on resource: {arn} because no resource-based policy allows the "
+                               f"{INVOKE_ACTION} action")
+        return ref.name, qualifier, arn
 
-    def authorize(self, identity: Identity, config: FunctionConfig, resource: str,
-                  action: str = INVOKE_ACTION) -> None:
+    def authorize(self, identity: Identity, resource: str, action: str = INVOKE_ACTION) -> None:
         """IAM decides on the ARN as invoked: a qualified call needs a grant of the qualified ARN."""
         decision = self.p.policies.decide(identity.user, action, resource)
         if decision is not authz.Decision.ALLOW:
             why = "an explicit deny in an identity-based policy" if decision is authz.Decision.DENY \
                 else "no identity-based policy allows the " + action + " action"
-            user_arn = f"arn:aws:iam::{account_of(config.arn)}:user/{identity.user}"
-            raise AccessDenied(f"User: {user_arn} is not authorized to perform: "
+            raise AccessDenied(f"User: {self.user_arn(identity)} is not authorized to perform: "
                                f"{action} on resource: {resource} because {why}")
+
+    def user_arn(self, identity: Identity) -> str:
+        return f"arn:aws:iam::{self.p.registry.account or '000000000000'}:user/{identity.user}"
 
     # -- RequestResponse --
     def invoke_sync(self, request_id: str, identity: Identity, config: FunctionConfig,
@@ -112,10 +121,10 @@ class Invoker:
             packed.append(payloads.pack(p.s3, inv.payload, request_id))
             return {"user": identity.user, "accepted_at": accepted, "payload": packed[0],
                     "tail_log": inv.tail_log, "reply_to": p.replies.url if p.replies else "",
-                    "version": config.version, "invoked_arn": invoked_arn}
-        invocation = _invocation(request_id, invoked_arn, inv.payload)
+                    "version": config.version, "invoked_arn": invoked_arn, "client_context": inv.client_context}
+        invocation = _invocation(request_id, invoked_arn, inv.payload, inv.client_context)
         try:   # on_grant: the pool takes the call into a container as its slot is granted
-            got = admission.acquire(request_id, alive=alive, work=work,
+            got = admission.acquire(request_id, alive=alive, work=work, no_wait=config.throttle == "aws",
                                     on_grant=lambda wake: pool.prepare(invocation, config, wake))
         except TooManyRequests as e:
             p.metrics.throttles.labels(config.name).inc()
@@ -265,9 +274,11 @@ class Invoker:
         p.metrics.invocations.labels(config.name, identity.user, status).inc()
 
 
-def _invocation(request_id: str, invoked_arn: str, payload: bytes) -> Invocation:
-    return Invocation(request_id, payload, invoked_arn, f"Root=1-{request_id[:8]}-{request_id[9:]}")
+def _invocation(request_id: str, invoked_arn: str, payload: bytes, client_context: str | None = None) -> Invocation:
+    return Invocation(request_id, payload, invoked_arn, f"Root=1-{request_id[:8]}-{request_id[9:]}",
+                      client_context=client_context)
 
 
 def _queued_invocation(body: dict, config: FunctionConfig, payload: bytes) -> Invocation:
-    return _invocation(body["request_id"], body.get("invoked_arn") or config.version_arn, payload)
+    return _invocation(body["request_id"], body.get("invoked_arn") or config.version_arn, payload,
+                       body.get("client_context"))

@@ -24,6 +24,7 @@ class FunctionConfig:
     version: str = "$LATEST"
     layers: tuple = ()            # layer version ARNs
     generation: int = field(default=0, compare=False)   # which control-plane read it came from
+    throttle: str = "queue"       # at the cap: "queue" (wait in the function's SQS queue) or "aws" (429 at once)
 
     @functools.cached_property
     def fingerprint(self) -> tuple:
@@ -75,6 +76,7 @@ class Invocation:
     outcome: Outcome | None = None
     done: threading.Event = field(default_factory=threading.Event)
     taken_by: object | None = None   # the Container that took it from the hand-off line (handoff.py)
+    client_context: str | None = None   # the caller's ClientContext (JSON text), for the runtime
     handed: bool = False             # put on the hand-off line as its slot was granted (pool.prepare)
     # Its slot's release, for the pool to call as soon as the function answers (pool.answered), and
     # whether it did (then the container is free already). Both under the pool's lock.

@@ -3,15 +3,15 @@
 Parsing and validation only; answers are made in edge/answers.py."""
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
-from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from chalicelib import validate
+from chalicelib.errors import RequestTooLarge
+from chalicelib.validate import FunctionRef
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024          # Lambda: 6 MB request payload (RequestResponse)
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024             # Lambda: 1 MB for Event invocations
-INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
 def at_once(fn) -> None:
@@ -33,11 +33,12 @@ class HttpRequest:
 
 @dataclass
 class InvokeRequest:
-    function_ref: str
-    qualifier: str | None
+    function: FunctionRef
+    qualifier: str | None            # the Qualifier parameter (the name may carry one too)
     invocation_type: str
     tail_log: bool
     payload: bytes
+    client_context: str | None = None   # the JSON text of X-Amz-Client-Context (sync calls)
 
 
 def new_request_id() -> str:
@@ -45,22 +46,20 @@ def new_request_id() -> str:
 
 
 def parse_invoke(req: HttpRequest, function_ref: str) -> InvokeRequest:
+    """Invoke's members from the HTTP request, checked as AWS checks them (validate.py)."""
     itype = req.headers.get("x-amz-invocation-type", "RequestResponse")
-    if itype not in INVOCATION_TYPES:
-        raise InvalidParameterValue(f"1 validation error detected: Value '{itype[:64]}' at 'invocationType' "
-                                    f"failed to satisfy constraint: Member must satisfy enum value set: "
-                                    f"[Event, RequestResponse, DryRun]")
     log_type = req.headers.get("x-amz-log-type", "None")
-    if log_type not in ("None", "Tail"):
-        raise InvalidParameterValue(f"Value '{log_type[:64]}' at 'logType' must be one of [None, Tail]")
     qualifiers = req.query.get("Qualifier") or []
-    limit = ASYNC_PAYLOAD_LIMIT if itype == "Event" else SYNC_PAYLOAD_LIMIT
-    if len(req.body) > limit:
-        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the {itype} invocation type")
-    payload = req.body or b"{}"
-    try:
-        json.loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequestContent("Could not parse request body into json: the payload is not valid "
-                                    "JSON (send e.g. {\"prompt\": \"hi\"})") from None
-    return InvokeRequest(function_ref, qualifiers[0] if qualifiers else None, itype, log_type == "Tail", payload)
+    qualifier = qualifiers[0] if qualifiers else None
+    ref = validate.check_invoke(function_ref, qualifier, itype, log_type)
+    body = req.body
+    if itype == "Event" and len(body) > ASYNC_PAYLOAD_LIMIT:
+        raise RequestTooLarge(f"{len(body)} byte payload is too large for the Event invocation type "
+                              f"(limit {ASYNC_PAYLOAD_LIMIT} bytes)")
+    if len(body) > SYNC_PAYLOAD_LIMIT:
+        raise RequestTooLarge(f"Request must be smaller than {SYNC_PAYLOAD_LIMIT} bytes for the InvokeFunction "
+                              f"operation")
+    payload = body or b"{}"
+    validate.check_json(payload)
+    context = validate.client_context(req.headers.get("x-amz-client-context")) if itype == "RequestResponse" else None
+    return InvokeRequest(ref, qualifier, itype, log_type == "Tail", payload, context)

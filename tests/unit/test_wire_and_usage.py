@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from chalicelib.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from chalicelib.errors import InvalidRequestContent, RequestTooLarge, ValidationError
 from chalicelib.record.usage import billed_ms, report_lines, usage_item, from_item
 from chalicelib.record.queries import report
 from chalicelib.edge.answers import error_response, safe_header
@@ -15,7 +15,7 @@ def req(body=b'{"prompt":"x"}', **headers):
 
 def test_parse_invoke_checks_type_size_and_json():
     assert parse_invoke(req(), "F").invocation_type == "RequestResponse"
-    with pytest.raises(InvalidParameterValue):
+    with pytest.raises(ValidationError):
         parse_invoke(req(**{"x_amz_invocation_type": "Sometimes"}), "F")
     with pytest.raises(RequestTooLarge):
         parse_invoke(req(b"x" * (6 * 1024 * 1024 + 1)), "F")
@@ -31,8 +31,9 @@ def test_error_response_shape():
     r = error_response(TooManyRequests("busy", "ReservedFunctionConcurrentInvocationLimitExceeded", 2), "rid")
     body = json.loads(r.body)
     assert r.status == 429 and r.headers["x-amzn-ErrorType"] == "TooManyRequestsException"
-    assert body == {"Type": "User", "message": "busy", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
-                    "retryAfterSeconds": "2"}
+    assert body == {"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+                    "retryAfterSeconds": "2"}        # AWS's message; mk1's explanation in a header
+    assert r.headers["X-Mk1-Detail"] == "busy" and r.headers["Retry-After"] == "2"
 
 
 def test_header_values_cannot_inject():
@@ -44,7 +45,7 @@ def test_billing_rounds_up_and_includes_init():
     assert billed_ms(1000.0, 250.5) == 1251
     start, end, rep = report_lines("r", 12.345, 13, 512, 40.2, 200.0)
     assert rep == "REPORT RequestId: r\tDuration: 12.35 ms\tBilled Duration: 13 ms\tMemory Size: 512 MB\t" \
-                  "Max Memory Used: 40 MB\tInit Duration: 200.00 ms"
+                  "Max Memory Used: 40 MB\tInit Duration: 200.00 ms\t"   # AWS ends the line with a tab
     assert start.startswith("START RequestId: r") and end == "END RequestId: r"
 
 

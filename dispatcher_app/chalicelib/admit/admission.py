@@ -76,7 +76,7 @@ class SlotSource(Protocol):
     """Where an admission's slots come from. Methods named *_locked run under the admission's lock."""
     def bind(self, admission: "Admission") -> None: ...
     def take_now(self, request_id: str, cap: int) -> Slot | None: ...           # before the lock
-    def take_free_locked(self, cap: int) -> Slot | None: ...
+    def take_free_locked(self, cap: int, queue_ahead: bool = True) -> Slot | None: ...
     def new_waiter_locked(self, request_id: str, deadline: float, now: float, entered: float) -> Waiter: ...
     def message(self, request_id: str, work: Callable[[], dict] | None) -> dict: ...
     def waiting_extra_locked(self) -> int: ...
@@ -123,17 +123,20 @@ class Admission:
     # -- sync calls --
     def acquire(self, request_id: str, alive: Callable[[], bool] = lambda: True,
                 max_wait_s: float | None = None, work: Callable[[], dict] | None = None,
-                on_grant: Callable[[Callable[[], None]], bool] | None = None):
+                on_grant: Callable[[Callable[[], None]], bool] | None = None, no_wait: bool = False):
         """A slot for this call, waiting in the queue if need be. `work` describes the call for a
         dispatcher that may run it elsewhere (cluster mode); one process needs only the id. Returns
-        the Slot, or (cluster mode) the result of the call run by another dispatcher."""
+        the Slot, or (cluster mode) the result of the call run by another dispatcher. no_wait: AWS's
+        behaviour at the cap, a 429 at once instead of a place in the queue."""
         cap = self.cap()
         if cap == 0:
             raise TooManyRequests(f"{self.function} has reserved concurrency 0: every call is refused "
-                                  f"until it is raised (put-function-concurrency).", REASON, 10)
+                                  f"until it is raised (put-function-concurrency).", REASON, None if no_wait else 10)
         slot = self.slots.take_now(request_id, cap)
         if slot is not None:
             return slot
+        if no_wait:
+            return self._now_or_never(cap)
         body = self.slots.message(request_id, work)   # before the lock: it may put a payload in S3
         wait_s = self.max_wait_s if max_wait_s is None else max_wait_s
         with self.cond:
@@ -157,6 +160,15 @@ class Admission:
                                      "owner": self.instance_id, "expires": self.clock.time() + wait_s + 5},
                                     on_fail=lambda err, w=w: self._send_failed(w, err))
         return self._wait(w, cap, alive)
+
+    def _now_or_never(self, cap: int) -> Slot:
+        with self.cond:
+            slot = self.slots.take_free_locked(cap, queue_ahead=False)
+            if slot is not None:
+                return slot
+            detail = (f"{self.busy(cap, self.waiting())}; the function throttles as AWS does "
+                      f"(tag mk1:throttle=aws): no waiting in its queue.")
+        raise TooManyRequests(detail, REASON, None)
 
     def _send_failed(self, w: Waiter, err: Exception) -> None:
         with self.cond:

@@ -39,9 +39,10 @@ class LocalSlots:
     def take_now(self, request_id: str, cap: int) -> Slot | None:
         return None   # a free slot is taken under the lock (take_free_locked), with the queue in view
 
-    def take_free_locked(self, cap: int) -> Slot | None:
+    def take_free_locked(self, cap: int, queue_ahead: bool = True) -> Slot | None:
+        """A free slot, if nobody waits for one (queue_ahead=False: whoever waits; AWS's mode)."""
         a = self.a
-        if a.in_use < cap and a.nobody_waiting_locked():
+        if a.in_use < cap and (not queue_ahead or a.nobody_waiting_locked()):
             a.take_locked()
             return Slot(self.release, 0.0, a.clock.time())
         return None

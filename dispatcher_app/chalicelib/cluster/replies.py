@@ -44,7 +44,8 @@ class Replies:
     def _read(self, r: dict) -> SyncResult | Mk1Error:
         if "error" in r:
             e = r["error"]
-            return Mk1Error.rebuilt(int(e["status"]), e["code"], e["kind"], e["message"], e.get("extra") or {})
+            return Mk1Error.rebuilt(int(e["status"]), e["code"], e["kind"], e["message"], e.get("extra") or {},
+                                    e.get("message_key", "Message"), e.get("typed", True))
         result = SyncResult.from_data(r["request_id"], r["result"], lambda p: payloads.unpack(self.s3, p))
         payloads.discard(self.s3, r["result"]["payload"])
         return result

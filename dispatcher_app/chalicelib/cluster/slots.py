@@ -64,7 +64,7 @@ class ClusterSlots:
             a.take_locked()
         return LeaseSlot(self.release, 0.0, lease, request_id, a.clock.time())
 
-    def take_free_locked(self, cap: int) -> Slot | None:
+    def take_free_locked(self, cap: int, queue_ahead: bool = True) -> Slot | None:
         return None   # the global slots are leases: take_now tried one, outside the lock
 
     def new_waiter_locked(self, request_id: str, deadline: float, now: float, entered: float) -> Waiter:

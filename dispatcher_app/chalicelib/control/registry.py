@@ -10,7 +10,6 @@ import logging
 import random
 import threading
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
@@ -19,22 +18,8 @@ from chalicelib.model import Alias, FunctionConfig
 
 log = logging.getLogger("mk1.functions")
 
+THROTTLE_TAG = "mk1:throttle"
 MISS_REFRESH_S = 0.1   # at most one control-plane read this often for names or qualifiers not known
-
-
-def function_name_from(raw: str) -> tuple[str, str | None]:
-    """'RuntimeAlpha', its ARN or partial ARN (optionally with :qualifier) -> (name, qualifier)."""
-    value = unquote(raw)
-    parts = value.split(":")
-    if value.startswith("arn:"):
-        if len(parts) < 7 or parts[5] != "function":
-            raise ResourceNotFound(f"Function not found: {value}")
-        return parts[6], (parts[7] if len(parts) > 7 else None)
-    if len(parts) >= 3 and parts[1] == "function":          # 123456789012:function:Name[:qual]
-        return parts[2], (parts[3] if len(parts) > 3 else None)
-    if len(parts) == 2:                                      # Name:qualifier
-        return parts[0], parts[1]
-    return value, None
 
 
 @dataclass
@@ -71,13 +56,15 @@ class FunctionRegistry:
         for page in self.lam.get_paginator("list_functions").paginate(FunctionVersion="ALL"):
             for f in page["Functions"]:
                 if f.get("Version", "$LATEST") == "$LATEST":
-                    found[f["FunctionName"]] = _Function(self._config(f, self._reserved(f["FunctionName"]), self.generation))
+                    found[f["FunctionName"]] = _Function(self._config(
+                        f, self._reserved(f["FunctionName"]), self.generation, self._throttle(f)))
                 else:
                     versions.append(f)
         for f in versions:
             fn = found.get(f["FunctionName"])
             if fn is not None:
-                fn.versions[str(f["Version"])] = self._config(f, fn.latest.reserved, self.generation)
+                fn.versions[str(f["Version"])] = self._config(f, fn.latest.reserved, self.generation,
+                                                              fn.latest.throttle)
         for name, fn in found.items():
             fn.aliases = self._aliases(name)
         with self._lock:
@@ -94,6 +81,15 @@ class FunctionRegistry:
         except ClientError:
             return None
 
+    def _throttle(self, f: dict) -> str:
+        """The function's tag mk1:throttle=aws switches it to AWS's behaviour at the cap (429 at once);
+        anything else keeps mk1's default (wait in the function's queue)."""
+        try:
+            tags = self.lam.list_tags(Resource=f["FunctionArn"].rsplit(":$LATEST", 1)[0]).get("Tags") or {}
+        except ClientError:
+            return "queue"
+        return "aws" if tags.get(THROTTLE_TAG, "").strip().lower() == "aws" else "queue"
+
     def _aliases(self, name: str) -> dict[str, Alias]:
         out = {}
         try:
@@ -107,7 +103,7 @@ class FunctionRegistry:
         return out
 
     @staticmethod
-    def _config(f: dict, reserved: int | None, generation: int) -> FunctionConfig:
+    def _config(f: dict, reserved: int | None, generation: int, throttle: str) -> FunctionConfig:
         arn = f["FunctionArn"]
         version = str(f.get("Version", "$LATEST"))
         if arn.endswith(f":{version}"):   # FunctionVersion=ALL names every version qualified, $LATEST too
@@ -117,7 +113,7 @@ class FunctionRegistry:
                               timeout_s=float(f.get("Timeout", 3)), memory_mb=int(f.get("MemorySize", 128)),
                               env=dict((f.get("Environment") or {}).get("Variables") or {}), reserved=reserved,
                               version=version, layers=tuple(x.get("Arn", "") for x in f.get("Layers") or ()),
-                              generation=generation)
+                              generation=generation, throttle=throttle)
 
     # -- the call path: memory only --
     def get(self, name: str) -> FunctionConfig:
@@ -127,12 +123,12 @@ class FunctionRegistry:
     def resolve(self, name: str, qualifier: str | None) -> FunctionConfig:
         """The version a call runs: $LATEST, a version number, or an alias (its routing weights
         picking between two versions)."""
-        fn = self._function(name)
+        fn = self._function(name, qualifier)
         if qualifier in (None, "$LATEST"):
             return fn.latest
         config = self._qualified(fn, qualifier)   # type: ignore[arg-type]
         if config is None and self._read_again():   # published a moment ago?
-            fn = self._function(name)
+            fn = self._function(name, qualifier)
             config = self._qualified(fn, qualifier)   # type: ignore[arg-type]
         if config is None:
             raise ResourceNotFound(f"Function not found: {fn.latest.arn}:{qualifier}")
@@ -154,12 +150,12 @@ class FunctionRegistry:
             roll -= weight
         return alias.version
 
-    def _function(self, name: str) -> _Function:
+    def _function(self, name: str, qualifier: str | None = None) -> _Function:
         fn = self._functions.get(name)
         if fn is None and self._read_again():   # created a moment ago?
             fn = self._functions.get(name)
-        if fn is None:
-            raise ResourceNotFound(f"Function not found: {self.function_arn(name)}")
+        if fn is None:   # AWS names the version it looked for, $LATEST when none was given
+            raise ResourceNotFound(f"Function not found: {self.function_arn(name)}:{qualifier or '$LATEST'}")
         return fn
 
     def _read_again(self) -> bool:
@@ -186,8 +182,8 @@ class FunctionRegistry:
         gone, self._gone = self._gone, []
         return gone
 
-    def function_arn(self, name: str) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account or '000000000000'}:function:{name}"
+    def function_arn(self, name: str, account: str | None = None) -> str:
+        return f"arn:aws:lambda:{self.region}:{account or self.account or '000000000000'}:function:{name}"
 
     def all(self) -> list[FunctionConfig]:
         return sorted((fn.latest for fn in self._functions.values()), key=lambda c: c.name)

@@ -85,8 +85,11 @@ def error_response(err: Mk1Error, request_id: str | None = None) -> HttpResponse
     headers = {"x-amzn-ErrorType": err.code, "Content-Type": "application/json"}
     if request_id:
         headers["x-amzn-RequestId"] = request_id
-    if err.status == 429:
-        headers["Retry-After"] = str(getattr(err, "retry_after", None) or err.extra.get("retryAfterSeconds", 1))
+    if err.status == 429 and err.extra.get("retryAfterSeconds"):
+        headers["Retry-After"] = err.extra["retryAfterSeconds"]
+    detail = getattr(err, "detail", None)
+    if detail:
+        headers["X-Mk1-Detail"] = safe_header(detail)
     return HttpResponse(err.status, json.dumps(err.body()).encode(), headers)
 
 

@@ -11,8 +11,22 @@ import signal
 from chalicelib.model import Outcome
 
 
+RESPONSE_LIMIT = 6 * 1024 * 1024 + 100   # bytes: AWS's limit on a function's answer (6291556)
+
+
 def lambda_error(message: str, error_type: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+
+
+def platform_error(message: str, error_type: str) -> bytes:
+    """The platform's own errors (exit, timeout) come errorType first, as AWS writes them."""
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def response_too_large() -> Outcome:
+    return Outcome("function_error", lambda_error(
+        f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
+        "Function.ResponseSizeTooLarge"), "Function.ResponseSizeTooLarge")
 
 
 def error_type_of(body: bytes, fallback: str) -> str:
@@ -24,15 +38,19 @@ def error_type_of(body: bytes, fallback: str) -> str:
 
 
 def exited(code: int | None, request_id: str) -> Outcome:
-    """The runtime exited (or was killed) while the call was out."""
-    how = f"signal: {signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
-    return Outcome("crash", lambda_error(
-        f"RequestId: {request_id} Error: Runtime exited with error: {how}", "Runtime.ExitError"),
-        "Runtime.ExitError")
+    """The runtime exited (or was killed) while the call was out, in AWS's words: exit 0 is "without
+    providing a reason", any other end names its status or signal."""
+    if code == 0:
+        why = "Runtime exited without providing a reason"
+    else:
+        how = f"signal: {signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
+        why = f"Runtime exited with error: {how}"
+    return Outcome("crash", platform_error(f"RequestId: {request_id} Error: {why}", "Runtime.ExitError"),
+                   "Runtime.ExitError")
 
 
 def timed_out(request_id: str, timeout_s: float) -> Outcome:
-    return Outcome("timeout", lambda_error(
+    return Outcome("timeout", platform_error(
         f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds", "Sandbox.Timedout"),
         "Sandbox.Timedout")
 

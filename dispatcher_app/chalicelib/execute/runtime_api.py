@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 PREFIX = "/2018-06-01/runtime"
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 1024
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100    # AWS's: 6291556 bytes
 
 
 @dataclass
@@ -27,6 +27,7 @@ class NextInvocation:
     deadline_ms: int
     function_arn: str
     trace_id: str
+    client_context: str | None = None
 
 
 SENT = object()   # next_invocation(): nothing to write now; the answer is another thread's to send
@@ -46,6 +47,7 @@ class RuntimeHost(Protocol):
     def invocation_response(self, request_id: str, body: bytes) -> bool: ...
     def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool: ...
     def init_error(self, body: bytes, error_type: str) -> None: ...
+    def too_large(self, request_id: str) -> bool: ...        # after arrived(): an answer over the limit
     def flush_answers(self) -> None: ...
 
 
@@ -129,21 +131,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_invocation(self, inv: NextInvocation | None) -> None:
         if inv is None:  # the container is being stopped
             return self._status(410, "container is shutting down")
-        self._reply(200, inv.payload, {
-            "Content-Type": "application/json",
-            "Lambda-Runtime-Aws-Request-Id": inv.request_id,
-            "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
-            "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
-            "Lambda-Runtime-Trace-Id": inv.trace_id,
-        })
+        headers = {"Content-Type": "application/json", "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+                   "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                   "Lambda-Runtime-Invoked-Function-Arn": inv.function_arn,
+                   "Lambda-Runtime-Trace-Id": inv.trace_id}
+        if inv.client_context is not None:
+            headers["Lambda-Runtime-Client-Context"] = inv.client_context
+        self._reply(200, inv.payload, headers)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_RESPONSE_BYTES:
-            self.rfile.read(length)
-            return self._status(413, "response payload over 6 MB")
-        body = self.rfile.read(length) if length else b""
         parts = self.path[len(PREFIX):].strip("/").split("/") if self.path.startswith(PREFIX) else []
+        if length > MAX_RESPONSE_BYTES:
+            return self._too_large(length, parts)
+        body = self.rfile.read(length) if length else b""
         error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
         if parts == ["init", "error"]:
             self.host.init_error(body, error_type)
@@ -160,6 +161,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self.host.invocation_error(parts[1], body, error_type)
             return
         self._status(404, f"unknown path {self.path}")
+
+
+    def _too_large(self, length: int, parts: list[str]) -> None:
+        """An answer over Lambda's limit: the caller gets Function.ResponseSizeTooLarge (AWS's answer),
+        the body is read and dropped. An invocation's answer is acknowledged 202, not AWS's 413: the
+        runtime client (awslambdaric) raises on a refused answer and its process exits, where the
+        environment should stay warm for the next call."""
+        while length > 0:
+            length -= len(self.rfile.read(min(length, 1 << 20)) or b"x" * length)
+        if len(parts) == 3 and parts[0] == "invocation" and self.host.arrived(parts[1]):
+            self._reply(202, b'{"status":"OK"}')
+            self.host.too_large(parts[1])
+            return
+        self._reply(413, json.dumps({"errorMessage": f"Exceeded maximum allowed payload size "
+                                                     f"({MAX_RESPONSE_BYTES} bytes).",
+                                     "errorType": "RequestEntityTooLarge"}).encode(),
+                    {"Content-Type": "application/json"})
 
 
 class _UnixHandler(_Handler):

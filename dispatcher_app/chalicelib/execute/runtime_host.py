@@ -95,7 +95,8 @@ class RuntimeSide:
         wall = self.clock.wall_of(now)   # one reading: records of one slot cannot overlap
         inv.out_at, inv.out_wall = now, wall
         inv.deadline_ms = int((wall + self.function.timeout_s) * 1000)
-        return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id)
+        return NextInvocation(inv.request_id, inv.payload, inv.deadline_ms, inv.function_arn, inv.trace_id,
+                              inv.client_context)
 
     def arrived(self, request_id: str) -> bool:
         """An answer for `request_id` came in: True if that is the invocation out here and not
@@ -115,6 +116,9 @@ class RuntimeSide:
 
     def invocation_response(self, request_id: str, body: bytes) -> bool:
         return self._complete(request_id, Outcome("success", body))
+
+    def too_large(self, request_id: str) -> bool:
+        return self._complete(request_id, outcomes.response_too_large())
 
     def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool:
         return self._complete(request_id, Outcome("function_error", body, outcomes.error_type_of(body, error_type)))

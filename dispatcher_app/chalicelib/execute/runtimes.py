@@ -89,6 +89,19 @@ class Runtimes:
             return site
 
 
+def with_exec_wrapper(argv: list[str], runtime: str, env: dict[str, str], task_root: Path | None = None) -> list[str]:
+    """AWS_LAMBDA_EXEC_WRAPPER: a managed runtime starts through the wrapper, which gets the runtime's
+    command line as its arguments (custom runtimes ignore it, as on AWS). Through the shell, so a
+    missing wrapper ends as on AWS: the runtime exits with status 127 (126: not executable). On the
+    process backend /var/task/ names the function's unpacked code (LAMBDA_TASK_ROOT)."""
+    wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+    if not wrapper or runtime in PROVIDED:
+        return argv
+    if task_root is not None and wrapper.startswith("/var/task/"):
+        wrapper = str(task_root / wrapper.removeprefix("/var/task/"))
+    return ["/bin/sh", "-c", 'exec "$@"', "sh", wrapper, *argv]
+
+
 def _bootstrap(code_dir: Path) -> Path:
     path = code_dir / "bootstrap"
     if not path.is_file() or not os.access(path, os.X_OK):

@@ -102,10 +102,11 @@ def from_item(item: dict) -> dict:
 
 def report_lines(request_id: str, duration_ms: float, billed: int, memory_mb: int,
                  max_used_mb: float | None, init_ms: float | None, version: str = "$LATEST") -> tuple[str, str, str]:
+    # Tab-separated, each field followed by a tab (the line ends in one), as AWS writes it.
     report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
-              f"Memory Size: {memory_mb} MB\tMax Memory Used: {int(max_used_mb or 0)} MB")
+              f"Memory Size: {memory_mb} MB\tMax Memory Used: {int(max_used_mb or 0)} MB\t")
     if init_ms is not None:
-        report += f"\tInit Duration: {init_ms:.2f} ms"
+        report += f"Init Duration: {init_ms:.2f} ms\t"
     return f"START RequestId: {request_id} Version: {version}", f"END RequestId: {request_id}", report
 
 

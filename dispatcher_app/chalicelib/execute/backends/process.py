@@ -19,7 +19,7 @@ from typing import Callable
 from my_mk1_homework import settings as settings_mod
 
 from chalicelib.execute.backends.base import ContainerSpec
-from chalicelib.execute.runtimes import Runtimes
+from chalicelib.execute.runtimes import Runtimes, with_exec_wrapper
 
 # Python + awslambdaric map far more virtual memory than they use (thread stacks,
 # arenas), so the limit is the function's memory plus a fixed allowance.
@@ -112,6 +112,7 @@ class ProcessBackend:
 
     def start(self, spec: ContainerSpec) -> ProcessHandle:
         argv, runtime_env = self.runtimes.command(spec.runtime, spec.handler, spec.code_dir)
+        argv = with_exec_wrapper(argv, spec.runtime, spec.env, spec.code_dir)
         spec.work_dir.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir),

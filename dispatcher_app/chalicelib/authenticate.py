@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -41,24 +42,58 @@ class Identity:
     access_key_id: str
 
 
-class KeyStore:
-    """Access key -> (user, secret), from Secrets Manager; refreshed in the background."""
+UNKNOWN_KEY_RECHECK_S = 1.0   # a key id found unknown is not read for again sooner than this
+MAX_UNKNOWN_KEYS = 10_000
 
-    def __init__(self, load):
+
+class KeyStore:
+    """Access key -> (user, secret), from Secrets Manager; refreshed in the background.
+
+    A key id not known here may have been made a moment ago (re-provisioning), so the call path may
+    ask for one read (`refresh_for`). Made-up key ids must not each cost a read of every key and
+    policy (~18 ms): a key id found unknown is remembered as such, and reads for unknown keys are
+    made at most once per UNKNOWN_KEY_RECHECK_S, whatever the number of made-up ids."""
+
+    def __init__(self, load, clock=None):
         self._load = load          # () -> {akid: {"user":..., "secret":...}}
         self._keys: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._clock = clock or time.monotonic
+        self._unknown: dict[str, float] = {}    # key id -> when a read last found it unknown
+        self._last_read_for_unknown = float("-inf")
 
     def refresh(self) -> None:
         keys = self._load()
         with self._lock:
             self._keys = keys
 
+    def refresh_for(self, akid: str) -> bool:
+        """Read the keys again for an unknown key id, unless that is not worth it yet. True if read."""
+        now = self._clock()
+        with self._lock:
+            if now - self._unknown.get(akid, float("-inf")) < UNKNOWN_KEY_RECHECK_S or \
+                    now - self._last_read_for_unknown < UNKNOWN_KEY_RECHECK_S:
+                return False
+            self._last_read_for_unknown = now
+        self.refresh()
+        with self._lock:
+            if akid not in self._keys:
+                if len(self._unknown) >= MAX_UNKNOWN_KEYS:   # ids come from requests: bounded
+                    self._unknown.clear()
+                self._unknown[akid] = now
+        return True
+
     def lookup(self, akid: str) -> dict | None:
         return self._keys.get(akid)
 
     def users(self) -> list[str]:
         return sorted({v["user"] for v in self._keys.values()})
+
+
+def access_key_id(authorization: str) -> str:
+    """The key id a SigV4 Authorization header names ('' if none)."""
+    m = _AUTH_RE.match(authorization.strip())
+    return m.group("akid") if m else ""
 
 
 def secrets_manager_loader(secrets_client, secret_id: str):

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib import authorize as authz
 from chalicelib.admit import payloads
 from chalicelib.admit.admission import Slot
-from chalicelib.authenticate import Identity, verify
+from chalicelib.authenticate import Identity, access_key_id, verify
 from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ResourceNotFound,
                                ServiceUnavailable, TooManyRequests,
                                UnrecognizedClient)
@@ -69,11 +69,12 @@ class Invoker:
         try:
             return verify(req.method, req.raw_path, req.query, req.headers, req.body, p.keys)
         except UnrecognizedClient:
-            pass
-        # A key created a moment ago (re-provisioned): read the keys once more, then decide.
+            akid = access_key_id(req.headers.get("authorization", ""))
+        # A key created a moment ago (re-provisioned): read the keys once more (at a bounded rate,
+        # KeyStore.refresh_for), then decide.
         try:
-            p.keys.refresh()
-            p.policies.refresh(p.keys.users())
+            if p.keys.refresh_for(akid):
+                p.policies.refresh(p.keys.users())
         except Exception as e:
             log.warning("refreshing keys failed: %s", e)
         return verify(req.method, req.raw_path, req.query, req.headers, req.body, p.keys)

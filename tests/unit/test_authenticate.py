@@ -126,3 +126,21 @@ def test_a_malformed_date_is_refused_as_incomplete():
     for bad in ("", "20261301T000000Z", "2026-12-01T00:00:00Z", "20261201T250000Z"):
         with pytest.raises(IncompleteSignature):
             check({**h, "x-amz-date": bad}, b)
+
+
+def test_made_up_key_ids_cost_one_read_per_interval_not_one_each():
+    """Issue: every request with a made-up key id forced a read of all keys and policies (~18 ms)."""
+    from chalicelib.authenticate import UNKNOWN_KEY_RECHECK_S
+    now = [100.0]
+    reads = []
+    stored = {"AKIAREAL": {"user": "u", "secret": "s"}}
+
+    def load():
+        reads.append(now[0])
+        return dict(stored)
+    ks = KeyStore(load, clock=lambda: now[0])
+    assert [ks.refresh_for(f"AKIAFAKE{i}") for i in range(100)].count(True) == 1 and len(reads) == 1
+    stored["AKIANEW"] = {"user": "n", "secret": "t"}          # provisioned a moment ago
+    now[0] += UNKNOWN_KEY_RECHECK_S
+    assert ks.refresh_for("AKIANEW") and ks.lookup("AKIANEW") == {"user": "n", "secret": "t"}
+    assert not ks.refresh_for("AKIAFAKE1")                    # within the interval of the last read

@@ -46,6 +46,7 @@ class Waiter:
     on_grant: Callable[[Callable[[], None]], bool] | None = None
     granted_at: float | None = None  # monotonic, when a slot was handed to it
     entered_at: float = 0.0          # epoch s, when it joined the queue (the usage record's `accepted`)
+    alive: Callable[[], bool] = lambda: True   # is its caller still connected?
 
 
 class Slot:
@@ -152,7 +153,7 @@ class Admission:
             # between them put a call's grant ~1 ms late).
             now = self.clock.monotonic()
             w = self.slots.new_waiter_locked(request_id, now + wait_s, now, self.clock.wall_of(now))
-            w.on_grant = on_grant
+            w.on_grant, w.alive = on_grant, alive
             self.waiters[request_id] = w
             self.wake_pump_locked()
             # Sent by the queue's sender thread in registration order: SQS order is arrival order.

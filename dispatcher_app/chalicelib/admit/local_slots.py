@@ -137,6 +137,10 @@ class LocalSlots:
                 self._start_async_locked(body, receipt)
                 continue
             w = a.waiters.pop(body.get("request_id"), None)
+            if w is not None and not w.cancelled and not w.alive():
+                # Hung up since its last check: the slot goes to the next call, and this caller's
+                # thread, at its next check, leaves with ClientGone (a 'cancelled' record, unbilled).
+                w.cancelled = True
             if w is None or w.cancelled:
                 # Its caller gave up, or belonged to a dispatcher that is gone: nothing to run.
                 a.queue.delete_later(receipt)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import signal
@@ -9,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
 import boto3
 from botocore.config import Config
@@ -22,6 +25,39 @@ FAST = {"MK1_ALPHA_LOAD_SECONDS": "0.2", "MK1_ALPHA_GENERATE_SECONDS": "0.05",
         "MK1_BETA_LOAD_SECONDS": "0.2", "MK1_BETA_GENERATE_SECONDS": "0.05",
         "MK1_BACKEND": "process", "MK1_CONTROL_REFRESH_MS": "300", "MK1_USAGE_BATCH_MS": "20",
         "MK1_LOGS_BATCH_MS": "20"}
+
+
+def wait_until(probe: Callable[[], Any], ready: Callable[[Any], bool] = bool, *, timeout: float = 10,
+               interval: float = 0.05, what: str = "the condition") -> Any:
+    """Poll `probe()` until `ready(value)` holds; return that value. The one way tests wait.
+
+    Wait on something observable (a status field, a usage record, a log line, a process),
+    never on a guessed sleep. Without `ready`, the probe's own truthiness decides:
+
+        wait_until(lambda: not s.status()["functions"]["RuntimeBeta"]["containers"],
+                   what="RuntimeBeta's containers to stop")
+        recs = wait_until(s.usage_records, lambda rs: len(rs) >= 3, what="3 usage records")
+
+    On timeout, an AssertionError names `what` and the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if ready(value):
+            return value
+        if time.monotonic() >= deadline:
+            seen = repr(value)
+            raise AssertionError(f"waited {timeout:g} s for {what}; last seen: "
+                                 f"{seen if len(seen) <= 800 else seen[:800] + '...'}")
+        time.sleep(interval)   # the polling period, not a guess at how long anything takes
+
+
+def is_quiet(status: dict) -> bool:
+    """Nothing running, waiting or held, no message in a queue, no usage record on its way."""
+    busy = any(f["in_use"] or f["waiting"] or f.get("held") for f in status["functions"].values())
+    queued = any(isinstance(q, dict) and any(q.get(k) for k in ("visible", "NotVisible", "Delayed"))
+                 for q in status.get("queues", {}).values())
+    return not busy and not queued and status["recorder"]["backlog"] == 0
 
 
 def free_port() -> int:
@@ -47,7 +83,37 @@ def stop_process(proc: subprocess.Popen | None, sig=signal.SIGTERM) -> None:
             proc.wait()
 
 
-class Peer:
+class Observed:
+    """What tests can see of a running dispatcher at `url`."""
+
+    url: str
+
+    def status(self, timeout: float = 10) -> dict:
+        """GET /mk1/status: per function in_use, waiting, held, containers (id, state, handle); the
+        recorder's backlog, written and failures; the SQS queues' depths."""
+        with urllib.request.urlopen(self.url + "/mk1/status", timeout=timeout) as r:
+            return json.load(r)
+
+    def wait_quiet(self, timeout: float = 20) -> dict:
+        """Until nothing runs, waits or is queued and every usage record is written; the status then.
+
+        A record is promised before its call is answered, so none of an answered call can still
+        come. Quiet twice in a row with the same count of written records: the recorder's backlog
+        does not count a batch while it is being appended to the usage log.
+        """
+        written: list[int] = []   # the recorder's count at each quiet reading in a row
+
+        def settled(st: dict) -> bool:
+            if not is_quiet(st):
+                written.clear()
+                return False
+            written.append(st["recorder"]["written"])
+            return len(written) >= 2 and written[-1] == written[-2]
+        return wait_until(self.status, settled, timeout=timeout, interval=0.1,
+                          what="the dispatcher to be quiet (nothing running, queued or unrecorded)")
+
+
+class Peer(Observed):
     """One more dispatcher process on a System's AWS endpoint (cluster mode), home and port its own."""
 
     def __init__(self, first: "System", name: str):
@@ -63,7 +129,7 @@ class Peer:
         stop_process(self.proc, sig)
 
 
-class System:
+class System(Observed):
     """moto + provisioning + one dispatcher process, each on its own free port."""
 
     def __init__(self, home: Path, **env: str):
@@ -84,9 +150,13 @@ class System:
 
     def start(self) -> "System":
         self.home.mkdir(parents=True, exist_ok=True)
-        self.start_moto()
-        self.provision()
-        self.start_dispatcher()
+        try:
+            self.start_moto()
+            self.provision()
+            self.start_dispatcher()
+        except BaseException:
+            self.stop()   # a dispatcher that cannot start must not leave its moto server behind
+            raise
         return self
 
     def start_moto(self) -> None:
@@ -136,14 +206,20 @@ class System:
         return Function(name, user, access_key_id=akid, secret_access_key=secret, endpoint=self.url, **kw)
 
     def usage_records(self, expect: int | None = None, timeout: float = 15) -> list[dict]:
-        import json
-        path = self.home / "usage.log"
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = path.read_text().splitlines() if path.exists() else []
-            if expect is None or len(lines) >= expect or time.monotonic() > deadline:
-                return [json.loads(x) for x in lines]
-            time.sleep(0.05)
+        """The usage log's records; with `expect`, once it has at least that many."""
+        def read() -> list[dict]:
+            path = self.home / "usage.log"
+            return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        if expect is None:
+            return read()
+        return wait_until(read, lambda rs: len(rs) >= expect, timeout=timeout, what=f"{expect} usage records")
+
+    def records_for(self, request_ids, timeout: float = 15) -> list[dict]:
+        """The usage records of these calls, once each of them has one."""
+        ids = set(request_ids)
+        return wait_until(lambda: [r for r in self.usage_records() if r["request_id"] in ids],
+                          lambda rs: ids <= {r["request_id"] for r in rs}, timeout=timeout,
+                          what=f"a usage record for each of {len(ids)} calls")
 
 
 def peak_concurrency(records) -> int:

@@ -3,6 +3,7 @@
 Without an engine the tests skip on a developer's machine, but fail under CI
 (CI set), where .ci/start-dockerd.sh must have started one. Helpers are handed
 to the tests as fixtures: `from conftest import ...` could pick another suite's conftest.
+Waiting goes through tests/helpers.py's `wait_until`, like every other suite.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import shutil
 import tempfile
 import textwrap
 import threading
-import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -24,6 +24,7 @@ import pytest
 from chalicelib.assign.pool import FunctionPool
 from chalicelib.execute.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend, engine_available
 from chalicelib.model import FunctionConfig, Invocation
+from helpers import wait_until
 from infra import package
 
 # A test function that reports on the sandbox it runs in.
@@ -46,7 +47,7 @@ PROBE_SOURCE = textwrap.dedent('''
                 return {"etc": e.errno, "tmp": open("/tmp/ok").read()}
         if probe == "env":
             return {k: os.environ.get(k) for k in ("LAMBDA_TASK_ROOT", "AWS_LAMBDA_FUNCTION_NAME")}
-        if probe == "sleep":
+        if probe == "sleep":   # a handler busy for a while, on purpose: the tests act while it runs
             print("sleeping", flush=True)
             time.sleep(event["seconds"])
             return "slept"
@@ -137,8 +138,8 @@ class Call:
         self._thread.start()
 
     def wait_for_output(self, text: str, timeout_s: float = 10) -> None:
-        assert _wait_until(lambda: any(text in line for line in self.inv.logs), timeout_s), \
-            f"the handler never printed {text!r}; output: {self.inv.logs}"
+        wait_until(lambda: list(self.inv.logs), lambda lines: any(text in line for line in lines), timeout=timeout_s,
+                   what=f"the handler to print {text!r}")
 
     def result(self, timeout_s: float = 10):
         self._thread.join(timeout_s)
@@ -150,15 +151,6 @@ def _mk1_containers(backend: DockerBackend, **labels: str) -> list:
     wanted = {MANAGED_LABEL: "true", OWNER_PID_LABEL: str(os.getpid()), **labels}
     return backend.client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in wanted.items()]},
                                           ignore_removed=True)
-
-
-def _wait_until(predicate, timeout_s: float = 10, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval_s)
 
 
 @pytest.fixture
@@ -174,11 +166,6 @@ def invoke():
 @pytest.fixture
 def mk1_containers(docker_backend: DockerBackend):
     return lambda **labels: _mk1_containers(docker_backend, **labels)
-
-
-@pytest.fixture
-def wait_until():
-    return _wait_until
 
 
 @pytest.fixture

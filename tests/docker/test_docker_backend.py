@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from chalicelib.execute.backends.docker import MANAGED_LABEL, OWNER_PID_LABEL, DockerBackend
+from helpers import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -93,8 +94,7 @@ def test_killed_container_answers_crash(make_pool, probe_code, fn_config, start_
     assert info.container_id == sleeper["id"]
 
 
-def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, invoke, start_call, mk1_containers,
-                                           wait_until):
+def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, invoke, start_call, mk1_containers):
     pool = make_pool("Probe", probe_code)
     cfg = fn_config("Probe", "probe.handler", timeout_s=1)
     call = start_call(pool, cfg, {"probe": "sleep", "seconds": 30})
@@ -106,7 +106,8 @@ def test_timeout_kills_only_that_container(make_pool, probe_code, fn_config, inv
     assert quick.status == "success" and quick_info.container_id != sleeper
     assert timed_out.status == "timeout" and timed_out.error_type == "Sandbox.Timedout"
     assert info.container_id == sleeper
-    assert wait_until(lambda: not mk1_containers(**{"mk1.container": sleeper}))
+    wait_until(lambda: mk1_containers(**{"mk1.container": sleeper}), lambda left: not left,
+               what="the timed-out container to be removed")
     [survivor] = mk1_containers(**{"mk1.container": quick_info.container_id})
     assert survivor.status == "running"
     again, again_info = invoke(pool, cfg, {"probe": "ids"})
@@ -121,8 +122,7 @@ def test_missing_handler_is_an_init_error(make_pool, probe_code, fn_config, invo
     assert outcome.error_type == "Runtime.ImportModuleError"
 
 
-def test_shutdown_leaves_no_container(make_pool, probe_code, fn_config, invoke, start_call, mk1_containers,
-                                      wait_until, scratch):
+def test_shutdown_leaves_no_container(make_pool, probe_code, fn_config, invoke, start_call, mk1_containers, scratch):
     pool = make_pool("Probe", probe_code)
     cfg = fn_config("Probe", "probe.handler")
     call = start_call(pool, cfg, {"probe": "sleep", "seconds": 30})
@@ -133,9 +133,11 @@ def test_shutdown_leaves_no_container(make_pool, probe_code, fn_config, invoke, 
     pool.shutdown()
     assert call.result()[0].status == "crash"  # the caller is answered, not left hanging
 
-    assert wait_until(lambda: not mk1_containers(**{"mk1.function": "Probe"}))
-    assert wait_until(lambda: pool.count() == 0)
-    assert wait_until(lambda: not [d for d in (scratch / "work").iterdir() if d.name.startswith("Probe-")])
+    wait_until(lambda: mk1_containers(**{"mk1.function": "Probe"}), lambda left: not left,
+               what="every Probe container to be removed")
+    wait_until(pool.count, lambda n: n == 0, what="the pool to be empty")
+    wait_until(lambda: [d.name for d in (scratch / "work").iterdir() if d.name.startswith("Probe-")],
+               lambda left: not left, what="the Probe work directories to be removed")
 
 
 def test_cleanup_orphans_removes_only_containers_of_dead_owners(docker_backend: DockerBackend, mk1_containers):

@@ -1,12 +1,11 @@
 """Reserved concurrency, the SQS queue, throttling and async invocations."""
 import json
 import threading
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import peak_concurrency
+from helpers import peak_concurrency, wait_until
 from my_mk1_homework import Throttled
 
 
@@ -30,6 +29,10 @@ def _burst(fn, n, prompt="p"):
     return out
 
 
+def _alpha(sys_) -> dict:
+    return sys_.status()["functions"]["RuntimeAlpha"]
+
+
 def test_queue_bound_gives_429_with_lambda_body(make_system):
     sys_ = make_system(MK1_ALPHA_GENERATE_SECONDS="0.6", MK1_MAX_QUEUE_DEPTH="2")
     fn = sys_.function("RuntimeAlpha", "admin")
@@ -49,7 +52,8 @@ def test_queue_bound_gives_429_with_lambda_body(make_system):
     ts = [threading.Thread(target=flood) for _ in range(5)]
     for t in ts:
         t.start()
-    time.sleep(0.2)
+    wait_until(lambda: _alpha(sys_), lambda f: f["in_use"] == 3 and f["waiting"] == 2,
+               what="3 calls running and 2 waiting (the queue bound)")
     with pytest.raises(ClientError) as e:
         raw.invoke(FunctionName="RuntimeAlpha", Payload=b'{"prompt":"x"}')
     for t in ts:
@@ -77,21 +81,22 @@ def test_reserved_concurrency_changes_live(make_system):
     lam = sys_.aws("lambda")
     lam.put_function_concurrency(FunctionName="RuntimeAlpha", ReservedConcurrentExecutions=1)
     fn = sys_.function("RuntimeAlpha", "admin")
-    deadline = time.monotonic() + 10
-    while json.loads(__import__("urllib.request").request.urlopen(sys_.url + "/mk1/status").read())[
-            "functions"]["RuntimeAlpha"]["reserved_concurrency"] != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    _wait_reserved(sys_, 1)
     results = _burst(fn, 4)
     assert all(not isinstance(r, Exception) for r in results)
     ids = {r.request_id for r in results}
     recs = [r for r in sys_.usage_records(expect=4) if r["request_id"] in ids]
     assert len(recs) == 4 and peak_concurrency(recs) == 1
     lam.put_function_concurrency(FunctionName="RuntimeAlpha", ReservedConcurrentExecutions=0)
-    time.sleep(1.0)
+    _wait_reserved(sys_, 0)
     with pytest.raises(Throttled) as e:
         fn.generate("refused")
     assert "reserved concurrency 0" in e.value.message
+
+
+def _wait_reserved(sys_, n: int) -> None:
+    wait_until(lambda: _alpha(sys_)["reserved_concurrency"], lambda got: got == n, interval=0.1,
+               what=f"the dispatcher to use reserved concurrency {n}")
 
 
 def test_async_invocation_runs_and_result_is_fetched(system):
@@ -114,11 +119,9 @@ def test_failing_async_call_retries_then_dead_letter_queue(make_system):
     rid = r["ResponseMetadata"]["RequestId"]
     fn = sys_.function("RuntimeBeta", "admin")
     from my_mk1_homework.client import Call
-    deadline = time.monotonic() + 30
-    while Call(fn, rid).status()["status"] != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    assert int(float(Call(fn, rid).status()["attempts"])) == 3
+    final = wait_until(lambda: Call(fn, rid).status(), lambda st: st["status"] == "failed", timeout=30,
+                       interval=0.2, what="the Event call to fail for good")
+    assert int(float(final["attempts"])) == 3
     sqs = sys_.aws("sqs")
     dlq = sqs.get_queue_url(QueueName="mk1-RuntimeBeta-dlq")["QueueUrl"]
     msgs = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
@@ -136,14 +139,12 @@ def test_waiting_calls_sit_in_the_sqs_queue(make_system):
     url = sqs.get_queue_url(QueueName="mk1-RuntimeBeta-queue")["QueueUrl"]
     t = threading.Thread(target=_burst, args=(fn, 7))
     t.start()
-    seen = 0
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and seen < 4:
+
+    def depth() -> int:
         a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        seen = max(seen, int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))
-        time.sleep(0.05)
+        return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+    wait_until(depth, lambda n: n >= 4, timeout=5, what="4 waiting calls in the SQS queue")
     t.join(60)
-    assert seen >= 4
 
 
 def test_async_call_larger_than_an_sqs_message_runs_and_keeps_its_result(system):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_until
 from my_mk1_homework import ConnectionError, Function, NotFound, PermissionDenied, Throttled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,9 +138,14 @@ def test_awslocal_operator_commands(system):
     q = [u for u in urls if u.endswith("mk1-RuntimeAlpha-queue")][0]
     assert "ApproximateNumberOfMessages" in awslocal("sqs", "get-queue-attributes", "--queue-url", q,
                                                      "--attribute-names", "All")["Attributes"]
-    system.function("RuntimeAlpha", "admin").generate("for the table")
-    import time
-    time.sleep(0.5)
+    rid = system.function("RuntimeAlpha", "admin").invoke({"prompt": "for the table"}).request_id
+    ddb, logs = system.aws("dynamodb"), system.aws("logs")
+    wait_until(lambda: ddb.scan(TableName="mk1-usage", FilterExpression="request_id = :r",
+                                ExpressionAttributeValues={":r": {"S": rid}})["Items"],
+               what="the call's record in the usage table")
+    wait_until(lambda: logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha",
+                                              filterPattern=f'"REPORT RequestId: {rid}"')["events"],
+               what="the call's REPORT line in CloudWatch Logs")
     assert awslocal("dynamodb", "scan", "--table-name", "mk1-usage")["Count"] >= 1
     assert awslocal("logs", "filter-log-events", "--log-group-name", "/aws/lambda/RuntimeAlpha")["events"]
     assert {"user1", "user2", "admin"} <= {u["UserName"] for u in awslocal("iam", "list-users")["Users"]}

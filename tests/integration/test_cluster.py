@@ -3,13 +3,12 @@ import json
 import signal
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import ClientError
 from chalicelib.record.queries import query
 from my_mk1_homework.run_header import run_of
-from helpers import Peer, peak_concurrency
+from helpers import Peer, peak_concurrency, wait_until
 
 CLUSTER = {"MK1_CLUSTER": "1", "MK1_LEASE_MS": "2000", "MK1_SQS_VISIBILITY_S": "3",
            "MK1_ALPHA_GENERATE_SECONDS": "0.1", "MK1_MAX_WAIT_MS": "60000"}
@@ -23,12 +22,11 @@ def clients(first, peers, fn, user="admin"):
 
 
 def wait_records(first, ids, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        recs = [r for r in query(first.aws("dynamodb"), function="RuntimeAlpha") if r["request_id"] in ids]
-        if {r["request_id"] for r in recs} >= set(ids) or time.monotonic() > deadline:
-            return recs
-        time.sleep(0.2)
+    """The usage table's records of these calls, once each of them has one."""
+    ddb, ids = first.aws("dynamodb"), set(ids)
+    return wait_until(lambda: [r for r in query(ddb, function="RuntimeAlpha") if r["request_id"] in ids],
+                      lambda recs: {r["request_id"] for r in recs} >= ids, timeout=timeout, interval=0.2,
+                      what=f"a usage record in the table for each of {len(ids)} calls")
 
 
 def test_three_dispatchers_never_exceed_the_cap(make_system):
@@ -66,7 +64,8 @@ def test_killed_dispatcher_loses_no_async_call_and_its_slots_return(make_system)
         raw = [f._client for f in fns]
         accepted = [raw[1].invoke(FunctionName="RuntimeAlpha", InvocationType="Event",
                                   Payload=b'{"prompt":"async"}')["ResponseMetadata"]["RequestId"] for _ in range(12)]
-        time.sleep(0.5)
+        wait_until(lambda: victim.status()["functions"]["RuntimeAlpha"]["in_use"], timeout=10,
+                   what="the victim to run one of the Event calls (and hold its slot)")
         victim.stop(signal.SIGKILL)
         sync_ok = [f.generate("survivor") for f in (fns[0], fns[2]) for _ in range(3)]
         assert all(x.startswith("[alpha]") for x in sync_ok)
@@ -135,7 +134,10 @@ def test_a_caller_that_gives_up_is_answered_once_and_its_call_never_runs(make_sy
         assert {k: v for k, v in by_id.items() if len(v) != 1} == {}      # exactly one record per call
         assert {k for k, v in by_id.items() if v == ["success"]} == ok
         assert {k for k, v in by_id.items() if v == ["throttled"]} == throttled
-        time.sleep(2.5)   # nothing given up runs later on any dispatcher
+        # nothing given up runs later on any dispatcher: once every dispatcher is quiet and the
+        # queue empty, no call is left to run
+        for d in [first, *peers]:
+            d.wait_quiet(timeout=15)
         assert len([r for r in query(first.aws("dynamodb"), function="RuntimeAlpha")
                     if r["request_id"] in throttled and r["status"] != "throttled"]) == 0
     finally:
@@ -169,11 +171,8 @@ def test_a_caller_whose_runner_dies_mid_call_hears_so_within_lease_periods(make_
         pool = ThreadPoolExecutor(6)
         started = time.monotonic()
         futures = [pool.submit(_invoke_raw, fn, f"call {i}") for i in range(6)]
-        deadline = time.monotonic() + 20       # wait until the peer runs one of first's queued calls
-        while json.loads(urllib.request.urlopen(peer.url + "/mk1/status").read())[
-                "functions"]["RuntimeAlpha"]["in_use"] == 0:
-            assert time.monotonic() < deadline, "the peer never took a queued call"
-            time.sleep(0.05)
+        wait_until(lambda: peer.status()["functions"]["RuntimeAlpha"]["in_use"], timeout=20,
+                   what="the peer to run one of first's queued calls")
         peer.stop(signal.SIGKILL)
         answers = [f.result(timeout=60) for f in futures]
         took = time.monotonic() - started

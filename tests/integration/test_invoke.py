@@ -5,7 +5,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import peak_concurrency
+from helpers import peak_concurrency, wait_until
 
 
 def _invoke(client, fn, payload=None, **kw):
@@ -110,11 +110,7 @@ def test_cap_of_three_fifo_and_all_answered(system):
     for t in threads:
         t.join(60)
     assert len(results) == 10 and all(r.function_error is None for r in results)
-    ids = {r.request_id for r in results}
-    recs = [x for x in system.usage_records() if x["request_id"] in ids]
-    deadline = __import__("time").monotonic() + 10
-    while len(recs) < 10 and __import__("time").monotonic() < deadline:
-        recs = [x for x in system.usage_records() if x["request_id"] in ids]
+    recs = system.records_for({r.request_id for r in results}, timeout=10)
     assert len(recs) == 10
     assert peak_concurrency(recs) <= 3
     assert sum(1 for r in results if r.wait_ms and r.wait_ms > 0) >= 7
@@ -128,12 +124,9 @@ def _outcome(client, fn) -> str:
         return e.response["Error"]["Code"]
 
 
-def _until(check, want, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while (got := check()) != want and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return got
+def _wait_allowed(client, fn) -> None:
+    wait_until(lambda: _outcome(client, fn), lambda got: got == "allowed", interval=0.1,
+               what=f"user1 to be allowed {fn} (the policies are read again in the background)")
 
 
 def test_iam_changes_take_effect_live_through_groups_and_managed_policies(system):
@@ -152,13 +145,13 @@ def test_iam_changes_take_effect_live_through_groups_and_managed_policies(system
                 {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": arn.format("RuntimeBeta")}]}))
         iam.attach_group_policy(GroupName="mk1-test-group", PolicyArn=deny_arn)
         iam.add_user_to_group(GroupName="mk1-test-group", UserName="user1")
-        assert _until(lambda: _outcome(c, "RuntimeBeta"), "allowed") == "allowed"         # the group's Allow
-        assert _outcome(c, "RuntimeAlpha") == "AccessDeniedException"                      # its Deny wins
+        _wait_allowed(c, "RuntimeBeta")                                   # the group's Allow
+        assert _outcome(c, "RuntimeAlpha") == "AccessDeniedException"    # its Deny wins
     finally:
         iam.remove_user_from_group(GroupName="mk1-test-group", UserName="user1")
         iam.detach_group_policy(GroupName="mk1-test-group", PolicyArn=deny_arn)
         iam.delete_group_policy(GroupName="mk1-test-group", PolicyName="beta")
         iam.delete_group(GroupName="mk1-test-group")
         iam.delete_policy(PolicyArn=deny_arn)
-    assert _until(lambda: _outcome(c, "RuntimeAlpha"), "allowed") == "allowed"
+    _wait_allowed(c, "RuntimeAlpha")
     assert _outcome(c, "RuntimeBeta") == "AccessDeniedException"

@@ -3,6 +3,7 @@ import threading
 
 import pytest
 
+from helpers import wait_until
 from my_mk1_homework import PermissionDenied
 
 
@@ -17,8 +18,8 @@ def test_calls_run_through_another_lambda_api(make_system):
     with pytest.raises(PermissionDenied):              # authorization stays in the front mk1
         front.function("RuntimeAlpha", "user2").generate("x")
     # the remote runs one at a time and refuses the rest (429): the front keeps them waiting
-    import time
-    time.sleep(1.2)                                     # the remote's control plane refresh
+    wait_until(lambda: remote.status()["functions"]["RuntimeAlpha"]["reserved_concurrency"], lambda n: n == 1,
+               what="the remote to use reserved concurrency 1")
     out, lock = [], threading.Lock()
 
     def one(i):
@@ -31,7 +32,7 @@ def test_calls_run_through_another_lambda_api(make_system):
     for t in ts:
         t.join(60)
     assert len(out) == 3 and all(x.function_error is None for x in out)
-    recs = front.usage_records(expect=5)
+    recs = front.records_for([r.request_id] + [x.request_id for x in out])
     assert {x["backend"] for x in recs} == {"lambda"} and all(x["user"] == "user1" for x in recs if x["status"] == "success")
     bad = alpha.invoke({"no": "prompt"})
     assert bad.function_error == "Unhandled" and bad.payload["errorType"] == "InvalidEvent"

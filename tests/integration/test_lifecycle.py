@@ -2,32 +2,23 @@
 import base64
 import hashlib
 import io
-import json
 import os
 import signal
 import threading
-import time
-import urllib.request
 import zipfile
 
 import pytest
 
+from helpers import wait_until
 from my_mk1_homework import FunctionError, InvocationTimeout
 
 
-def status(sys_):
-    return json.loads(urllib.request.urlopen(sys_.url + "/mk1/status").read())
-
-
 def containers(sys_, fn):
-    return status(sys_)["functions"][fn]["containers"]
+    return sys_.status()["functions"][fn]["containers"]
 
 
-def wait_for(pred, timeout=10, every=0.05):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(every)
+def wait_stopped(sys_, fn):
+    wait_until(lambda: containers(sys_, fn), lambda cs: cs == [], what=f"every {fn} container to stop")
 
 
 def deploy_code(sys_, fn, files: dict[str, str]):
@@ -65,7 +56,7 @@ def test_idle_containers_are_stopped_after_keepalive(make_system):
     fn = sys_.function("RuntimeBeta", "admin")
     first = fn.invoke({"prompt": "x"})
     assert first.cold is True
-    wait_for(lambda: containers(sys_, "RuntimeBeta") == [], timeout=10)
+    wait_stopped(sys_, "RuntimeBeta")
     again = fn.invoke({"prompt": "x"})
     assert again.cold is True and again.container != first.container
 
@@ -75,7 +66,7 @@ def test_keepalive_zero_stops_after_each_invoke(make_system):
     fn = sys_.function("RuntimeAlpha", "admin")
     a, b = fn.invoke({"prompt": "x"}), fn.invoke({"prompt": "x"})
     assert a.cold and b.cold and a.container != b.container
-    wait_for(lambda: containers(sys_, "RuntimeAlpha") == [])
+    wait_stopped(sys_, "RuntimeAlpha")
     # the peak memory, read after the answer, was read before the kill too: it is in the records
     recs = sys_.usage_records(expect=2)
     assert all(5 < r["max_memory_used_mb"] < r["memory_mb"] for r in recs), recs
@@ -87,8 +78,8 @@ def test_killed_container_answers_caller_and_is_replaced(make_system):
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("r", fn.invoke({"prompt": "doomed"})))
     t.start()
-    wait_for(lambda: any(c["state"] == "busy" for c in containers(sys_, "RuntimeAlpha")), timeout=10)
-    busy = [c for c in containers(sys_, "RuntimeAlpha") if c["state"] == "busy"][0]
+    busy = wait_until(lambda: [c for c in containers(sys_, "RuntimeAlpha") if c["state"] == "busy"],
+                      what="a busy RuntimeAlpha container")[0]
     os.kill(int(busy["handle"].removeprefix("pid-")), signal.SIGKILL)
     t.join(20)
     r = out["r"]
@@ -108,7 +99,7 @@ def test_timeout_kills_only_that_container(make_system):
         beta.generate("slow")
     assert "Task timed out after 1.00 seconds" in str(e.value)
     assert alpha.invoke({"prompt": "x"}).container == warm.container
-    wait_for(lambda: containers(sys_, "RuntimeBeta") == [])
+    wait_stopped(sys_, "RuntimeBeta")
     recs = sys_.usage_records(expect=3)
     assert any(x["status"] == "timeout" and x["function"] == "RuntimeBeta" for x in recs)
 
@@ -117,22 +108,23 @@ def test_init_error_is_clear_and_backs_off(make_system):
     sys_ = make_system(MK1_INIT_BACKOFF_MS="3000")
     deploy_code(sys_, "RuntimeAlpha", {"handler.py": "raise RuntimeError('model weights missing')\n"})
     fn = sys_.function("RuntimeAlpha", "admin")
-    wait_for(lambda: _sha_changed(sys_), timeout=10)
+    _wait_new_code(sys_)
     with pytest.raises(FunctionError) as e1:
         fn.generate("x")
     assert "model weights missing" in e1.value.error_message
-    before = status(sys_)["functions"]["RuntimeAlpha"]["cold_starts"]
+    before = sys_.status()["functions"]["RuntimeAlpha"]["cold_starts"]
     with pytest.raises(FunctionError):
         fn.generate("x")
-    assert status(sys_)["functions"]["RuntimeAlpha"]["cold_starts"] == before  # no restart storm
+    assert sys_.status()["functions"]["RuntimeAlpha"]["cold_starts"] == before  # no restart storm
     recs = sys_.usage_records(expect=2)
     assert any(x["status"] == "init_error" for x in recs)
 
 
-def _sha_changed(sys_):
+def _wait_new_code(sys_):
     from infra import package
-    return status(sys_)["functions"]["RuntimeAlpha"]["code_sha256"] != package.code_sha256(
-        package.build_zip("RuntimeAlpha"))
+    shipped = package.code_sha256(package.build_zip("RuntimeAlpha"))
+    wait_until(lambda: sys_.status()["functions"]["RuntimeAlpha"]["code_sha256"], lambda sha: sha != shipped,
+               what="the dispatcher to see RuntimeAlpha's new code")
 
 
 def test_code_update_is_picked_up_and_old_containers_drain(make_system):
@@ -142,10 +134,11 @@ def test_code_update_is_picked_up_and_old_containers_drain(make_system):
     assert old.payload["response"].startswith("[alpha]")
     deploy_code(sys_, "RuntimeAlpha", {
         "handler.py": "def handler(event, context):\n    return {'response': 'v2 ' + event['prompt']}\n"})
-    wait_for(lambda: _sha_changed(sys_), timeout=10)
+    _wait_new_code(sys_)
     new = fn.invoke({"prompt": "x"})
     assert new.payload == {"response": "v2 x"} and new.cold and new.container != old.container
-    wait_for(lambda: [c["id"] for c in containers(sys_, "RuntimeAlpha")] == [new.container])
+    wait_until(lambda: [c["id"] for c in containers(sys_, "RuntimeAlpha")], lambda ids: ids == [new.container],
+               what="the old container to drain, the new one to stay")
 
 
 def test_no_container_left_after_dispatcher_shutdown(make_system):

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import FAST, free_port
+from helpers import FAST, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -90,8 +90,7 @@ def test_up_provisions_serves_and_stops_everything(tmp_path):
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest
     assert "stopped." in rest
-    time.sleep(0.5)
-    assert [p for p in family if alive(p)] == []
+    wait_until(lambda: [p for p in family if alive(p)], lambda left: left == [], what="every process of mk1 up to exit")
 
 
 def test_up_reports_a_port_in_use(tmp_path):

@@ -1,9 +1,8 @@
 """Usage records, the usage table, CloudWatch REPORT lines, /metrics and restart safety."""
-import json
-import time
 import urllib.request
 
 from chalicelib.record.queries import query, report
+from helpers import wait_until
 
 FIELDS = {"request_id", "user", "function", "invocation_type", "accepted", "start", "end", "duration_ms", "billed_ms",
           "init_ms", "wait_ms", "memory_mb", "max_memory_used_mb", "status", "container_id", "backend"}
@@ -26,10 +25,8 @@ def test_one_record_per_call_in_log_and_table(make_system):
         assert 5 < r["max_memory_used_mb"] < r["memory_mb"]   # read after the answer went out
         assert r["start"].endswith("Z")
     ddb = sys_.aws("dynamodb")
-    deadline = time.monotonic() + 10
-    while len(query(ddb)) < 4 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    table = {r["request_id"]: r for r in query(ddb)}
+    table = {r["request_id"]: r for r in wait_until(lambda: query(ddb), lambda rows: len(rows) >= 4, interval=0.1,
+                                                    what="4 rows in the usage table")}
     assert table == {r["request_id"]: r for r in recs}          # the table and the log agree
     assert [r["request_id"] for r in query(ddb, user="user1")] == [r["request_id"] for r in recs[:2]]
     assert len(query(ddb, function="RuntimeBeta")) == 2
@@ -38,13 +35,14 @@ def test_one_record_per_call_in_log_and_table(make_system):
 
 
 def test_usage_routes_enforce_who_sees_what(system):
-    system.function("RuntimeAlpha", "user1").generate("mine")
-    system.function("RuntimeBeta", "user2").generate("theirs")
-    time.sleep(0.5)
+    ids = {system.function("RuntimeAlpha", "user1").invoke({"prompt": "mine"}).request_id,
+           system.function("RuntimeBeta", "user2").invoke({"prompt": "theirs"}).request_id}
     from my_mk1_homework.signed import signed_get
     from botocore.credentials import Credentials
     def get(user, path, q=None):
         return signed_get(system.url, path, Credentials(*system.keys(user)), "us-east-1", q)
+    wait_until(lambda: {r["request_id"] for r in get("admin", "/mk1/usage")[1]["records"]},
+               lambda seen: ids <= seen, what="both calls in the usage table")
     st, body = get("user1", "/mk1/usage", {"user": "user2"})
     assert st == 200 and body["records"] and {r["user"] for r in body["records"]} == {"user1"}
     st, body = get("admin", "/mk1/usage")
@@ -58,13 +56,10 @@ def test_usage_routes_enforce_who_sees_what(system):
 def test_report_lines_reach_cloudwatch(system):
     r = system.function("RuntimeAlpha", "admin").invoke({"prompt": "logged"})
     logs = system.aws("logs")
-    deadline = time.monotonic() + 10
-    found = []
-    while not found and time.monotonic() < deadline:
-        events = logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha")["events"]
-        found = [e for e in events if e["message"].startswith(f"REPORT RequestId: {r.request_id}")]
-        time.sleep(0.1)
-    assert found and "Billed Duration:" in found[0]["message"] and "Memory Size: 512 MB" in found[0]["message"]
+    found = wait_until(lambda: [e for e in logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha")["events"]
+                                if e["message"].startswith(f"REPORT RequestId: {r.request_id}")],
+                       interval=0.1, what="the call's REPORT line in CloudWatch Logs")
+    assert "Billed Duration:" in found[0]["message"] and "Memory Size: 512 MB" in found[0]["message"]
     assert found[0]["logStreamName"] == f"[$LATEST]{r.container}"
 
 
@@ -103,7 +98,7 @@ def test_a_burst_of_calls_loses_no_record(make_system):
     assert all(isinstance(x, str) for x in out)
     recs = sys_.usage_records(expect=300, timeout=30)
     assert len(recs) == 300 and len({r["request_id"] for r in recs}) == 300
-    deadline = time.monotonic() + 20
-    while len(query(sys_.aws("dynamodb"))) < 300 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert len(query(sys_.aws("dynamodb"))) == 300
+    ddb = sys_.aws("dynamodb")
+    rows = wait_until(lambda: query(ddb), lambda rows: len(rows) >= 300, timeout=20, interval=0.2,
+                      what="300 rows in the usage table")
+    assert len(rows) == 300

@@ -1,31 +1,13 @@
 """Small helpers shared by the reliability tests."""
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.request
 from collections import Counter
 
 
-def status(system, timeout: float = 10) -> dict:
-    with urllib.request.urlopen(system.url + "/mk1/status", timeout=timeout) as r:
-        return json.load(r)
-
-
-def wait_for(predicate, timeout: float, every: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
 def in_use(system, function: str) -> int:
-    return status(system)["functions"][function]["in_use"]
+    return system.status()["functions"][function]["in_use"]
 
 
 def records_by_id(records: list[dict]) -> Counter:

@@ -17,7 +17,8 @@ import pytest
 
 from chalicelib.record.queries import query
 from my_mk1_homework.run_header import run_of
-from relhelp import Background, in_use, records_by_id, status, wait_for
+from helpers import wait_until
+from relhelp import Background, in_use, records_by_id
 from security.rawhttp import invoke_path, signed_headers, signed_invoke
 
 PROMPT = b'{"prompt": "fault tolerant"}'
@@ -33,7 +34,7 @@ def test_aws_restart_under_the_dispatcher(make_system):
     s = make_system(MK1_ALPHA_GENERATE_SECONDS="1.0")
     admin = s.keys("admin")
     assert all(isinstance(x, str) for x in s.function("RuntimeAlpha", "admin").map(["a", "b", "c"], 3))
-    wait_for(lambda: len(s.usage_records()) == 3, 10, what="the warm-up records")
+    s.usage_records(expect=3)
 
     s.moto.terminate()
     s.moto.wait(10)
@@ -49,7 +50,8 @@ def test_aws_restart_under_the_dispatcher(make_system):
     busy = Background()
     for _ in range(3):
         busy.start(signed_invoke, s.url, admin, "RuntimeAlpha", PROMPT)
-    wait_for(lambda: _gauge(s, 'mk1_running{function="RuntimeAlpha"}') == 3, 5, what="3 calls running")
+    wait_until(lambda: _gauge(s, 'mk1_running{function="RuntimeAlpha"}'), lambda n: n == 3, timeout=5,
+               what="3 calls running")
     t0 = time.monotonic()
     queued = signed_invoke(s.url, admin, "RuntimeAlpha", PROMPT, timeout=60)
     waited = time.monotonic() - t0
@@ -63,9 +65,9 @@ def test_aws_restart_under_the_dispatcher(make_system):
     down_ids += [r.headers["x-amzn-requestid"] for r in done]
 
     # the usage log has them at once; the table write fails and is retried, never dropped
-    logged = wait_for(lambda: {r["request_id"] for r in s.usage_records()} >= set(down_ids) and s.usage_records(),
-                      10, what="records written while AWS was down")
-    wait_for(lambda: _gauge(s, "mk1_record_write_failures_total") > 0, 10, what="a reported write failure")
+    s.records_for(down_ids, timeout=10)
+    logged = s.usage_records()
+    wait_until(lambda: _gauge(s, "mk1_record_write_failures_total"), lambda n: n > 0, what="a reported write failure")
     assert "writing usage/logs failed" in s.log()
 
     # 3. AWS comes back empty (moto keeps state in memory): provision again; the keys change
@@ -73,9 +75,9 @@ def test_aws_restart_under_the_dispatcher(make_system):
     s.provision()
     new_admin = s.keys("admin")
     assert new_admin != admin
-    a = wait_for(lambda: _ok(signed_invoke(s.url, new_admin, "RuntimeAlpha", PROMPT)), 20, 0.3,
-                 what="a call with the new keys")
-    rec = status(s)["recorder"]
+    a = wait_until(lambda: _ok(signed_invoke(s.url, new_admin, "RuntimeAlpha", PROMPT)), timeout=20, interval=0.3,
+                   what="a call with the new keys")
+    rec = s.status()["recorder"]
     assert rec["failures"] > 0 and rec["last_error"], rec
     old = signed_invoke(s.url, admin, "RuntimeAlpha", PROMPT)
     assert old.status == 403 and old.error_type == "UnrecognizedClientException", old
@@ -86,9 +88,10 @@ def test_aws_restart_under_the_dispatcher(make_system):
 
     # the records written while AWS was down reach the (new) usage table; the backlog drains
     ddb = s.aws("dynamodb")
-    wait_for(lambda: set(down_ids) <= {r["request_id"] for r in query(ddb)}, 30, 0.3,
-             what="the records written while down to reach the table")
-    wait_for(lambda: status(s)["recorder"]["backlog"] == 0, 15, what="an empty recorder backlog")
+    wait_until(lambda: {r["request_id"] for r in query(ddb)}, lambda got: set(down_ids) <= got, timeout=30,
+               interval=0.3, what="the records written while down to reach the table")
+    wait_until(lambda: s.status()["recorder"]["backlog"], lambda n: n == 0, timeout=15,
+               what="an empty recorder backlog")
     all_ids = records_by_id(s.usage_records(expect=len(logged) + 6))
     assert all(n == 1 for n in all_ids.values()), all_ids   # nothing written twice to the log
 
@@ -98,24 +101,32 @@ def test_cloudwatch_logs_recover_after_an_aws_restart(make_system):
     (START/END/REPORT) reach CloudWatch Logs again and the recorder stops failing."""
     s = make_system()
     fn = s.function("RuntimeAlpha", "admin")
-    fn.generate("before")
-    wait_for(lambda: status(s)["recorder"]["backlog"] == 0 and len(s.usage_records()) == 1, 10, what="a record")
-    time.sleep(0.5)   # the log stream of the container is created now
+    before = fn.invoke({"prompt": "before"}).request_id
+    s.records_for([before])
+    logs = s.aws("logs")
+    # the container's log stream exists, with the call's lines, when the AWS endpoint goes away
+    _wait_report(logs, before, "the REPORT line of the call before the restart")
     s.moto.terminate()
     s.moto.wait(10)
     s.start_moto()
     s.provision()
     fn = s.function("RuntimeAlpha", "admin")      # new keys
-    rid = wait_for(lambda: _ok(signed_invoke(s.url, s.keys("admin"), "RuntimeAlpha", PROMPT)), 20, 0.3,
-                   what="a call with the new keys").headers["x-amzn-requestid"]
+    rid = wait_until(lambda: _ok(signed_invoke(s.url, s.keys("admin"), "RuntimeAlpha", PROMPT)), timeout=20,
+                     interval=0.3, what="a call with the new keys").headers["x-amzn-requestid"]
     logs = s.aws("logs")
-    wait_for(lambda: logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha",
-                                            filterPattern=f'"REPORT RequestId: {rid}"')["events"], 15, 0.5,
-             what="the REPORT line of a call made after the AWS restart to reach CloudWatch Logs")
-    f1 = status(s)["recorder"]["failures"]
-    time.sleep(6)   # > the recorder's longest retry backoff (5 s)
-    rec = status(s)["recorder"]
+    _wait_report(logs, rid, "the REPORT line of a call made after the AWS restart to reach CloudWatch Logs")
+    f1 = s.status()["recorder"]["failures"]
+    # Not a guess: the point is that nothing happens for longer than the recorder's longest retry
+    # backoff (5 s), in which a recorder still failing would fail (and count) again.
+    time.sleep(6)
+    rec = s.status()["recorder"]
     assert rec["failures"] == f1 and rec["backlog"] == 0, rec
+
+
+def _wait_report(logs, request_id: str, what: str) -> None:
+    wait_until(lambda: logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha",
+                                              filterPattern=f'"REPORT RequestId: {request_id}"')["events"],
+               timeout=15, interval=0.2, what=what)
 
 
 def _ok(answer):
@@ -139,7 +150,7 @@ def test_status_and_event_calls_while_aws_is_down(make_system):
     s.moto.wait(10)
     problems = []
     try:
-        st = status(s, timeout=30)
+        st = s.status(timeout=30)
         assert st["functions"]["RuntimeAlpha"]["reserved_concurrency"] == 3
         assert "error" in st["queues"]["RuntimeAlpha"], st["queues"]
     except urllib.error.HTTPError as e:
@@ -162,7 +173,7 @@ def test_dispatcher_sigkill_with_event_calls_queued(make_system):
                           headers={"X-Amz-Invocation-Type": "Event"})
         assert a.status == 202, a
         ids.append(a.headers["x-amzn-requestid"])
-    pids = [int(c["handle"][4:]) for c in status(s)["functions"]["RuntimeAlpha"]["containers"]]
+    pids = [int(c["handle"][4:]) for c in s.status()["functions"]["RuntimeAlpha"]["containers"]]
     s.stop_dispatcher(signal.SIGKILL)
     killed_at = _iso_now()
     before = s.usage_records()
@@ -170,10 +181,9 @@ def test_dispatcher_sigkill_with_event_calls_queued(make_system):
     # the containers of the killed dispatcher are orphans now; the new one removes them on start
     t0 = time.monotonic()
     s.start_dispatcher()
-    recs = wait_for(lambda: (set(ids) <= {r["request_id"] for r in s.usage_records()}) and s.usage_records(),
-                    90, 0.2, what="every accepted Event call to run after the restart")
+    s.records_for(ids, timeout=90)   # every accepted Event call ran after the restart
     recovered = time.monotonic() - t0
-    time.sleep(1.0)   # a duplicate, if any, would show up now
+    s.wait_quiet(timeout=60)   # queue empty, nothing running, every record written: no duplicate can come later
     recs = s.usage_records()
     count = records_by_id(recs)
     after = [r for r in recs if r["start"] >= killed_at]
@@ -190,10 +200,11 @@ def test_dispatcher_sigkill_with_event_calls_queued(make_system):
             assert count[rid] == 1, (rid, count[rid])
     assert len(after) == sum(1 for r in recs if r["request_id"] not in finished_before) + \
         sum(count[r] - 1 for r in finished_before)
-    st = status(s)["functions"]["RuntimeAlpha"]
+    st = s.status()["functions"]["RuntimeAlpha"]
     assert st["in_use"] == 0 and st["waiting"] == 0
     # the killed dispatcher's containers do not linger (their Runtime API went away with it)
-    wait_for(lambda: not [p for p in pids if _alive(p)], 15, 0.2, what="the orphaned containers to exit")
+    wait_until(lambda: [p for p in pids if _alive(p)], lambda alive: not alive, timeout=15, interval=0.2,
+               what="the orphaned containers to exit")
     # the async results are fetchable after the restart
     fn = s.function("RuntimeAlpha", "admin")
     from my_mk1_homework.client import Call
@@ -229,12 +240,12 @@ def test_client_disconnecting_while_queued_consumes_no_slot(make_system):
     busy = Background()
     for i in range(3):
         busy.start(signed_invoke, s.url, admin, "RuntimeAlpha", json.dumps({"prompt": f"long {i}"}).encode())
-    wait_for(lambda: in_use(s, "RuntimeAlpha") == 3, 5, what="3 calls running")
+    wait_until(lambda: in_use(s, "RuntimeAlpha"), lambda n: n == 3, timeout=5, what="3 calls running")
     # the 4th call, on a raw socket: it queues; then the client goes away
     sock = _raw_invoke(s, admin, b'{"prompt": "ghost"}')
-    wait_for(lambda: status(s)["functions"]["RuntimeAlpha"]["waiting"] == 1, 5, what="the 4th call to wait")
+    wait_until(lambda: _waiting(s), lambda n: n == 1, timeout=5, what="the 4th call to wait")
     sock.close()
-    wait_for(lambda: status(s)["functions"]["RuntimeAlpha"]["waiting"] == 0, 3, what="the ghost to be dropped")
+    wait_until(lambda: _waiting(s), lambda n: n == 0, timeout=3, what="the ghost to be dropped")
     results = busy.join(30)
     assert all(r.status == 200 for r in results), results
     # the 5th call, after the first three: a free slot at once, nothing waits behind the ghost
@@ -242,18 +253,20 @@ def test_client_disconnecting_while_queued_consumes_no_slot(make_system):
     fifth = signed_invoke(s.url, admin, "RuntimeAlpha", b'{"prompt": "fifth"}')
     took = time.monotonic() - t0
     assert fifth.status == 200 and float(run_of(fifth.headers)["wait-ms"]) < 100 and took < 3.5, (fifth, took)
-    recs = s.usage_records(expect=n0 + 5)[n0:]
-    time.sleep(0.5)
+    s.usage_records(expect=n0 + 5)
+    # quiet: the ghost's SQS message is deleted and every record written; a 6th record cannot come later
+    st = s.wait_quiet(timeout=15)
     recs = s.usage_records()[n0:]
     statuses = sorted(r["status"] for r in recs)
     assert statuses == ["cancelled"] + ["success"] * 4, statuses
     ghost = next(r for r in recs if r["status"] == "cancelled")
     assert ghost["duration_ms"] == 0 and ghost["billed_ms"] == 0 and ghost["container_id"] == ""
     assert sum(r["status"] == "success" and "ghost" in json.dumps(r) for r in recs) == 0
-    st = status(s)
     assert st["functions"]["RuntimeAlpha"]["in_use"] == 0
-    wait_for(lambda: status(s)["queues"]["RuntimeAlpha"] == {"visible": 0, "NotVisible": 0, "Delayed": 0},
-             15, 0.3, what="the ghost's SQS message to be deleted")
+
+
+def _waiting(system) -> int:
+    return system.status()["functions"]["RuntimeAlpha"]["waiting"]
 
 
 def test_client_hanging_up_while_its_call_runs_still_gets_billed(make_system):
@@ -264,19 +277,19 @@ def test_client_hanging_up_while_its_call_runs_still_gets_billed(make_system):
     assert s.function("RuntimeAlpha", "admin").invoke({"prompt": "warm"}).status_code == 200
     n0 = len(s.usage_records(expect=1))
     sock = _raw_invoke(s, admin, b'{"prompt": "gone before its answer"}')
-    wait_for(lambda: in_use(s, "RuntimeAlpha") == 1, 5, what="the call to run")
+    wait_until(lambda: in_use(s, "RuntimeAlpha"), lambda n: n == 1, timeout=5, what="the call to run")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()   # a reset: writing the answer fails
     recs = s.usage_records(expect=n0 + 1)[n0:]
-    time.sleep(0.5)
+    s.wait_quiet()   # nothing running, every record written: a second record cannot come later
     assert [r["status"] for r in s.usage_records()[n0:]] == ["success"], recs
     assert recs[0]["duration_ms"] >= 1000
     assert in_use(s, "RuntimeAlpha") == 0
     logs = s.aws("logs")
     group = "/aws/lambda/RuntimeAlpha"
-    wait_for(lambda: any(recs[0]["request_id"] in e["message"] and e["message"].startswith("REPORT")
-                         for e in logs.filter_log_events(logGroupName=group)["events"]),
-             10, 0.2, what="its REPORT line in CloudWatch Logs")
+    wait_until(lambda: any(recs[0]["request_id"] in e["message"] and e["message"].startswith("REPORT")
+                           for e in logs.filter_log_events(logGroupName=group)["events"]),
+               timeout=10, interval=0.2, what="its REPORT line in CloudWatch Logs")
     # the dispatcher carries on
     assert s.function("RuntimeAlpha", "admin").invoke({"prompt": "after"}).status_code == 200
 
@@ -323,13 +336,13 @@ def test_usage_log_on_a_full_disk_is_reported_and_nothing_is_lost(make_system, t
     log_path.symlink_to(tiny_disk / "usage.log")
     fn = s.function("RuntimeAlpha", "admin")
     ids = [fn.invoke({"prompt": f"before {i}"}).request_id for i in range(3)]
-    wait_for(lambda: len(s.usage_records()) == 3, 10, what="3 records on the tiny disk")
+    s.records_for(ids, timeout=10)   # on the tiny disk
     _fill(tiny_disk)
     log_before = len(s.log())
     # calls still work while their records cannot be written
     ids += [fn.invoke({"prompt": f"full {i} " + "x" * 200}).request_id for i in range(12)]
-    rec = wait_for(lambda: (lambda r: r if r["failures"] > 0 else None)(status(s)["recorder"]), 10,
-                   what="the recorder to report the failure")
+    rec = wait_until(lambda: s.status()["recorder"], lambda r: r["failures"] > 0,
+                     what="the recorder to report the failure")
     assert "No space left on device" in rec["last_error"] or "ENOSPC" in rec["last_error"], rec
     assert rec["backlog"] > 0, rec
     new_log = s.log()[log_before:]
@@ -342,9 +355,11 @@ def test_usage_log_on_a_full_disk_is_reported_and_nothing_is_lost(make_system, t
     # space comes back: every record is written, once, and every line of the log is whole
     (tiny_disk / "filler").unlink()
     (tiny_disk / "filler2").unlink(missing_ok=True)
-    wait_for(lambda: status(s)["recorder"]["backlog"] == 0, 20, 0.2, what="the backlog to drain")
+    wait_until(lambda: s.status()["recorder"]["backlog"], lambda n: n == 0, timeout=20, interval=0.2,
+               what="the backlog to drain")
     ddb = s.aws("dynamodb")
-    wait_for(lambda: set(ids) <= {r["request_id"] for r in query(ddb)}, 15, 0.3, what="the table")
+    wait_until(lambda: {r["request_id"] for r in query(ddb)}, lambda got: set(ids) <= got, timeout=15,
+               interval=0.3, what="every record in the table")
     lines = log_path.read_text().splitlines()
     parsed = []
     for line in lines:

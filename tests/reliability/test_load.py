@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from relhelp import peak_overlap, records_by_id, status, wait_for
+from relhelp import peak_overlap, records_by_id
 from security.rawhttp import signed_invoke
 
 CALLS = [("user1", "RuntimeAlpha"), ("user2", "RuntimeBeta"), ("admin", "RuntimeAlpha"), ("admin", "RuntimeBeta")]
@@ -91,8 +91,8 @@ def check(s, results, rss_before: float, clients: int, seconds: float, skip: int
 
     # one usage record per accepted call (and per throttled-after-wait), none for the denied
     accepted = {r["request_id"] for r in ok}
-    recs = wait_for(lambda: (lambda rs: rs if accepted <= {x["request_id"] for x in rs} else None)(
-        s.usage_records()[skip:]), 60, 0.2, what="a usage record for every accepted call")
+    s.records_for(accepted, timeout=60)
+    recs = s.usage_records()[skip:]
     count = records_by_id(recs)
     assert all(count[i] == 1 for i in accepted), [i for i in accepted if count[i] != 1][:5]
     assert not ({r["request_id"] for r in denied} & set(count))
@@ -103,7 +103,7 @@ def check(s, results, rss_before: float, clients: int, seconds: float, skip: int
     # the reserved concurrency of 3 is never exceeded, per function, over the whole run
     peaks = {fn: peak_overlap([r for r in recs if r["function"] == fn and r["status"] == "success"])
              for fn in ("RuntimeAlpha", "RuntimeBeta")}
-    st = status(s)
+    st = s.status()
     for fn, info in st["functions"].items():
         assert peaks[fn] <= 3 and info["peak_in_use"] <= 3, (fn, peaks, info)
         assert len(info["containers"]) <= 3, info["containers"]

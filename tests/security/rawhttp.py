@@ -22,7 +22,8 @@ ERROR_CODES = {  # Lambda's error codes mk1 answers with, and their status
     "AccessDeniedException": 403, "InvalidSignatureException": 403, "UnrecognizedClientException": 403,
     "MissingAuthenticationTokenException": 403, "InvalidRequestContentException": 400,
     "InvalidParameterValueException": 400, "IncompleteSignatureException": 400,
-    "ResourceNotFoundException": 404, "RequestTooLargeException": 413, "TooManyRequestsException": 429,
+    "ResourceNotFoundException": 404, "RequestEntityTooLargeException": 413, "TooManyRequestsException": 429,
+    "ValidationException": 400,
     "ServiceException": 503, "UnknownOperationException": 404,
 }
 
@@ -115,13 +116,32 @@ def parse_raw(data: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, headers, body
 
 
+# AWS's body per error: whether it carries "Type", and whether its text is "message" or "Message"
+# (recorded against AWS; see tests/conformance/ and chalicelib/errors.py).
+BODY_SHAPE = {"ResourceNotFoundException": (True, "Message"), "ServiceException": (True, "Message"),
+              "AccessDeniedException": (False, "Message"), "RequestEntityTooLargeException": (False, "Message"),
+              "ValidationException": (False, "message"), "InvalidSignatureException": (False, "message"),
+              "UnrecognizedClientException": (False, "message"), "IncompleteSignatureException": (False, "message"),
+              "MissingAuthenticationTokenException": (False, "message")}
+
+
+def is_lambda_error_body(body: dict) -> bool:
+    """One of AWS's Lambda error bodies: a "message" or "Message", maybe "Type" (and a 429's fields)."""
+    keys = set(body)
+    return keys <= {"Type", "message", "Message", "Reason", "retryAfterSeconds"} and \
+        any(isinstance(body.get(k), str) for k in ("message", "Message")) and \
+        body.get("Type", "User") in ("User", "Service")
+
+
 def assert_lambda_error(a: Answer, status: int, code: str, message_part: str | None = None) -> dict:
-    """Lambda's error shape: the status, x-amzn-ErrorType, a JSON body with Type and message."""
+    """Lambda's error shape: the status, x-amzn-ErrorType, a JSON body with AWS's keys for that error."""
     assert a.status == status, a
     assert a.error_type == code, a
     assert a.headers.get("content-type", "").startswith("application/json"), a
     body = a.json()
-    assert body.get("Type") in ("User", "Service") and isinstance(body.get("message"), str), a
+    typed, key = BODY_SHAPE.get(code, (True, "message"))
+    assert (body.get("Type") in ("User", "Service")) if typed else "Type" not in body, a
+    assert isinstance(body.get(key), str), a
     if message_part is not None:
-        assert message_part in body["message"], a
+        assert message_part in body[key], a
     return body

@@ -7,15 +7,14 @@ import json
 import os
 import socket
 import stat
-import time
 import urllib.request
 
 import pytest
 from botocore.credentials import Credentials
 
 from my_mk1_homework.signed import signed_get
+from helpers import wait_until
 from rawhttp import signed_invoke
-from state import status
 
 RUNTIME_NEXT = "/2018-06-01/runtime/invocation/next"
 
@@ -77,7 +76,7 @@ def test_secrets_never_appear_in_logs_answers_or_usage(iso_system):
     with urllib.request.urlopen(s.url + "/metrics", timeout=10) as r:
         bodies.append(r.read())
     assert statuses == {200, 403}, statuses
-    time.sleep(0.5)
+    s.wait_quiet()   # every usage record and log line of these calls written
     answers = b"\n".join(bodies)
     assert not [u for u, secret in secrets.items() if secret.encode() in answers]
     assert (s.home / "dispatcher.log").exists() and (s.home / "usage.log").exists()
@@ -92,7 +91,9 @@ def test_debug_logging_does_not_leak_secrets(make_system):
     akid = s.keys("admin")[0]
     signed_invoke(s.url, (akid, s.keys("user1")[1]), "RuntimeAlpha", b'{"prompt": "x"}')
     signed_invoke(s.url, s.keys("admin"), "RuntimeAlpha", b'{"prompt": "x"}')
-    time.sleep(1.0)   # a few background refreshes of the keys
+    for _ in range(3):   # an unknown key makes the dispatcher read the keys again before it answers
+        assert signed_invoke(s.url, ("AKIAIOSFODNN7EXAMPLE", "s" * 40), "RuntimeAlpha", b"{}").status == 403
+    s.wait_quiet()
     s.stop_dispatcher()
     leaks = _leaks(s)
     assert not leaks, f"a secret key appears in: {sorted(set(leaks))}"
@@ -110,11 +111,12 @@ def test_users_see_only_their_own_usage_and_async_results(iso_system):
     beta2 = s.function("RuntimeBeta", "user2")
     call = beta2.spawn("theirs")
     assert call.result(timeout=20) == "[beta] THEIRS (1 words)"
-    s.function("RuntimeAlpha", "user1").generate("mine")
-    time.sleep(0.5)
+    mine = s.function("RuntimeAlpha", "user1").invoke({"prompt": "mine"}).request_id
 
     def get(user, path, q=None):
         return signed_get(s.url, path, Credentials(*s.keys(user)), "us-east-1", q)
+    wait_until(lambda: {r["request_id"] for r in get("admin", "/mk1/usage")[1]["records"]},
+               lambda ids: {mine, call.request_id} <= ids, what="both calls in the usage table")
     st, body = get("user1", "/mk1/usage/report", {"user": "user2"})
     assert st == 200 and {r["user"] for r in body["rows"]} == {"user1"}, body
     st, body = get("user1", "/mk1/usage", {"function": "RuntimeBeta"})
@@ -135,7 +137,7 @@ def test_a_container_endpoint_never_hands_out_another_containers_invocation(iso_
     s = iso_system
     fn = s.function("RuntimeAlpha", "admin")
     assert fn.map(["a", "b"], 2) == ["[alpha] a", "[alpha] b"]           # two warm containers
-    containers = status(s)["functions"]["RuntimeAlpha"]["containers"]
+    containers = s.status()["functions"]["RuntimeAlpha"]["containers"]
     assert len(containers) == 2
     api = {c["id"]: _environ(int(c["handle"][4:]))["AWS_LAMBDA_RUNTIME_API"] for c in containers}
     assert len(set(api.values())) == 2, api                             # one endpoint each
@@ -149,13 +151,8 @@ def test_a_container_endpoint_never_hands_out_another_containers_invocation(iso_
     answer = {}
     t = Thread(target=lambda: answer.update(r=fn.invoke({"prompt": "for b only"})), daemon=True)
     t.start()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        busy = [c for c in status(s)["functions"]["RuntimeAlpha"]["containers"] if c["state"] == "busy"]
-        if busy:
-            break
-        time.sleep(0.02)
-    assert busy, "the call did not start"
+    busy = wait_until(lambda: [c for c in s.status()["functions"]["RuntimeAlpha"]["containers"]
+                               if c["state"] == "busy"], timeout=5, interval=0.02, what="the call to start")
     b = busy[0]["id"]
     a = next(c for c in api if c != b)
     # while B runs the call: A's endpoint has nothing for us, and B's never hands it out twice

@@ -5,12 +5,10 @@ them at the system it wants before running the script.
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, wait_until
 
 APP = str(ROOT / "ui" / "app.py")
 
@@ -131,19 +129,14 @@ def test_permission_denied_is_a_clear_message(up):
 
 
 def _reserved(system, function: str) -> int | None:
-    import json
-    import urllib.request
-    with urllib.request.urlopen(f"{system.url}/mk1/status", timeout=5) as r:
-        return json.loads(r.read())["functions"][function]["reserved_concurrency"]
+    return system.status(timeout=5)["functions"][function]["reserved_concurrency"]
 
 
 def _set_reserved(system, function: str, n: int) -> None:
     """Change the reserved concurrency in the control plane; wait until the dispatcher uses it."""
     system.aws("lambda").put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=n)
-    deadline = time.monotonic() + 15
-    while _reserved(system, function) != n:
-        assert time.monotonic() < deadline, f"the dispatcher did not pick up reserved concurrency {n}"
-        time.sleep(0.05)
+    wait_until(lambda: _reserved(system, function), lambda got: got == n, timeout=15,
+               what=f"the dispatcher to use reserved concurrency {n} for {function}")
 
 
 def test_throttled_is_a_warning(up):

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 OUT = ROOT / "test-output"
 TIMEOUT_MS = 30_000
+BUSY = "['initial', 'running', 'rerunRequested']"   # script states of a run that has not finished
+
+# In every page, before Streamlit's own code: count the script runs that finished (the app's
+# script state leaving a busy state), for settle() to wait on.
+TRACK_RUNS = f"""
+window.__mk1Runs = 0;
+new MutationObserver(changes => {{
+  for (const c of changes) {{
+    if ({BUSY}.includes(c.oldValue) && !{BUSY}.includes(c.target.getAttribute(c.attributeName))) {{
+      window.__mk1Runs += 1;
+    }}
+  }}
+}}).observe(document, {{subtree: true, attributes: true, attributeOldValue: true,
+                        attributeFilter: ['data-test-script-state']}});
+"""
 
 
 def _need_browser() -> None:
@@ -93,6 +107,7 @@ def browser(mk1):
 def page(browser, ui_url):
     OUT.mkdir(exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+    ctx.add_init_script(TRACK_RUNS)
     p = ctx.new_page()
     p.set_default_timeout(TIMEOUT_MS)
     open_app(p, ui_url)
@@ -112,39 +127,68 @@ def open_app(page, url: str) -> None:
         except Exception:
             if attempt == 2:
                 raise
-    settle(page)
+    settle(page, 0)   # the run of the page load
 
 
-def settle(page) -> None:
-    """Wait until the script run triggered by the last action has finished."""
-    time.sleep(0.15)   # let the rerun request reach the server
+def runs(page) -> int:
+    """How many script runs have finished: read it before an action that asks for a run."""
+    return page.evaluate("() => window.__mk1Runs")
+
+
+def settle(page, before: int) -> None:
+    """Wait until a script run has finished since `before` (runs()) and none is under way."""
     page.wait_for_function(
-        "() => { const a = document.querySelector('[data-testid=stApp]');"
-        " return a && !['running', 'rerunRequested'].includes(a.getAttribute('data-test-script-state')); }",
-        timeout=60_000)
+        f"before => {{ const a = document.querySelector('[data-testid=stApp]');"
+        f" return window.__mk1Runs > before && a && !{BUSY}.includes(a.getAttribute('data-test-script-state')); }}",
+        arg=before, timeout=60_000)
 
 
 def select(page, label: str, option: str) -> None:
-    page.get_by_label(label, exact=True).first.click()
+    box = page.get_by_label(label, exact=True).first
+    if box.input_value() == option:
+        return   # choosing what is chosen asks for no run
+    before = runs(page)
+    box.click()
     page.get_by_role("option", name=option, exact=True).click()
-    settle(page)
+    settle(page, before)
 
 
 def fill(page, label: str, value) -> None:
     box = page.get_by_label(label, exact=True)
+    if box.input_value() == str(value):
+        return   # the value it has: no run
+    before = runs(page)
     box.fill(str(value))
     box.press("Enter")
-    settle(page)
+    settle(page, before)
 
 
-def invoke(page, user: str, n_alpha: int, n_beta: int, prompts: tuple[str, str] | None = None) -> None:
+def invoke(page, user: str, n_alpha: int, n_beta: int, prompts: tuple[str, str] | None = None) -> int:
+    """Set the controls and click Invoke; runs() before the click, for settle()."""
     select(page, "User", user)
     fill(page, "RuntimeAlpha invocations", n_alpha)
     fill(page, "RuntimeBeta invocations", n_beta)
     if prompts:
         fill(page, "RuntimeAlpha prompt", prompts[0])
         fill(page, "RuntimeBeta prompt", prompts[1])
+    before = runs(page)
     page.get_by_role("button", name="Invoke runtimes").click()
+    return before
+
+
+def wait_layout_still(page, frames: int = 5) -> None:
+    """Until the page's height holds for `frames` animation frames: charts re-layout to a new size."""
+    page.evaluate("""frames => new Promise(done => {
+        let last = -1, still = 0;
+        const tick = () => {
+            const h = Math.max(...[...document.querySelectorAll(
+                '[data-testid=stMain], [data-testid=stAppViewContainer], body')].map(e => e.scrollHeight));
+            still = h === last ? still + 1 : 0;
+            last = h;
+            if (still >= frames) done(h); else requestAnimationFrame(tick);
+        };
+        tick();
+    })""", frames)
 
 
 def answer_rows(page) -> list[str]:
@@ -168,7 +212,7 @@ def shot(page, name: str) -> Path:
         page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
         page.evaluate("() => document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')"
                       ".forEach(e => e.scrollTo(0, 0))")
-        time.sleep(0.4)
+        wait_layout_still(page)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
     return path
@@ -177,11 +221,11 @@ def shot(page, name: str) -> Path:
 # -- the tests -------------------------------------------------------------------------------
 
 def test_admin_batch_answers_and_timeline(page):
-    invoke(page, "admin", 4, 2, ("hello from the browser", "quick brown fox"))
+    clicked = invoke(page, "admin", 4, 2, ("hello from the browser", "quick brown fox"))
     page.get_by_text("6 of 6 answers").wait_for(timeout=60_000)
     peak = page.get_by_text("max concurrent per runtime:")
     peak.wait_for(timeout=30_000)
-    settle(page)
+    settle(page, clicked)
     text = peak.inner_text()
     per_runtime = {rt: int(n) for rt, n in re.findall(r"(Runtime\w+) (\d+)", text)}
     assert set(per_runtime) == {"RuntimeAlpha", "RuntimeBeta"}, text
@@ -207,11 +251,11 @@ def test_admin_batch_answers_and_timeline(page):
 
 
 def test_user1_is_refused_beta(page):
-    invoke(page, "user1", 1, 1)
+    clicked = invoke(page, "user1", 1, 1)
     denied = page.get_by_text("user1 is not allowed to invoke RuntimeBeta")
     denied.wait_for(timeout=60_000)
     page.get_by_text("2 of 2 answers").wait_for()
-    settle(page)
+    settle(page, clicked)
     body = main_text(page)
     assert "1 ok, 1 denied" in body
     rows = answer_rows(page)
@@ -223,14 +267,15 @@ def test_user1_is_refused_beta(page):
 def test_narrow_window(browser, ui_url):
     """A phone-sized window: the controls stack, nothing overflows the page sideways."""
     ctx = browser.new_context(viewport={"width": 400, "height": 900})
+    ctx.add_init_script(TRACK_RUNS)
     p = ctx.new_page()
     p.set_default_timeout(TIMEOUT_MS)
     try:
         open_app(p, ui_url)
-        invoke(p, "user2", 0, 2)
+        clicked = invoke(p, "user2", 0, 2)
         p.get_by_text("2 of 2 answers").wait_for(timeout=60_000)
         p.get_by_text("max concurrent per runtime:").wait_for()
-        settle(p)
+        settle(p, clicked)
         width = p.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 400, f"the page is {width}px wide in a 400px window"
         shot(p, "ui-narrow.png")

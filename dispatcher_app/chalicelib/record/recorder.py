@@ -51,6 +51,7 @@ class Recorder:
         self._to_table: deque[dict] = deque()   # in the log file, not yet in the table
         self._notify: dict[str, threading.Event] = {}
         self._promised = 0                      # records of answered calls, on their way (promise())
+        self._appending = 0                     # records being appended to the usage log now
         self._thread = threading.Thread(target=self._loop, daemon=True, name="recorder")
         self._thread.start()
 
@@ -107,14 +108,18 @@ class Recorder:
         with self._cond:
             fresh = list(self._usage)
             self._usage.clear()
+            self._appending = len(fresh)   # in neither deque while appended: backlog() counts them here
         if fresh:
             try:
                 self._append_log(fresh)
             except Exception:
                 with self._cond:   # put them back, in order, for the retry
                     self._usage.extendleft(reversed(fresh))
+                    self._appending = 0
                 raise
-            self._to_table.extend(fresh)
+            with self._cond:
+                self._to_table.extend(fresh)
+                self._appending = 0
         while self._to_table:
             batch = [self._to_table[i] for i in range(min(25, len(self._to_table)))]
             self._put_items(batch)
@@ -223,7 +228,7 @@ class Recorder:
         return not self._thread.is_alive()
 
     def backlog(self) -> int:
-        return len(self._usage) + len(self._to_table) + self._promised
+        return len(self._usage) + self._appending + len(self._to_table) + self._promised
 
     def health(self) -> dict:
         return {"written": self.written, "backlog": self.backlog(), "failures": self.failures,

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import authorize as authz
 from chalicelib.admit import payloads
-from chalicelib.admit.admission import Slot
+from chalicelib.admit.waiting import Slot
 from chalicelib.authenticate import Identity, access_key_id, verify
 from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ResourceNotFound,
                                ServiceUnavailable, TooManyRequests,

@@ -111,7 +111,16 @@ def test_a_zip_deployed_function_with_versions_aliases_config_changes_and_delete
     assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert missing.value.response["Error"]["Message"] == f"Function not found: {arn}:7"
 
-    # an alias splitting calls 50/50 between two versions
+    _aliases_split_calls(system, admin, arn)
+    _aws_cli(system, "lambda", "delete-function", "--function-name", "hello")
+    wait_until(lambda: _outcome_code(admin, "hello"), lambda c: c == "ResourceNotFoundException",
+               what="the deleted function to answer ResourceNotFoundException")
+    wait_until(lambda: system.status()["functions"], lambda fns: "hello" not in fns,
+               what="the deleted function's containers to stop")
+
+
+def _aliases_split_calls(system, admin, arn: str) -> None:
+    """An alias splitting calls 50/50 between two versions; containers are per version."""
     system.aws("lambda").create_alias(FunctionName="hello", Name="live", FunctionVersion="1",
                                       RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
     wait_until(lambda: _outcome_code(admin, "hello:live"), lambda c: c == "ok", what="the alias to be known")
@@ -123,12 +132,6 @@ def test_a_zip_deployed_function_with_versions_aliases_config_changes_and_delete
     # reserved concurrency is the function's, shared by its versions; containers are per version
     st = system.status()["functions"]["hello"]
     assert {c["version"] for c in st["containers"]} >= {"$LATEST", "1", "2"}
-
-    _aws_cli(system, "lambda", "delete-function", "--function-name", "hello")
-    wait_until(lambda: _outcome_code(admin, "hello"), lambda c: c == "ResourceNotFoundException",
-               what="the deleted function to answer ResourceNotFoundException")
-    wait_until(lambda: system.status()["functions"], lambda fns: "hello" not in fns,
-               what="the deleted function's containers to stop")
 
 
 def _outcome_code(client, name: str) -> str:

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from chalicelib.admit.admission import Admission, Waiter
+from chalicelib.admit.admission import Admission
+from chalicelib.admit.waiting import Waiter
 from chalicelib.admit.local_slots import LocalSlots
 from chalicelib.clock import FakeClock
 

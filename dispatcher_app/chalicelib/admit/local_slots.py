@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Callable
 
-from chalicelib.admit.admission import Slot, Waiter
+from chalicelib.admit.waiting import Slot, Waiter
 
 if TYPE_CHECKING:
     from chalicelib.admit.admission import Admission

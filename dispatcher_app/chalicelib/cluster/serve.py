@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from chalicelib.admit.admission import Waiter
+from chalicelib.admit.waiting import Waiter
 from chalicelib.cluster.waiting import ClusterWaiter, LeaseSlot
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Callable
 
-from chalicelib.admit.admission import Slot, Waiter
+from chalicelib.admit.waiting import Slot, Waiter
 from chalicelib.cluster.claims import Claims
 from chalicelib.cluster.leases import Leases
 from chalicelib.cluster.serve import MessageServer

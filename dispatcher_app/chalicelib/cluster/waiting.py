@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.admit.admission import Slot, Waiter
+from chalicelib.admit.waiting import Slot, Waiter
 
 
 @dataclass

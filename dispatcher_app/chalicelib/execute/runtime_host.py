@@ -46,6 +46,32 @@ class RuntimeSide:
 
     def _to(self, new: State) -> None: ...   # Container's checked transition
 
+    def hand(self, inv: Invocation, wake: Callable[[], None] | None = None) -> bool:
+        """From the thread that granted `inv` its slot: this reserved (BUSY) container will take the
+        oldest call on the pool's hand-off line (`inv`, or an older one if its own container asks
+        later), and `inv` goes out as soon as one of the expecting containers asks. The caller's
+        thread then only waits for it (`run(inv, handed=True)` on `inv.taken_by`). `wake` (the
+        caller's wake-up) is called once the invocation has gone out to the runtime, so the
+        caller's thread does not compete with the hand-off for the GIL."""
+        with self._cond:
+            if self.state is not State.BUSY or self._pending is not None or self._current is not None:
+                return False
+            if not self._line.put(self.id, inv, wake):
+                return False
+            parked, self._parked = self._parked, None
+            if parked is None:
+                self._cond.notify_all()
+                return True
+            # Its runtime asked already (parked): it takes the line's oldest call now, sent from
+            # this granting thread. Waking the caller's thread to send it instead let the next
+            # call, granted meanwhile, start first. The write is one sendall to a runtime that is
+            # waiting to read it (the admission's lock is held meanwhile, for this function only).
+            taken = self._take_from_line()
+            assert taken is not None   # put() above made this container expect a call
+            out = self._go_out(taken)
+        self._send_parked(parked, out)
+        return True
+
     def _send_parked(self, parked: Send, out: NextInvocation | None) -> None:
         try:
             parked(out)

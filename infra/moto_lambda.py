@@ -9,6 +9,8 @@ the dispatcher could run only functions whose code infra/ had put in mk1's bucke
   presigned URL answers its zip. Only on the loopback server this process is.
 - a published version keeps the code it was published with: moto's `publish_version` makes a
   shallow copy, so a later `update-function-code` rewrote the version's `code` dict (S3Key) too.
+- put/update of an event-invoke config replace/merge it (moto kept the first one forever), and a
+  function's DeadLetterConfig is kept and answered (moto dropped it).
 """
 from __future__ import annotations
 
@@ -104,5 +106,61 @@ def _wrap_server_app() -> bool:
     return True
 
 
-PATCHES = {"lambda-code-location": _local_code_location, "lambda-version-code": _versions_keep_their_code,
-           "lambda-code-route": _wrap_server_app}
+def _event_invoke_config_replaced() -> bool:
+    """moto appends every put/update of a function's event-invoke config and answers the first one,
+    so a changed MaximumRetryAttempts or destination was never seen. As on AWS: put replaces the
+    function's config, update changes the fields it names (per function; qualifiers are not kept
+    apart here)."""
+    from moto.awslambda.models import EventInvokeConfig, LambdaBackend
+
+    if getattr(LambdaBackend.put_function_event_invoke_config, "mk1", False):
+        return True
+
+    def put(self, function_name, config):
+        fn = self.get_function(function_name)
+        event_config = EventInvokeConfig(fn.function_arn, fn.last_modified, config)
+        fn.event_invoke_config = [event_config]
+        return event_config.response()
+
+    def update(self, function_name, config):
+        fn = self.get_function(function_name)
+        merged = {**(fn.event_invoke_config[0].config if fn.event_invoke_config else {}), **config}
+        return put(self, function_name, merged)
+    put.mk1 = update.mk1 = True
+    LambdaBackend.put_function_event_invoke_config = put
+    LambdaBackend.update_function_event_invoke_config = update
+    return True
+
+
+def _dead_letter_config_kept() -> bool:
+    """moto drops a function's DeadLetterConfig: kept here from create and update, and answered in the
+    function's configuration (GetFunction, ListFunctions), as AWS does."""
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.get_configuration, "mk1", False):
+        return True
+    init, update, describe = LambdaFunction.__init__, LambdaFunction.update_configuration, \
+        LambdaFunction.get_configuration
+
+    def __init__(self, account_id, spec, region, version=1):
+        init(self, account_id, spec, region, version)
+        self.mk1_dead_letter = spec.get("DeadLetterConfig") or None
+
+    def update_configuration(self, config_updates):
+        if "DeadLetterConfig" in config_updates:
+            self.mk1_dead_letter = config_updates["DeadLetterConfig"] or None
+        return update(self, config_updates)
+
+    def get_configuration(self, on_create=False):
+        config = describe(self, on_create)
+        if getattr(self, "mk1_dead_letter", None):
+            config["DeadLetterConfig"] = self.mk1_dead_letter
+        return config
+    get_configuration.mk1 = True
+    LambdaFunction.__init__, LambdaFunction.update_configuration = __init__, update_configuration
+    LambdaFunction.get_configuration = get_configuration
+    return True
+
+
+PATCHES = {"lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location, "lambda-version-code": _versions_keep_their_code,
+           "lambda-code-route": _wrap_server_app, "lambda-event-invoke-config": _event_invoke_config_replaced}

@@ -33,6 +33,7 @@ from chalicelib.execute.backends import select_backend
 from chalicelib.execute.lambda_executor import LambdaExecutor
 from chalicelib.invoke import Invoker
 from chalicelib.queries import Queries
+from chalicelib.record.destinations import Destinations
 from chalicelib.record.metrics import Metrics
 from chalicelib.record.recorder import Recorder
 from chalicelib.record.results import Results
@@ -76,6 +77,7 @@ class Dispatcher:
         self.claims = Claims(writer_ddb, self.instance_id, self.clock) if self.leases else None
         self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
         self.invoker = Invoker(self)
+        self.destinations = Destinations(self.sqs, c("sns"), c("events"), self.invoker.events.invoke_destination)
 
     # -- lifecycle --
     def start(self) -> "Dispatcher":
@@ -167,7 +169,7 @@ class Dispatcher:
                 self.admissions[name] = Admission(
                     name, WorkQueue(self._queue_sqs, url, dlq, self.s.MK1_SQS_VISIBILITY_S),
                     lambda: self._reserved(name), slots, clock=self.clock, max_depth=self.s.MK1_MAX_QUEUE_DEPTH,
-                    max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000, run_async=self.invoker.run_async,
+                    max_wait_s=self.s.MK1_MAX_WAIT_MS / 1000, run_async=self.invoker.events.run,
                     instance_id=self.instance_id)
             return self.admissions[name]
 

@@ -7,24 +7,24 @@ one error tree (errors.py); edge/answers.py turns either into Lambda's answer. E
 (reading IAM, Secrets Manager, the Lambda control plane; writing usage and logs) happens in
 background threads, so a warm call with a free slot makes no network round trip.
 
-The queued paths end here too: an Event call the pump hands a slot (`run_async`), and in cluster
-mode another dispatcher's queued RequestResponse call (`run_queued_sync`).
+The Event path (accept, run when the pump hands it a slot, retry, expire, destinations) is
+invoke_event.py; in cluster mode another dispatcher's queued RequestResponse call ends here
+(`run_queued_sync`).
 """
 from __future__ import annotations
 
 import logging
 import threading
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from chalicelib import authorize as authz
 from chalicelib.admit import payloads
 from chalicelib.admit.waiting import Slot
 from chalicelib.authenticate import Identity, access_key_id, verify
+from chalicelib.invoke_event import EventCalls
 from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ResourceNotFound,
                                ServiceUnavailable, TooManyRequests,
                                UnrecognizedClient)
-from chalicelib.model import Accepted, DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
+from chalicelib.model import DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
 from chalicelib.record.usage import Execution, ran_record, unrun_record
 from chalicelib.request import HttpRequest, InvokeRequest, new_request_id, parse_invoke
 
@@ -45,6 +45,7 @@ class Invoker:
 
     def __init__(self, parts):
         self.p = parts
+        self.events = EventCalls(self)   # the Event path (invoke_event.py)
 
     # -- one call --
     def invoke(self, req: HttpRequest, function_ref: str):
@@ -58,7 +59,7 @@ class Invoker:
             if inv.invocation_type == "DryRun":
                 return DryRunPassed(request_id)
             if inv.invocation_type == "Event":
-                return self.accept_async(request_id, identity, config, inv, invoked_arn)
+                return self.events.accept(request_id, identity, config, inv, invoked_arn)
             return self.invoke_sync(request_id, identity, config, inv, invoked_arn, req.alive, req.later)
         except Mk1Error as e:
             e.request_id = request_id
@@ -156,6 +157,9 @@ class Invoker:
             self.p.metrics.cold_starts.labels(config.name).inc()
         return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs, config.version)
 
+    def queued_invocation(self, body: dict, config: FunctionConfig, payload: bytes) -> Invocation:
+        return _queued_invocation(body, config, payload)
+
     def sync_result(self, request_id: str, run: Execution, slot: Slot, tail_log: bool) -> SyncResult:
         info = run.info
         ran = {"container": info.container_id, "cold": "true" if info.cold else "false",
@@ -165,60 +169,6 @@ class Invoker:
             ran["init-ms"] = f"{info.init_ms:.3f}"
         return SyncResult(request_id, run.outcome.payload, run.outcome.is_error, ran,
                           run.log_lines if tail_log else None, run.version)
-
-    # -- Event --
-    def accept_async(self, request_id: str, identity: Identity, config: FunctionConfig,
-                     inv: InvokeRequest, invoked_arn: str) -> Accepted:
-        p = self.p
-        body = {"request_id": request_id, "function": config.name, "user": identity.user, "attempt": 0,
-                "accepted_at": p.clock.time(), "payload": payloads.pack(p.s3, inv.payload, request_id),
-                "version": config.version, "invoked_arn": invoked_arn}
-        try:
-            p.results.pending(request_id, config.name, identity.user)
-        except (ClientError, BotoCoreError) as e:
-            raise ServiceUnavailable(f"async calls need the AWS endpoint, which is not answering: {e}") from e
-        p.admission(config.name).enqueue_async(body)
-        return Accepted(request_id)
-
-    def run_async(self, body: dict, receipt: str, slot: Slot) -> None:
-        """The pump handed a queued Event call a slot: run it, record it, retry or dead-letter it."""
-        name, request_id = body["function"], body["request_id"]
-        admission = self.p.admission(name)
-        try:
-            with slot:
-                config = self.p.registry.version(name, body.get("version"))
-                run = self.execute(_queued_invocation(body, config, payloads.unpack(self.p.s3, body["payload"])),
-                                   config)
-            recorded = threading.Event()
-            self.record(request_id, Identity(body.get("user", "unknown"), ""), config, "Event", run, 0.0,
-                        float(body.get("accepted_at", 0)), attempt=body.get("attempt", 0), written=recorded)
-            self._settle_async(body, run, admission)
-            # The message goes only once the call's usage record is in the table: a dispatcher
-            # dying in between makes SQS deliver the call again (at least once, never lost).
-            if not recorded.wait(RECORD_DURABLE_WAIT_S):
-                log.warning("async %s: usage record not yet written; leaving its message for redelivery",
-                            request_id)
-                return
-            admission.queue.delete(receipt)
-        except Exception:
-            # The message stays in SQS and comes back after its visibility timeout: not lost.
-            log.exception("async invocation %s could not be completed; SQS will redeliver it", request_id)
-
-    def _settle_async(self, body: dict, run: Execution, admission) -> None:
-        """Its result, and a retry (with backoff) or the DLQ for a failed call."""
-        p, request_id = self.p, body["request_id"]
-        attempt = int(body.get("attempt", 0))
-        if run.outcome.is_error and attempt < p.s.MK1_ASYNC_RETRIES:
-            delay = (p.s.MK1_ASYNC_RETRY_BACKOFF_MS / 1000) * (2 ** attempt)
-            admission.enqueue_async({**body, "attempt": attempt + 1}, delay_s=max(1, round(delay)))
-            p.results.update(request_id, "retrying", run.outcome, attempt + 1)
-        elif run.outcome.is_error:
-            admission.queue.to_dlq({**body, "error": run.outcome.payload.decode("utf-8", "replace"),
-                                    "attempts": attempt + 1})
-            p.results.update(request_id, "failed", run.outcome, attempt + 1)
-        else:
-            p.results.update(request_id, "succeeded", run.outcome, attempt + 1)
-            payloads.discard(p.s3, body["payload"])
 
     # -- cluster mode: another dispatcher's queued RequestResponse call, run here --
     def run_queued_sync(self, body: dict, receipt: str, slot: Slot) -> None:

@@ -8,6 +8,20 @@ from typing import Callable
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """How the function's Event calls end (PutFunctionEventInvokeConfig, DeadLetterConfig): retries,
+    the oldest event still run, and where outcomes go (destination ARNs; "" = none)."""
+    max_retries: int | None = None       # 0-2; None: mk1's MK1_ASYNC_RETRIES (AWS's default is 2)
+    max_age_s: int = 21_600              # 60-21,600 (AWS's default: 6 hours)
+    on_success: str = ""
+    on_failure: str = ""
+    dead_letter: str = ""                # the function's DeadLetterConfig.TargetArn (SQS or SNS)
+
+
+NO_ASYNC_CONFIG = AsyncConfig()
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One version of a function as the Lambda control plane describes it (refreshed in the
     background): $LATEST, or a published version (frozen code and configuration)."""
@@ -25,6 +39,7 @@ class FunctionConfig:
     layers: tuple = ()            # layer version ARNs
     generation: int = field(default=0, compare=False)   # which control-plane read it came from
     throttle: str = "queue"       # at the cap: "queue" (wait in the function's SQS queue) or "aws" (429 at once)
+    events: AsyncConfig = field(default=NO_ASYNC_CONFIG, compare=False)   # how its Event calls end
 
     @functools.cached_property
     def fingerprint(self) -> tuple:

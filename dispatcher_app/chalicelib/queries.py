@@ -5,6 +5,8 @@ policies allow a Scan of the usage table (admin) sees everyone's.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import names
@@ -63,7 +65,8 @@ class Queries:
             adm, pool = p.admissions.get(cfg.name), p.pools.get(cfg.name)
             out[cfg.name] = {
                 "arn": cfg.arn, "code_sha256": cfg.code_sha, "memory_mb": cfg.memory_mb,
-                "timeout_s": cfg.timeout_s, "reserved_concurrency": cfg.reserved,
+                "timeout_s": cfg.timeout_s, "reserved_concurrency": cfg.reserved, "throttle": cfg.throttle,
+                "event_invoke": dataclasses.asdict(cfg.events),
                 **(adm.describe() if adm else {"in_use": 0, "waiting": 0}),
                 "containers": pool.describe() if pool else [],
                 "cold_starts": pool.cold_starts if pool else 0,

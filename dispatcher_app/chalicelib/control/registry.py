@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import ResourceNotFound, ServiceUnavailable
-from chalicelib.model import Alias, FunctionConfig
+from chalicelib.model import NO_ASYNC_CONFIG, Alias, AsyncConfig, FunctionConfig
 
 log = logging.getLogger("mk1.functions")
 
@@ -57,14 +57,15 @@ class FunctionRegistry:
             for f in page["Functions"]:
                 if f.get("Version", "$LATEST") == "$LATEST":
                     found[f["FunctionName"]] = _Function(self._config(
-                        f, self._reserved(f["FunctionName"]), self.generation, self._throttle(f)))
+                        f, self._reserved(f["FunctionName"]), self.generation, self._throttle(f),
+                        self._async_config(f)))
                 else:
                     versions.append(f)
         for f in versions:
             fn = found.get(f["FunctionName"])
             if fn is not None:
                 fn.versions[str(f["Version"])] = self._config(f, fn.latest.reserved, self.generation,
-                                                              fn.latest.throttle)
+                                                              fn.latest.throttle, fn.latest.events)
         for name, fn in found.items():
             fn.aliases = self._aliases(name)
         with self._lock:
@@ -90,6 +91,22 @@ class FunctionRegistry:
             return "queue"
         return "aws" if tags.get(THROTTLE_TAG, "").strip().lower() == "aws" else "queue"
 
+    def _async_config(self, f: dict) -> AsyncConfig:
+        dead_letter = (f.get("DeadLetterConfig") or {}).get("TargetArn", "")
+        try:
+            configs = self.lam.list_function_event_invoke_configs(FunctionName=f["FunctionName"]).get(
+                "FunctionEventInvokeConfigs") or []
+        except ClientError:
+            configs = []
+        if not configs and not dead_letter:
+            return NO_ASYNC_CONFIG
+        c = configs[0] if configs else {}
+        dest = c.get("DestinationConfig") or {}
+        return AsyncConfig(max_retries=c.get("MaximumRetryAttempts"),
+                           max_age_s=int(c.get("MaximumEventAgeInSeconds") or 21_600),
+                           on_success=(dest.get("OnSuccess") or {}).get("Destination", ""),
+                           on_failure=(dest.get("OnFailure") or {}).get("Destination", ""), dead_letter=dead_letter)
+
     def _aliases(self, name: str) -> dict[str, Alias]:
         out = {}
         try:
@@ -103,7 +120,8 @@ class FunctionRegistry:
         return out
 
     @staticmethod
-    def _config(f: dict, reserved: int | None, generation: int, throttle: str) -> FunctionConfig:
+    def _config(f: dict, reserved: int | None, generation: int, throttle: str,
+                events: AsyncConfig = NO_ASYNC_CONFIG) -> FunctionConfig:
         arn = f["FunctionArn"]
         version = str(f.get("Version", "$LATEST"))
         if arn.endswith(f":{version}"):   # FunctionVersion=ALL names every version qualified, $LATEST too
@@ -113,7 +131,7 @@ class FunctionRegistry:
                               timeout_s=float(f.get("Timeout", 3)), memory_mb=int(f.get("MemorySize", 128)),
                               env=dict((f.get("Environment") or {}).get("Variables") or {}), reserved=reserved,
                               version=version, layers=tuple(x.get("Arn", "") for x in f.get("Layers") or ()),
-                              generation=generation, throttle=throttle)
+                              generation=generation, throttle=throttle, events=events)
 
     # -- the call path: memory only --
     def get(self, name: str) -> FunctionConfig:

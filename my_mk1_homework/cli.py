@@ -187,10 +187,12 @@ def cmd_down(args, s) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mk1", description="A faithful, fast, observable Lambda on this machine.")
     sub = p.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start everything (what `make up` runs); Ctrl-C stops it")
+    up = sub.add_parser("up", help="start everything and keep it running, restarting a part that crashes "
+                                   "(what `make up` runs); Ctrl-C stops it")
     up.add_argument("--no-ui", action="store_true", help="do not start the Streamlit UI")
     up.set_defaults(func=cmd_up)
-    sub.add_parser("down", help="stop a running `mk1 up`").set_defaults(func=cmd_down)
+    sub.add_parser("down", help="stop a running `mk1 up`, the dispatcher draining first (nothing running: "
+                                "says so, exit 0)").set_defaults(func=cmd_down)
     st = sub.add_parser("status", help="functions, concurrency in use, queues, containers")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)

@@ -162,5 +162,32 @@ def _dead_letter_config_kept() -> bool:
     return True
 
 
-PATCHES = {"lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location, "lambda-version-code": _versions_keep_their_code,
+def _mappings_do_not_invoke() -> bool:
+    """moto runs an SQS event source mapping itself, on every SendMessage, by invoking the function in
+    Docker (which cannot work here, and would race mk1's own poller). The mapping is kept as data
+    (List/Get/Update/DeleteEventSourceMapping answer as before); mk1's dispatcher polls and invokes
+    (chalicelib/triggers/)."""
+    from moto.awslambda.models import LambdaBackend
+    from moto.sqs.models import sqs_backends
+
+    original = LambdaBackend.create_event_source_mapping
+    if getattr(original, "mk1", False):
+        return True
+
+    def create_event_source_mapping(self, spec):
+        esm = original(self, spec)
+        parts = esm.event_source_arn.split(":")
+        if parts[2] == "sqs":
+            try:
+                queue = sqs_backends[parts[4]][parts[3]].get_queue(parts[5])
+                queue.lambda_event_source_mappings.pop(esm.function_arn, None)
+            except Exception:
+                pass
+        return esm
+    create_event_source_mapping.mk1 = True
+    LambdaBackend.create_event_source_mapping = create_event_source_mapping
+    return True
+
+
+PATCHES = {"lambda-mappings-as-data": _mappings_do_not_invoke, "lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location, "lambda-version-code": _versions_keep_their_code,
            "lambda-code-route": _wrap_server_app, "lambda-event-invoke-config": _event_invoke_config_replaced}

@@ -37,6 +37,7 @@ from chalicelib.record.destinations import Destinations
 from chalicelib.record.metrics import Metrics
 from chalicelib.record.recorder import Recorder
 from chalicelib.record.results import Results
+from chalicelib.triggers.sqs import SqsMappings
 
 log = logging.getLogger("mk1.compose")
 
@@ -77,6 +78,8 @@ class Dispatcher:
         self.claims = Claims(writer_ddb, self.instance_id, self.clock) if self.leases else None
         self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
         self.invoker = Invoker(self)
+        self.mappings = SqsMappings(aws.json_client(settings, "sqs"), settings.region, self.invoker.run_triggered,
+                                    self._reserved)
         self.destinations = Destinations(self.sqs, c("sns"), c("events"), self.invoker.events.invoke_destination)
 
     # -- lifecycle --
@@ -101,6 +104,8 @@ class Dispatcher:
         self.policies.refresh(self.keys.users())
         for name in [*self.registry.refresh(), *self.registry.take_gone()]:
             self._retire(name)
+        if not self._stop.is_set():
+            self.mappings.update(self.registry.mappings)
 
     def _retire(self, name: str) -> None:
         """A deleted function: its calls now answer ResourceNotFoundException; its pump and
@@ -129,6 +134,7 @@ class Dispatcher:
 
     def shutdown(self, grace_s: float = 10.0) -> None:
         self._stop.set()
+        self.mappings.stop()
         for a in list(self.admissions.values()):
             a.stop()
         # Let running calls finish (bounded) before their containers go.

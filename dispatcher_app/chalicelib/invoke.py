@@ -26,11 +26,13 @@ from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, 
                                UnrecognizedClient)
 from chalicelib.model import DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
 from chalicelib.record.usage import Execution, ran_record, unrun_record
-from chalicelib.request import HttpRequest, InvokeRequest, new_request_id, parse_invoke
+from chalicelib.request import HttpRequest, InvokeRequest, at_once, new_request_id, parse_invoke
+from chalicelib.validate import FunctionRef
 
 log = logging.getLogger("mk1.invoke")
 
 INVOKE_ACTION = "lambda:InvokeFunction"
+TRIGGER_USER = "event-source-mapping"   # the usage records' user of calls a mapping made
 RECORD_DURABLE_WAIT_S = 30.0
 
 
@@ -146,7 +148,7 @@ class Invoker:
         # Its log lines and usage record once the answer is out: they change nothing in it.
         p.recorder.promise()
         later(lambda: self.record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
-                                  slot.entered_at or accepted, promised=True))
+                                  slot.entered_at or accepted, promised=True, trigger=inv.trigger))
         return self.sync_result(request_id, run, slot, inv.tail_log)
 
     def execute(self, invocation: Invocation, config: FunctionConfig, slot: Slot | None = None) -> Execution:
@@ -156,6 +158,17 @@ class Invoker:
         if info.cold:
             self.p.metrics.cold_starts.labels(config.name).inc()
         return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs, config.version)
+
+    def run_triggered(self, mapping, payload: bytes) -> tuple[bool, bytes]:
+        """An event source mapping's batch: a synchronous call through the function's admission (the
+        reserved concurrency is shared with direct callers), recorded with its trigger."""
+        config = self.p.registry.resolve(mapping.function, mapping.qualifier)
+        inv = InvokeRequest(FunctionRef(mapping.function, mapping.qualifier), None, "RequestResponse", False,
+                            payload, trigger=mapping.arn)
+        arn = config.arn + (f":{mapping.qualifier}" if mapping.qualifier else "")
+        result = self.invoke_sync(new_request_id(), Identity(TRIGGER_USER, ""), config, inv, arn, lambda: True,
+                                  at_once)
+        return result.function_error, result.payload
 
     def queued_invocation(self, body: dict, config: FunctionConfig, payload: bytes) -> Invocation:
         return _queued_invocation(body, config, payload)
@@ -204,11 +217,11 @@ class Invoker:
     # -- record --
     def record(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
                run: Execution, wait_ms: float, accepted: float, attempt: int = 0,
-               written: threading.Event | None = None, promised: bool = False) -> None:
+               written: threading.Event | None = None, promised: bool = False, trigger: str | None = None) -> None:
         """The run's log lines and usage record. accepted: when the dispatcher took the call in
         (epoch s; an async retry keeps the first)."""
         p, info, status = self.p, run.info, run.outcome.status
-        record = ran_record(request_id, identity.user, config, itype, run, wait_ms, accepted, attempt)
+        record = ran_record(request_id, identity.user, config, itype, run, wait_ms, accepted, attempt, trigger)
         p.recorder.usage(record, written, promised)   # first: it settles a promise (promise())
         if info.container_id:
             p.recorder.log(config.name, log_stream_name(config.version, info.container_id), run.log_lines,

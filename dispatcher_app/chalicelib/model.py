@@ -60,6 +60,32 @@ def log_stream_name(version: str, container_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class EventSourceMapping:
+    """An event source mapping as the Lambda API describes it (ListEventSourceMappings)."""
+    uuid: str
+    arn: str                       # EventSourceMappingArn
+    source_arn: str                # the queue's ARN
+    function: str                  # name
+    qualifier: str | None
+    batch_size: int
+    window_s: float
+    enabled: bool
+    report_failures: bool
+    filters: tuple[str, ...]       # FilterCriteria patterns (JSON)
+    max_concurrency: int | None
+
+    @staticmethod
+    def from_api(m: dict) -> "EventSourceMapping":
+        fn = m["FunctionArn"].split(":")
+        patterns = tuple(f.get("Pattern", "") for f in (m.get("FilterCriteria") or {}).get("Filters") or [])
+        return EventSourceMapping(m["UUID"], m.get("EventSourceMappingArn", m["UUID"]), m["EventSourceArn"], fn[6],
+                       fn[7] if len(fn) > 7 else None, int(m.get("BatchSize") or 10),
+                       float(m.get("MaximumBatchingWindowInSeconds") or 0), m.get("State", "Enabled") == "Enabled",
+                       "ReportBatchItemFailures" in (m.get("FunctionResponseTypes") or []), patterns,
+                       (m.get("ScalingConfig") or {}).get("MaximumConcurrency"))
+
+
+@dataclass(frozen=True)
 class Alias:
     name: str
     version: str                               # the version it points to

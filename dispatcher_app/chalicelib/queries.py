@@ -79,6 +79,7 @@ class Queries:
                 "cluster": bool(p.leases), "instance": p.instance_id,
                 "keepalive_ms": s.MK1_KEEPALIVE_MS, "aws_endpoint": s.aws_endpoint,
                 "functions": self.describe_functions(), "recorder": p.recorder.health(),
+                "mappings": p.mappings.describe(),
                 "queues": self.queue_depths()}
 
     def queue_depths(self) -> dict:

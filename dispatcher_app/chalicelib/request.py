@@ -39,6 +39,7 @@ class InvokeRequest:
     tail_log: bool
     payload: bytes
     client_context: str | None = None   # the JSON text of X-Amz-Client-Context (sync calls)
+    trigger: str | None = None          # what invoked it, if not a caller (an event source mapping's ARN)
 
 
 def new_request_id() -> str:

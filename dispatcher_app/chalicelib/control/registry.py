@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.errors import ResourceNotFound, ServiceUnavailable
 from chalicelib.model import NO_ASYNC_CONFIG, Alias, AsyncConfig, FunctionConfig
+from chalicelib.model import EventSourceMapping as Mapping
 
 log = logging.getLogger("mk1.functions")
 
@@ -47,6 +48,7 @@ class FunctionRegistry:
         self._refreshing = threading.Lock()
         self._read_started = -MISS_REFRESH_S
         self._gone: list[str] = []        # deleted functions a call's read noticed (see take_gone)
+        self.mappings: list[Mapping] = []  # event source mappings (triggers/), read with the functions
 
     def refresh(self) -> set[str]:
         """Read every function, version and alias again; the names of functions gone since."""
@@ -68,6 +70,7 @@ class FunctionRegistry:
                                                               fn.latest.throttle, fn.latest.events)
         for name, fn in found.items():
             fn.aliases = self._aliases(name)
+        self.mappings = self._mappings()
         with self._lock:
             gone = set(self._functions) - set(found)
             self._functions = found
@@ -106,6 +109,16 @@ class FunctionRegistry:
                            max_age_s=int(c.get("MaximumEventAgeInSeconds") or 21_600),
                            on_success=(dest.get("OnSuccess") or {}).get("Destination", ""),
                            on_failure=(dest.get("OnFailure") or {}).get("Destination", ""), dead_letter=dead_letter)
+
+    def _mappings(self) -> list[Mapping]:
+        out = []
+        try:
+            for page in self.lam.get_paginator("list_event_source_mappings").paginate():
+                out += [Mapping.from_api(m) for m in page["EventSourceMappings"]]
+        except ClientError as e:
+            log.warning("reading event source mappings failed: %s", e)
+            return self.mappings
+        return out
 
     def _aliases(self, name: str) -> dict[str, Alias]:
         out = {}

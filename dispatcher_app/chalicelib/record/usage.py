@@ -48,7 +48,7 @@ def usage_record(request_id: str, user: str, config: FunctionConfig, itype: str,
                  start: float, end: float, duration_ms: float = 0.0, init_ms: float | None = None,
                  wait_ms: float = 0.0, peak_mb: float | None = None, status: str,
                  error_type: str | None = None, container_id: str = "", backend: str,
-                 attempt: int = 0, version: str = "$LATEST") -> dict:
+                 attempt: int = 0, version: str = "$LATEST", trigger: str | None = None) -> dict:
     """accepted, start, end: epoch seconds (accepted: when the dispatcher took the call in; an async
     retry keeps the first)."""
     return {"request_id": request_id, "user": user, "function": config.name, "invocation_type": itype,
@@ -57,18 +57,18 @@ def usage_record(request_id: str, user: str, config: FunctionConfig, itype: str,
             "init_ms": None if init_ms is None else round(init_ms, 3), "wait_ms": round(wait_ms, 3),
             "memory_mb": config.memory_mb, "max_memory_used_mb": None if peak_mb is None else round(peak_mb, 1),
             "status": status, "error_type": error_type, "container_id": container_id, "backend": backend,
-            "attempt": attempt, "version": version}
+            "attempt": attempt, "version": version, "trigger": trigger}
 
 
 def ran_record(request_id: str, user: str, config: FunctionConfig, itype: str, run: Execution,
-               wait_ms: float, accepted: float, attempt: int = 0) -> dict:
+               wait_ms: float, accepted: float, attempt: int = 0, trigger: str | None = None) -> dict:
     info = run.info
     return usage_record(request_id, user, config, itype, accepted=accepted or info.started_at,
                         start=info.started_at, end=info.ended_at, duration_ms=info.duration_ms,
                         init_ms=info.init_ms, wait_ms=wait_ms, peak_mb=info.memory_mb(),
                         status=run.outcome.status, error_type=run.outcome.error_type,
                         container_id=info.container_id, backend=info.backend, attempt=attempt,
-                        version=config.version)
+                        version=config.version, trigger=trigger)
 
 
 def unrun_record(request_id: str, user: str, config: FunctionConfig, itype: str, status: str,

@@ -59,10 +59,19 @@ def cmd_status(args, s) -> int:
     rows = []
     for name, f in st["functions"].items():
         q = st.get("queues", {}).get(name, {})
+        # Waiting calls' messages are mostly received (held for the next free slot): in flight, not visible.
+        in_sqs = f"{q['visible']} / {q.get('NotVisible', 0)}" if "visible" in q else "-"
         rows.append([name, f.get("reserved_concurrency"), f.get("in_use", 0), f.get("waiting", 0),
-                     q.get("visible", "-"), len(f.get("containers", [])), f.get("cold_starts", 0)])
+                     in_sqs, len(f.get("containers", [])), f.get("cold_starts", 0)])
     _table(f"mk1 — backend {st['backend']}, placement {st['placement']}, keepalive {st['keepalive_ms']} ms",
-           ["function", "cap", "in use", "waiting", "in SQS", "containers", "cold starts"], rows)
+           ["function", "cap", "in use", "waiting", "in SQS (visible / in flight)", "containers", "cold starts"],
+           rows)
+    mrows = [[m["uuid"][:8], m["source"].split(":")[-1], m["function"], m["state"], m["workers"],
+              m["in_flight_batches"], m.get("backlog", "-"), m["batches"], m["deleted"]]
+             for m in st.get("mappings", [])]
+    if mrows:
+        _table("event source mappings", ["uuid", "queue", "function", "state", "workers", "batches running",
+                                         "backlog", "batches", "deleted"], mrows)
     crow = [[c["id"], c["state"], c["invocations"], c["init_ms"], c["idle_s"], c["backend"]]
             for f in st["functions"].values() for c in f.get("containers", [])]
     if crow:

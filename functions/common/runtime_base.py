@@ -5,6 +5,7 @@ function's code is self-contained exactly as a Lambda deployment package is.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -64,11 +65,35 @@ class SimulatedRuntime:
 
 
 def lambda_handler(runtime: SimulatedRuntime):
-    """The standard Lambda handler over a loaded runtime: {"prompt": ...} -> {"response": ...}."""
+    """The standard Lambda handler over a loaded runtime: {"prompt": ...} -> {"response": ...}.
+
+    Triggered by an SQS event source mapping ({"Records": [...]} from aws:sqs), each message's body is
+    one event ({"prompt": ...}); a message that is not answers in batchItemFailures (AWS's partial
+    batch response), so only it is delivered again."""
     def handler(event, context):
+        if isinstance(event, dict) and _from_sqs(event):
+            return _each_message(runtime, event["Records"])
         prompt = parse_prompt(event)
         started = time.monotonic()
         response = runtime.generate(prompt)
         return {"response": response, "runtime": runtime.name,
                 "generate_ms": round((time.monotonic() - started) * 1000, 3)}
     return handler
+
+
+def _from_sqs(event: dict) -> bool:
+    records = event.get("Records")
+    return isinstance(records, list) and bool(records) and all(
+        isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+
+
+def _each_message(runtime: SimulatedRuntime, records: list) -> dict:
+    responses, failures = [], []
+    for r in records:
+        try:
+            body = json.loads(r.get("body") or "")
+            responses.append({"messageId": r["messageId"], "response": runtime.generate(parse_prompt(body))})
+        except (ValueError, InvalidEvent) as e:
+            print(f"message {r.get('messageId')}: {e}")
+            failures.append({"itemIdentifier": r.get("messageId")})
+    return {"batchItemFailures": failures, "responses": responses, "runtime": runtime.name}

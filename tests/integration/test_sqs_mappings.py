@@ -133,3 +133,39 @@ def test_disabling_a_mapping_stops_polling(system):
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"],
         lambda a: a["ApproximateNumberOfMessages"] == "1", what="the message to stay in the queue")
     assert attrs and _bodies(system, "esm-off") == []
+
+
+def test_a_queue_mapped_to_runtime_alpha_one_record_per_message(system):
+    """RuntimeAlpha (reserved concurrency 3) takes each message's body as its event: with BatchSize 1
+    there is one invocation, so one usage record, per message, never more than 3 at once."""
+    sqs, lam = system.aws("sqs"), system.aws("lambda")
+    url = sqs.create_queue(QueueName="alpha-work")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    uuid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="RuntimeAlpha", BatchSize=1)["UUID"]
+    wait_until(lambda: [m["uuid"] for m in system.status()["mappings"]], lambda ids: uuid in ids,
+               what="the dispatcher to poll the mapping")
+    _send(system, url, [json.dumps({"prompt": f"message {i}"}) for i in range(60)])
+    recs = wait_until(lambda: [r for r in system.usage_records() if (r.get("trigger") or "").endswith(uuid)],
+                      lambda rs: len(rs) >= 60, timeout=120, interval=0.5, what="60 triggered usage records")
+    system.wait_quiet(timeout=30)
+    recs = [r for r in system.usage_records() if (r.get("trigger") or "").endswith(uuid)]
+    assert len(recs) == 60 and all(r["status"] == "success" and r["function"] == "RuntimeAlpha" for r in recs)
+    assert peak_concurrency(recs) <= 3
+    shown = _mk1_status(system)
+    assert "event source mappings" in shown and "alpha-work" in shown and uuid[:8] in shown, shown
+    lam.delete_event_source_mapping(UUID=uuid)
+    wait_until(lambda: [m["uuid"] for m in system.status()["mappings"]], lambda ids: uuid not in ids,
+               what="the deleted mapping to stop")
+
+
+def _mk1_status(system) -> str:
+    """`mk1 status` as a user runs it (a wide terminal, so rich does not fold the table)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = {**os.environ, "MK1_HOME": str(system.home), "MK1_ENDPOINT": system.url, "COLUMNS": "200"}
+    out = subprocess.run([str(Path(sys.executable).parent / "mk1"), "status"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout

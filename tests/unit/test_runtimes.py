@@ -50,3 +50,27 @@ def test_load_and_generate_sleep_from_environment(monkeypatch):
     assert slept == [2.5, 0.25]
     monkeypatch.delenv("LOAD_SECONDS")
     assert RuntimeBeta(sleep=slept.append).load_seconds == 3.0   # the default
+
+
+def test_an_sqs_batch_is_one_event_per_message_with_a_partial_batch_response():
+    """Triggered by an SQS mapping, each body is an event; a bad one is named in batchItemFailures
+    (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html)."""
+    import importlib
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2] / "functions"
+    for p in (root / "common", root / "alpha"):
+        sys.path.insert(0, str(p))
+    try:
+        base = importlib.import_module("runtime_base")
+        alpha = importlib.import_module("runtime_alpha")
+        rt = alpha.RuntimeAlpha(sleep=lambda s: None)
+        rt.load()
+        rec = lambda mid, body: {"messageId": mid, "body": body, "eventSource": "aws:sqs"}  # noqa: E731
+        out = base.lambda_handler(rt)({"Records": [rec("1", '{"prompt": "hello world"}'), rec("2", "not json"),
+                                                   rec("3", '{"no": "prompt"}')]}, None)
+        assert out["batchItemFailures"] == [{"itemIdentifier": "2"}, {"itemIdentifier": "3"}]
+        assert out["responses"] == [{"messageId": "1", "response": "[alpha] world hello"}]
+    finally:
+        for p in (root / "common", root / "alpha"):
+            sys.path.remove(str(p))

@@ -207,5 +207,18 @@ class SqsMappings:
             self._pollers.clear()
 
     def describe(self) -> list[dict]:
+        """Each polled mapping, with its queue's backlog (a status read, off every call's path)."""
         with self._lock:
-            return [p.describe() for _, p in self._pollers.values()]
+            pollers = [p for _, p in self._pollers.values()]
+        out = []
+        for p in pollers:
+            d = p.describe()
+            try:
+                attrs = self.sqs.get_queue_attributes(QueueUrl=p.url, AttributeNames=[
+                    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+                d["backlog"] = int(attrs.get("ApproximateNumberOfMessages", 0))
+                d["in_flight_messages"] = int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+            except Exception as e:   # the endpoint is restarting: say so, keep the rest
+                d["backlog"] = f"unknown ({e})"
+            out.append(d)
+        return out

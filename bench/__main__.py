@@ -21,15 +21,15 @@ from . import figures, harness as h, report
 from .venv import RayPeer, ensure
 
 OUT = h.ROOT / ".mk1" / "bench"
-ALL = {1, 2, 3, 4, 5, 6}
+ALL = {1, 2, 3, 4, 5, 6, 7}
 
 SIZES = {
     #            fig1 reps x calls, fig2 reps x calls, fig3 process/docker calls, fig4 burst, fig5 points
     #            fig6 (cluster mode): overhead reps x calls, calls at the cap
     "full": {"f1": (5, 200), "f2": (3, 600), "f3": (12, 6), "f4": 1000,
-             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}, "f6": (3, 200, 600)},
+             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}, "f6": (3, 200, 600), "f7": 3000},
     "quick": {"f1": (3, 100), "f2": (2, 150), "f3": (4, 2), "f4": 200, "f5": {1: 30, 10: 120, 30: 150},
-              "f6": (2, 60, 150)},
+              "f6": (2, 60, 150), "f7": 1000},
     "selftest": {"f1": (1, 20)},
 }
 
@@ -245,6 +245,18 @@ def main(argv: list[str] | None = None) -> int:
                     s, reps, calls, tput, results["figures"], log=log))
         except Exception as e:
             results["not_measured"]["6"] = f"failed: {e}"
+            failures += 1
+
+    # -- figure 7: an SQS event source mapping at the cap
+    if 7 in only:
+        n = size["f7"]
+        log(f"figure 7: SQS event source mapping ({n} messages, batches of 100, 50 ms function, cap 3)")
+        try:
+            with h.running_system("m", **DEFAULTS, MK1_BACKEND="process") as s:
+                from .mappings import mapping_throughput
+                results["figures"]["7"] = guarded("7", lambda: mapping_throughput(s, n, log=log))
+        except Exception as e:
+            results["not_measured"]["7"] = f"failed: {e}"
             failures += 1
 
     results["seconds"] = round(time.monotonic() - t_start, 1)

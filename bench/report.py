@@ -165,6 +165,17 @@ def rows(results: dict) -> list[list[str]]:
                         f"{fmt(t6['ratio_to_ideal'], 3)} x ideal, {t6['errors']} errors", digits=1))
     elif "6" in nm:
         out.append(["6", "cluster mode", nm["6"], "", "", "", "", "", "", ""])
+    f7 = F.get("7")
+    if f7:
+        out.append(_row("7", f"SQS mapping: messages/s, {f7['messages']} in batches of 100 (ideal "
+                             f"{f7['ideal_per_s']:.0f}: cap 3, 50 ms function)", f7["messages_per_s"], None,
+                        f7["ideal_per_s"], "-", ">= 0.9 x ideal", "met" if f7["goal"]["ratio_0_9"] else "not met",
+                        digits=0))
+        lat = f7["send_to_start_ms"]
+        out.append(_row("7", "  SQS mapping: send to start of the invocation, ms (idle, batch 1)", lat["median"],
+                        lat["max"], None, "-", "-", "-", digits=0))
+    elif "7" in nm:
+        out.append(["7", "SQS mapping", nm["7"], "", "", "", "", "", "", ""])
     return out
 
 

@@ -1,0 +1,103 @@
+"""Figure 7: an SQS event source mapping at the cap, against the cap's ideal.
+
+A 50 ms function (reserved concurrency 3) is mapped to a standard queue holding N messages, in
+batches of 100 (MaximumBatchingWindowInSeconds 1, as AWS requires for batches over 10). Ideal: 3
+batches every 50 ms, 6,000 messages/s; measured: messages/s from the mapping's start to the last
+batch's end, from the usage records. Second measure: the latency from a message's send to the start
+of the invocation that carries it, on an idle mapping (one message at a time).
+"""
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+import zipfile
+
+from . import harness  # noqa: F401  (puts tests/ on sys.path)
+
+from helpers import wait_until  # noqa: E402  (tests/helpers.py: harness puts it on sys.path)
+
+CODE = '''
+import time
+def handler(event, context):
+    time.sleep(0.05)
+    return {"n": len(event["Records"])}
+'''
+CAP, BATCH, FUNCTION_S = 3, 100, 0.05
+
+
+def _function(s, name: str) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", CODE)
+    role = s.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
+    lam = s.aws("lambda")
+    lam.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="app.handler",
+                        Code={"ZipFile": buf.getvalue()}, Timeout=30)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=CAP)
+
+
+def _queue(s, name: str) -> tuple[str, str]:
+    sqs = s.aws("sqs")
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _records(s, uuid: str) -> list[dict]:
+    return [r for r in s.usage_records() if (r.get("trigger") or "").endswith(uuid)]
+
+
+def _ts(iso: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def mapping_throughput(s, n: int, log=print) -> dict:
+    _function(s, "bench-esm")
+    url, arn = _queue(s, "bench-esm")
+    sqs, lam = s.aws("sqs"), s.aws("lambda")
+    for i in range(0, n, 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": json.dumps({"i": i + j})}
+                                                     for j in range(min(10, n - i))])
+    started = time.time()
+    uuid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="bench-esm", BatchSize=BATCH,
+                                           MaximumBatchingWindowInSeconds=1)["UUID"]
+    recs = wait_until(lambda: _records(s, uuid), lambda rs: len(rs) >= -(-n // BATCH) and _drained(sqs, url),
+                      timeout=600, interval=0.5, what=f"{n} messages through the mapping")
+    ends = [_ts(r["end"]) for r in recs]
+    secs = max(ends) - started
+    rate = n / secs
+    ideal = CAP * BATCH / FUNCTION_S
+    log(f"  {n} messages in {secs:.1f} s: {rate:.0f}/s of an ideal {ideal:.0f}/s ({rate / ideal:.3f}); "
+        f"{len(recs)} invocations, mean batch {n / len(recs):.1f}")
+    latency = _send_to_start(s, sqs, lam, log)
+    lam.delete_event_source_mapping(UUID=uuid)
+    return {"messages": n, "seconds": round(secs, 2), "messages_per_s": round(rate, 1), "ideal_per_s": ideal,
+            "ratio_to_ideal": round(rate / ideal, 3), "invocations": len(recs),
+            "mean_batch": round(n / len(recs), 1), "send_to_start_ms": latency,
+            "goal": {"ratio_0_9": rate / ideal >= 0.9}}
+
+
+def _drained(sqs, url: str) -> bool:
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                                 "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+def _send_to_start(s, sqs, lam, log, samples: int = 10) -> dict:
+    """An idle mapping (batch 1): from SendMessage to the start of the invocation carrying it."""
+    url, arn = _queue(s, "bench-esm-latency")
+    uuid = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName="bench-esm", BatchSize=1)["UUID"]
+    wait_until(lambda: [m["uuid"] for m in s.status()["mappings"]], lambda ids: uuid in ids, what="the mapping")
+    out = []
+    for i in range(samples):
+        t0 = time.time()
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"i": i}))
+        recs = wait_until(lambda: _records(s, uuid), lambda rs: len(rs) > i, timeout=30, interval=0.05,
+                          what=f"latency sample {i}")
+        out.append((_ts(sorted(recs, key=lambda r: r["start"])[-1]["start"]) - t0) * 1000)
+    lam.delete_event_source_mapping(UUID=uuid)
+    med = statistics.median(out)
+    log(f"  send to start (idle mapping, batch 1): median {med:.0f} ms, max {max(out):.0f} ms")
+    return {"median": round(med, 1), "max": round(max(out), 1), "n": len(out)}

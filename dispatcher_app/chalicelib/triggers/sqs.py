@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue as stdqueue
 import threading
 import time
 from typing import Callable
@@ -26,6 +27,7 @@ log = logging.getLogger("mk1.triggers")
 
 RECEIVE_WAIT_S = 1           # long poll: an idle mapping costs one ReceiveMessage a second a worker
 DEFAULT_WORKERS = 3          # concurrent batches of a mapping without ScalingConfig (its cap bounds them)
+RECEIVERS = 2                # threads filling batches ahead of the workers (a standard queue)
 
 
 # (mapping, event JSON) -> (function error?, response payload)
@@ -82,7 +84,9 @@ def _leaf(p, value) -> bool:
 
 
 class Poller:
-    """One mapping's workers: each receives a batch, invokes, and deletes what succeeded."""
+    """One mapping's threads: receivers fill batches ahead (the next batch is at hand when a worker
+    frees), workers invoke and delete what succeeded. A standard queue's deletes are made by a
+    deleter thread, off the workers' path; a FIFO queue's before its next batch (group order)."""
 
     def __init__(self, mapping: Mapping, sqs, queue_url: str, region: str, invoke: Invoke, cap: Callable[[], int]):
         self.m, self.sqs, self.url, self.region, self.invoke = mapping, sqs, queue_url, region, invoke
@@ -90,29 +94,67 @@ class Poller:
         self.in_flight = 0
         self.batches = self.deleted = self.failed_items = 0
         workers = mapping.max_concurrency or max(1, min(DEFAULT_WORKERS, cap() or DEFAULT_WORKERS))
-        if mapping.source_arn.endswith(".fifo"):
+        self.fifo = mapping.source_arn.endswith(".fifo")
+        if self.fifo:
             # One batch at a time keeps each message group's order whatever the endpoint does: moto's
             # long-polling ReceiveMessage hands out a group's next message while one is in flight.
             workers = 1
-        self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"esm-{mapping.uuid[:8]}-{i}")
-                         for i in range(workers)]
-        for t in self._threads:
-            t.start()
+        self._ready: stdqueue.Queue[list[dict]] = stdqueue.Queue(maxsize=workers)
+        self._deletes: stdqueue.Queue[list[dict]] = stdqueue.Queue()
+        receivers = 1 if self.fifo else RECEIVERS
+        self._threads = [threading.Thread(target=self._receive_loop, daemon=True, name=f"esm-{mapping.uuid[:8]}-r{i}")
+                         for i in range(receivers)]
+        self._threads += [threading.Thread(target=self._work_loop, daemon=True, name=f"esm-{mapping.uuid[:8]}-{i}")
+                          for i in range(workers)]
+        self._threads.append(threading.Thread(target=self._delete_loop, daemon=True, name=f"esm-{mapping.uuid[:8]}-d"))
+        for th in self._threads:
+            th.start()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _loop(self) -> None:
+    def _receive_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 batch = self._receive()
-                if batch and self._stop.is_set():
-                    self._give_back(batch)   # disabled or deleted while this receive waited
-                elif batch:
-                    self._run(batch)
+                while batch and not self._stop.is_set():
+                    try:
+                        self._ready.put(batch, timeout=0.5)
+                        batch = []
+                    except stdqueue.Full:
+                        continue
+                if batch:
+                    self._give_back(batch)   # disabled or deleted while this batch waited
             except Exception as e:   # the queue or the endpoint is gone for now: try again shortly
                 log.warning("mapping %s: %s", self.m.uuid, e)
                 self._stop.wait(1.0)
+
+    def _work_loop(self) -> None:
+        while True:
+            try:
+                batch = self._ready.get(timeout=0.5)
+            except stdqueue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                if self._stop.is_set():
+                    self._give_back(batch)
+                else:
+                    self._run(batch)
+            except Exception as e:   # its messages come back after the visibility timeout
+                log.warning("mapping %s: %s", self.m.uuid, e)
+
+    def _delete_loop(self) -> None:
+        while not (self._stop.is_set() and self._deletes.empty()):
+            try:
+                records = self._deletes.get(timeout=0.5)
+            except stdqueue.Empty:
+                continue
+            try:
+                self._delete_now(records)
+            except Exception as e:   # not deleted: they come back and run again (at least once)
+                log.warning("mapping %s: deleting %d messages failed: %s", self.m.uuid, len(records), e)
 
     def _receive(self) -> list[dict]:
         """Up to BatchSize messages, waiting up to the batching window to fill the batch."""
@@ -165,6 +207,12 @@ class Poller:
                 for n, m in enumerate(batch[i:i + 10])])
 
     def _delete(self, records: list[dict]) -> None:
+        if self.fifo:
+            self._delete_now(records)   # before the group's next batch is received
+        elif records:
+            self._deletes.put(records)
+
+    def _delete_now(self, records: list[dict]) -> None:
         for i in range(0, len(records), 10):
             chunk = records[i:i + 10]
             self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[

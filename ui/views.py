@@ -125,6 +125,19 @@ def pool(status: dict | None) -> None:
         st.dataframe(pd.DataFrame(conts), hide_index=True)
     else:
         st.caption("No container is running: the next call of each function is a cold start.")
+    mappings(status.get("mappings") or [])
+
+
+def mappings(items: list[dict]) -> None:
+    """The SQS event source mappings mk1 polls: state, batches running, backlog."""
+    if not items:
+        return
+    st.markdown("##### Event source mappings (SQS)")
+    st.dataframe(pd.DataFrame([{"mapping": m.get("uuid", "")[:8], "queue": (m.get("source") or "").split(":")[-1],
+                                "function": m.get("function"), "state": m.get("state"),
+                                "batches running": m.get("in_flight_batches"), "backlog": m.get("backlog"),
+                                "batches done": m.get("batches"), "messages deleted": m.get("deleted")}
+                               for m in items]), hide_index=True)
 
 
 def usage_records(records: list[dict]) -> None:

@@ -169,3 +169,20 @@ def _mk1_status(system) -> str:
                          env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def test_in_a_cluster_each_message_is_processed_by_one_dispatcher(make_system):
+    from helpers import Peer
+    first = make_system(MK1_CLUSTER="1", MK1_LEASE_MS="2000", MK1_SQS_VISIBILITY_S="3", MK1_MAX_WAIT_MS="60000")
+    peer = Peer(first, "b")
+    try:
+        url, uuid = _setup(first, "esm-cluster", BatchSize=5)
+        wait_until(lambda: [m["uuid"] for m in peer.status()["mappings"]], lambda ids: uuid in ids,
+                   what="the second dispatcher to poll the mapping too")
+        bodies = [f"c{i}" for i in range(100)]
+        _send(first, url, bodies)
+        got = wait_until(lambda: _bodies(first, "esm-cluster"), lambda b: len(b) >= 100, timeout=90, interval=0.5,
+                         what="100 bodies in the function's log")
+        assert sorted(got) == sorted(bodies)                   # each exactly once, across both dispatchers
+    finally:
+        peer.stop()

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 from . import settings as settings_mod
 from .client import Function, load_profile
@@ -84,14 +87,10 @@ def cmd_invoke(args, s) -> int:
     prompts = [args.prompt] * args.n
     failed = 0
     if args.parallel and args.n > 1:
-        results = fn.map(prompts)
+        with ThreadPoolExecutor(max_workers=min(args.n, 32)) as pool:
+            results = list(pool.map(lambda p: _one(fn, p), prompts))
     else:
-        results = []
-        for p in prompts:
-            try:
-                results.append(fn.generate(p))
-            except Mk1Error as e:
-                results.append(e)
+        results = [_one(fn, p) for p in prompts]
     fatal = [r for r in results if isinstance(r, (ConnectionError, NotFound, AuthenticationFailed))]
     if fatal:
         raise fatal[0]   # wrong name, user or endpoint: say it once, exit 2
@@ -100,8 +99,25 @@ def cmd_invoke(args, s) -> int:
             failed += 1
             print(f"[{i}] ERROR {type(r).__name__}: {r}", file=sys.stderr)
         else:
-            print(r if args.n == 1 else f"[{i}] {r}")
+            text = fn._text(r) if not r.function_error else None
+            how = f"{_ms(r.duration_ms)} ms, waited {_ms(r.wait_ms)} ms, {'cold' if r.cold else 'warm'} on {r.container}"
+            print(text if args.n == 1 else f"[{i}] {text}  ({how})")
     return 1 if failed else 0
+
+
+def _one(fn: Function, prompt: str):
+    """An InvokeResult (how it ran: duration, wait, cold) or the client's error for it."""
+    try:
+        r = fn.invoke({"prompt": prompt})
+        if r.function_error:
+            fn._text(r)   # raises the FunctionError, with the function's type and message
+        return r
+    except Mk1Error as e:
+        return e
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
 
 
 def _usage(args, s, path: str) -> dict:
@@ -132,20 +148,28 @@ def cmd_usage(args, s) -> int:
     records = _usage(args, s, "/mk1/usage")["records"]
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        if args.format == "csv":
-            cols = sorted({k for r in records for k in r})
-            w = csv.DictWriter(out, fieldnames=cols)
-            w.writeheader()
-            w.writerows(records)
-        else:
-            for r in records:
-                out.write(json.dumps(r) + "\n")
+        _export(records, args.format, out)
+    except BrokenPipeError:   # `mk1 usage export | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         if out is not sys.stdout:
             out.close()
     if args.output:
         print(f"wrote {len(records)} records to {args.output}", file=sys.stderr)
     return 0
+
+
+def _export(records: list[dict], fmt: str, out) -> None:
+    if fmt == "csv":
+        cols = sorted({k for r in records for k in r})
+        w = csv.DictWriter(out, fieldnames=cols)
+        w.writeheader()
+        w.writerows(records)
+    else:
+        for r in records:
+            out.write(json.dumps(r) + "\n")
+    out.flush()
 
 
 def cmd_logs(args, s) -> int:
@@ -157,13 +181,13 @@ def cmd_logs(args, s) -> int:
     try:
         while True:
             kw = {"logGroupName": group, "startTime": start}
-            for page in logs.get_paginator("filter_log_events").paginate(**kw):
-                for e in page["events"]:
-                    if e["eventId"] in seen:
-                        continue
-                    seen.add(e["eventId"])
-                    start = max(start, e["timestamp"])
-                    print(f"{e['logStreamName']}  {e['message']}", flush=True)
+            events = [e for page in logs.get_paginator("filter_log_events").paginate(**kw) for e in page["events"]
+                      if e["eventId"] not in seen]
+            for e in sorted(events, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0))):   # time order
+                seen.add(e["eventId"])
+                start = max(start, e["timestamp"])
+                when = datetime.fromtimestamp(e["timestamp"] / 1000, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+                print(f"{when}  {e['logStreamName']}  {e['message']}", flush=True)
             if not args.follow:
                 return 0
             time.sleep(1)

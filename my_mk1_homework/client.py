@@ -152,7 +152,7 @@ class Function:
             return self._client.invoke(FunctionName=self.name, InvocationType=invocation_type,
                                        LogType="Tail" if tail else "None", Payload=body)
         except ClientError as e:
-            raise _translate(e) from None
+            raise _translate(e, self.endpoint) from None
         except (EndpointConnectionError, BotoConnectionError, ReadTimeoutError) as e:
             if isinstance(e, ReadTimeoutError):
                 raise InvocationTimeout("ReadTimeout", f"no answer from {self.endpoint}: {e}") from None
@@ -228,7 +228,7 @@ class Call:
             time.sleep(poll)
 
 
-def _translate(e: ClientError) -> Mk1Error:
+def _translate(e: ClientError, endpoint: str = "") -> Mk1Error:
     err = e.response.get("Error", {})
     code = err.get("Code", "")
     msg = err.get("Message") or e.response.get("message") or str(e)
@@ -239,6 +239,9 @@ def _translate(e: ClientError) -> Mk1Error:
         detail = headers.get("x-mk1-detail")
         return Throttled(f"{msg} {detail}" if detail else msg, retry_after=float(headers.get("retry-after", "1")),
                          code=code, request_id=rid)
+    if cls is AuthenticationFailed and endpoint:   # which mk1 refused, and the usual cause
+        msg = (f"{msg} (the dispatcher at {endpoint} does not know this key: are the keys in "
+               f"{settings_mod.load().credentials_file} from this mk1's `make up`?)")
     if cls is None:
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         cls = BadRequest if 400 <= status < 500 else Mk1Error

@@ -71,6 +71,11 @@ class ResourceNotFound(UserError):
     status, code = 404, "ResourceNotFoundException"
 
 
+class UnknownOperation(UserError):
+    """A path and method no route serves."""
+    status, code, message_key = 404, "UnknownOperationException", "message"
+
+
 class MissingAuthenticationToken(UserError):
     status, code, message_key, typed = 403, "MissingAuthenticationTokenException", "message", False
 

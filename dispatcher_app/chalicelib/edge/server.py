@@ -1,115 +1,151 @@
 """Serves the Chalice app embedded (threaded, TCP_NODELAY) with a Dispatcher attached.
 
 `python -m chalicelib.edge.server` runs the dispatcher until SIGINT/SIGTERM.
+
+A bounded front door. A connection that is moving a request is served on a thread of its own
+(http.server's model, kept for the warm path: one blocking recv and one send a call, on one
+thread); a connection that waits has no thread:
+
+- Waiting connections: one silent for TICK_SECONDS between requests (a fresh one that sent
+  nothing, a keep-alive one between calls) gives its thread up to the idle pool (`IdlePool`),
+  one thread watching every waiting connection with one selector. Its next request gets it a
+  thread again; its close costs that one thread a few microseconds; after IDLE_SECONDS the pool
+  closes it. So however many idle connections close together, no thread wakes for them, and
+  /health is answered at once (tests/security/test_front_door.py: 3,000 of them). Threads, each
+  waiting for the GIL, were the cost: a thousand connection threads woken together by their
+  clients' closes took seconds to end, and every other answer waited behind them.
+- Threads: at most `Server.max_threads` connections on threads at once (MAX_THREADS, fewer when
+  the descriptor limit is low). One more is answered 503 (ServiceException, Lambda's shape) by
+  the accept loop itself and closed: no thread, no waiting. Not the listen backlog: a client
+  there hangs in connect() (SYN retries, seconds each) with no answer.
+- Stalls: a request silent for TICK_SECONDS mid-header or mid-body holds one of MAX_STALLED
+  places while it waits; with none free it is cut off. Its header and body must be in within
+  REQUEST_SECONDS of its first byte, checked each TICK_SECONDS; an answer must be out within
+  ANSWER_SECONDS. A call waiting for a slot (MK1_MAX_WAIT_MS) reads nothing: none of this bounds it.
+- Time is kept by the kernel: SO_RCVTIMEO / SO_SNDTIMEO, set once per connection (socket.settimeout
+  would add a poll() before every recv and send, and one more GIL hand-off each).
+- Bodies: their framing is checked before a byte of them is read (request_parse.py); a refused
+  one is answered here (`Handler._refuse`) and its connection closed.
 """
 from __future__ import annotations
 
+import collections
 import gc
-import json
 import logging
 import signal
 import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
+import uuid
 from pathlib import Path
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPServer, create_local_server
+from chalice.local import LocalDevServer, ThreadedHTTPServer, create_local_server
 
 from my_mk1_homework import settings as settings_mod
 
 from chalicelib.edge import views
-from chalicelib.edge.gateway import LeanGateway
-from chalicelib.edge.request_parse import LeanRequestParsing
+from chalicelib.edge.answers import error_response
+from chalicelib.edge.bounds import MAX_STALLED, connection_bounds, raise_descriptor_limit
+from chalicelib.edge.handler import Handler
+from chalicelib.edge.idle_pool import IdlePool
+from chalicelib.errors import ServiceUnavailable
 
 APP_DIR = Path(__file__).resolve().parents[2]   # dispatcher_app/
 log = logging.getLogger("mk1.server")
-_date: tuple = (None, "")   # (epoch second, its HTTP date), shared by the front door's threads
-
-
-def _alive(sock: socket.socket) -> bool:
-    """False once the client has closed its end. A non-blocking peek needs no select(), which
-    fails for descriptors above 1023 — a thousand waiting callers get there."""
-    try:
-        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except (BlockingIOError, InterruptedError):
-        return True          # nothing to read: still connected
-    except OSError:
-        return False
-
-
-class Handler(LeanRequestParsing, ChaliceRequestHandler):
-    disable_nagle_algorithm = True   # STACK-NOTES: 44 ms -> 0.7 ms per keep-alive request
-    # Buffered: an answer (status line, headers, body) goes out in one send when http.server
-    # flushes after the request, not two or three; every socket call gives up the GIL, and
-    # getting it back behind the dispatcher's other threads costs up to a switch interval.
-    wbufsize = 1 << 16
-
-    def __init__(self, request, client_address, server, app_object, config) -> None:
-        # ChaliceRequestHandler's, with the lean gateway (gateway.py) in place of LocalGateway.
-        self.local_gateway = LeanGateway(app_object, config)
-        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
-
-    def handle_expect_100(self) -> bool:
-        ok = super().handle_expect_100()
-        self.wfile.flush()   # the client waits for this before it sends the body
-        return ok
-
-    def _generic_handle(self) -> None:
-        views.CONNECTION.raw_path = self.path
-        views.CONNECTION.alive = lambda: _alive(self.connection)
-        after: list = []
-        views.CONNECTION.later = after.append
-        try:
-            super()._generic_handle()
-            self.wfile.flush()   # the answer goes out before the bookkeeping it does not wait for
-        finally:
-            views.CONNECTION.later = None
-            for fn in after:     # run even if the client hung up: every usage record gets written
-                try:
-                    fn()
-                except Exception:
-                    log.exception("bookkeeping after an answer failed")
-
-    def _send_error_response(self, error) -> None:
-        # Chalice's own refusals (no such route) in Lambda's shape, like every other error.
-        status = error.CODE if error.CODE != 403 else 404
-        body = json.dumps({"Type": "User", "message": f"Unknown operation: {self.command} "
-                                                      f"{self.path.split('?')[0][:200]}"}).encode()
-        self._send_http_response(status, {"x-amzn-ErrorType": "UnknownOperationException",
-                                          "Content-Type": "application/json"}, body)
-
-    # The parent binds do_* to its own _generic_handle at class creation: rebind to ours.
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
-
-    def log_message(self, fmt, *args) -> None:
-        if log.isEnabledFor(logging.DEBUG):   # send_response logs every answer: format only if shown
-            log.debug("%s %s", self.address_string(), fmt % args)
-
-    def send_response(self, code, message=None) -> None:
-        """http.server's, without its Server header (Python's version; Lambda's answers carry
-        none): every header of an answer is parsed by the client, ~10 us each for boto3."""
-        self.log_request(code)
-        self.send_response_only(code, message)
-        self.send_header("Date", self.date_time_string())
-
-    def date_time_string(self, timestamp=None) -> str:
-        """The Date header, made once a second (email.utils.formatdate: ~5 us an answer)."""
-        if timestamp is not None:
-            return super().date_time_string(timestamp)
-        global _date
-        now, cached = int(time.time()), _date
-        if cached[0] != now:
-            cached = _date = (now, super().date_time_string(now))
-        return cached[1]
 
 
 class Server(ThreadedHTTPServer):
+    """http.server's threaded server, bounded (module docstring): at most `max_threads` connections
+    on threads, the accept loop answering one more 503 itself; waiting connections in `idle`."""
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def __init__(self, address, handler_cls) -> None:
+        super().__init__(address, handler_cls)
+        self.max_threads, idle_limit = connection_bounds()
+        # One token per thread a connection may have (and per stall allowed). A deque's pop and
+        # append are atomic under the GIL and take no lock: a semaphore's lock, released by every
+        # ending connection's thread, is a convoy when a thousand end at once.
+        self._thread_places = collections.deque([None] * self.max_threads)
+        self.stall_places = collections.deque([None] * MAX_STALLED)
+        self.idle = IdlePool(self, idle_limit)
+        self._turned_away, self._told = 0, 0.0
+
+    def process_request(self, request, client_address) -> None:
+        try:
+            self._thread_places.pop()
+        except IndexError:
+            self._turn_away(request)
+            return
+        try:
+            super().process_request(request, client_address)   # starts its thread
+        except BaseException:
+            self._thread_places.append(None)
+            raise
+
+    def finish_request(self, request, client_address) -> Handler:
+        """BaseServer's, returning the handler: it tells whether the connection went to wait."""
+        return self.RequestHandlerClass(request, client_address, self)
+
+    def process_request_thread(self, request, client_address) -> None:
+        """ThreadingMixIn's; a connection that went silent between requests goes to the pool."""
+        waited = False
+        try:
+            waited = self.finish_request(request, client_address).waited
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            if waited:
+                self.idle.add(request, client_address)
+            else:
+                self.shutdown_request(request)
+            self._thread_places.append(None)
+
+    def _turn_away(self, sock: socket.socket) -> None:
+        """503 from the accept loop, which must not wait: the socket is made non-blocking; the
+        answer (~300 bytes) fits a new connection's empty send buffer. What the client already
+        sent is read first, so the close sends an end of file rather than a reset. The answer is
+        mk1's for "cannot serve this call now" (errors.ServiceUnavailable: 503 ServiceException,
+        Lambda's shape), which SDKs retry, with a Retry-After."""
+        busy = ServiceUnavailable(f"mk1 is serving its limit of {self.max_threads} connections; retry shortly")
+        resp = error_response(busy, str(uuid.uuid4()))
+        head = "".join(f"{k}: {v}\r\n" for k, v in {**resp.headers, "Content-Length": len(resp.body),
+                                                      "Connection": "close", "Retry-After": 1}.items())
+        try:
+            sock.setblocking(False)
+            for _ in range(8):
+                if not sock.recv(1 << 16):
+                    break
+        except OSError:   # nothing (more) to read yet
+            pass
+        try:
+            sock.send(f"HTTP/1.1 503 Service Unavailable\r\n{head}\r\n".encode() + resp.body)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        sock.close()
+        self._turned_away += 1
+        now = time.monotonic()
+        if now - self._told >= 10:   # one line per 10 s, however many were turned away
+            log.warning("%d connection(s) answered 503: %d are on threads, the limit", self._turned_away,
+                        self.max_threads)
+            self._turned_away, self._told = 0, now
+
+    def handle_error(self, request, client_address) -> None:
+        """socketserver's prints a traceback for every error; a client that went away, stalled or
+        was cut off (an OSError on its socket) is no fault of ours and logs one line at DEBUG."""
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            log.debug("connection from %s ended: %r", client_address, err)
+        else:
+            log.exception("unexpected error serving %s", client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.idle.close()
 
 
 def load_app():
@@ -159,6 +195,7 @@ def main() -> int:
     # keys): whatever MK1_LOG_LEVEL says, the AWS SDK never logs below INFO.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    raise_descriptor_limit()
     try:
         server = EmbeddedServer(s.MK1_DISPATCHER_HOST, s.MK1_DISPATCHER_PORT)
     except OSError as e:

@@ -171,6 +171,9 @@ def rows(results: dict) -> list[list[str]]:
                              f"{f7['ideal_per_s']:.0f}: cap 3, 50 ms function)", f7["messages_per_s"], None,
                         f7["ideal_per_s"], "-", ">= 0.9 x ideal", "met" if f7["goal"]["ratio_0_9"] else "not met",
                         digits=0))
+        if f7.get("sqs_floor_per_s"):
+            out.append(_row("7", "  same queue work without a function (receive + delete, floor col), messages/s",
+                            f7["messages_per_s"], None, f7["sqs_floor_per_s"], "-", "-", "-", digits=0))
         lat = f7["send_to_start_ms"]
         out.append(_row("7", "  SQS mapping: send to start of the invocation, ms (idle, batch 1)", lat["median"],
                         lat["max"], None, "-", "-", "-", digits=0))

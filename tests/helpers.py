@@ -178,7 +178,12 @@ class System(Observed):
         self.stop_dispatcher()
         if self.moto and self.moto.poll() is None:
             self.moto.terminate()
-            self.moto.wait(10)
+            try:
+                self.moto.wait(20)
+            except subprocess.TimeoutExpired:   # a loaded machine at the end of a long session: say so, end it
+                print(f"moto (pid {self.moto.pid}) did not stop within 20 s of SIGTERM; killing it", file=sys.stderr)
+                self.moto.kill()
+                self.moto.wait(10)
 
     def log(self) -> str:
         return (self.home / "dispatcher.log").read_text(errors="replace")

@@ -12,7 +12,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import aws_cli, b64json
+from lambda_http import aws_cli, b64json
 
 NAME_PATTERN = (r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?"
                 r"(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?")
@@ -94,7 +94,7 @@ def test_who_may_not_invoke_learns_nothing_about_existence(system):
 
 
 def test_access_denied_body_is_message_only(system):
-    from conftest import Raw
+    from lambda_http import Raw
     status, headers, body = Raw(system, "user1").invoke("RuntimeBeta")
     assert status == 403 and headers["x-amzn-errortype"] == "AccessDeniedException"
     assert json.loads(body) == {"Message": "User: arn:aws:iam::123456789012:user/user1 is not authorized to perform: "

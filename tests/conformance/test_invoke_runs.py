@@ -14,7 +14,7 @@ import json
 import re
 import threading
 
-from conftest import b64json
+from lambda_http import b64json
 from my_mk1_homework.run_header import run_of
 
 

@@ -369,6 +369,19 @@ queue when that is not the caller's dispatcher).
 | warm overhead via boto3, median ms | {_ms(f6['overhead_ms']['median'])} (p99 {_ms(f6['overhead_ms']['p99'])}) | {_ms(f6['single_process']['overhead_ms'])} | {f6['ratios']['overhead cluster/single']} |
 | throughput at the cap, calls/s (ideal {f6['throughput']['ideal_calls_per_s']:.0f}) | {f6['throughput']['calls_per_s']} ({f6['throughput']['errors']} errors) | {f6['single_process']['calls_per_s']} | {f6['ratios']['throughput cluster/single']} |
 """)
+    if "7" in F:
+        f7 = F["7"]
+        parts.append(f"""## 7. An SQS event source mapping at the cap
+
+A 50 ms function (reserved concurrency 3, warm) drains {f7['messages']} queued messages through a
+mapping in batches of 100 (`MaximumBatchingWindowInSeconds` 1). Ideal: 3 batches every 50 ms. Floor:
+the same receive and delete work with no function, two threads, same endpoint, same run.
+
+| measure | mk1 | floor (SQS work alone) | ideal |
+|---|---|---|---|
+| messages/s | {f7['messages_per_s']} | {f7.get('sqs_floor_per_s', '-')} | {f7['ideal_per_s']:.0f} |
+| send to start of the invocation (idle mapping, batch 1), median ms | {f7['send_to_start_ms']['median']} (max {f7['send_to_start_ms']['max']}) | | |
+""")
     prof = [_profile(r.get("profile"), "Warm call, one client (figure 1's path)"),
             _profile(F.get("2", {}).get("profile"), "At the cap, 30 clients (figure 2)"),
             _profile(F.get("4", {}).get("profile"), "Queue at depth (figure 4's burst)")]
@@ -439,5 +452,7 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   load() (an interpreter, or a container): the difference is what mk1 adds to a cold start.
 - **Figure 6** puts cluster mode beside one process on the same moto server: every call takes and
   returns a DynamoDB lease, and every waiting call is a full message in the shared queue.
+- **Figure 7** puts an SQS mapping beside the queue work it cannot avoid (receiving and deleting the
+  messages from the same endpoint): near 1 x that floor, the endpoint is the limit, not the mapping.
 """)
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -68,7 +68,8 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
     Setting("MK1_ASYNC_RETRIES", 2, int, "Retries of a failed async (Event) invocation before the DLQ."),
     Setting("MK1_ASYNC_RETRY_BACKOFF_MS", 1_000, int, "Backoff before the first async retry (doubles)."),
     Setting("MK1_CONTROL_REFRESH_MS", 1_000, int,
-            "How often the dispatcher re-reads functions, concurrency, users and policies (background)."),
+            "How often the dispatcher re-reads functions, versions, concurrency, users and policies "
+            "(background); aliases, tags, event-invoke configs and event source mappings every 5th time."),
     Setting("MK1_USAGE_BATCH_MS", 200, int, "Longest a usage record waits before its batch is written."),
     Setting("MK1_LOGS_BATCH_MS", 1_000, int,
             "Longest a function's log line (START/END/REPORT, its output) waits before CloudWatch Logs gets it."),

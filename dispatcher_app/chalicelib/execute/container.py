@@ -150,32 +150,39 @@ class Container(RuntimeSide):
                 self._to(State.STOPPING)
             parked, self._parked = self._parked, None
             self._cond.notify_all()
-        if parked is not None:
-            self._send_parked(parked, None)   # its /next is answered 410: the runtime exits
         if self.handle is None:
+            if parked is not None:
+                self._send_parked(parked, None)   # its /next is answered 410: the runtime exits
             self._gone(exit_code=None)
         elif wait:
-            self._last_reading_then_kill()
+            self._last_reading_then_kill(parked)
         else:
-            self._kill_aside()
+            self._kill_aside(parked)
 
-    def _kill_aside(self) -> None:
+    def _kill_aside(self, parked: Send | None = None) -> None:
         """Kill on a thread of its own: the caller's answer does not wait for the engine."""
-        threading.Thread(target=self._last_reading_then_kill, daemon=True, name=f"stop-{self.id}").start()
+        threading.Thread(target=self._last_reading_then_kill, args=(parked,), daemon=True,
+                         name=f"stop-{self.id}").start()
 
-    def _last_reading_then_kill(self) -> None:
+    def _last_reading_then_kill(self, parked: Send | None = None) -> None:
         # The last call's peak memory is read after its answer (ExecInfo.memory_mb): read it now,
-        # while the process (or cgroup) still exists, so that reading finds it in the handle.
+        # while the process (or cgroup) still exists, so that reading finds it in the handle. Before
+        # the runtime's parked /next is answered 410 too: on that answer the runtime exits at once,
+        # and an exited process has no reading left (keepalive 0 once saw a record without its peak).
         handle = self.handle
         assert handle is not None
         with self._cond:
             if self._killed:
+                if parked is not None:
+                    self._send_parked(parked, None)
                 return
             self._killed = True
         try:
             handle.max_memory_mb()
         except Exception:
             log.debug("%s: no last memory reading before the kill", self.id, exc_info=True)
+        if parked is not None:
+            self._send_parked(parked, None)   # its /next is answered 410: the runtime exits
         handle.kill()
 
     def _monitor(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -25,7 +26,14 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+class Stopped(Exception):
+    """The wait was asked to stop (its `stop` event was set) before the URL answered."""
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
+              stop: threading.Event | None = None) -> None:
+    """Until `url` answers below 500; raises if `proc` exits first, after `timeout`, or (Stopped) once
+    `stop` is set."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -38,7 +46,10 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
             raise RuntimeError(f"{url}: the process exited with code {proc.returncode}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-        time.sleep(0.05)
+        if stop is None:
+            time.sleep(0.05)
+        elif stop.wait(0.05):
+            raise Stopped()
 
 
 def command(host: str, port: int) -> list[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from infra import aws, embedded
-from infra.embedded import PortInUse, port_is_free
+from infra.embedded import PortInUse, Stopped, port_is_free, wait_http  # Stopped: `mk1 up` asked to stop mid-start
 from infra.provision import provision
 
 from . import settings as settings_mod
@@ -37,10 +37,6 @@ POLL_S = 0.25           # how often `mk1 up` looks at its children
 AWS_PROBE_S = 2.0       # how often an AWS endpoint mk1 did not start is asked whether it answers
 DRAIN_S = 60.0          # the dispatcher's stop: up to 10 s of running calls, 15 s of records, slack
 PR_SET_PDEATHSIG = 1
-
-
-class Stopped(Exception):
-    """`mk1 up` was asked to stop while it was starting something."""
 
 
 class Backoff:
@@ -106,23 +102,6 @@ def _answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float, stop: threading.Event) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status < 500:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"it exited with code {proc.returncode} while starting")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
-        if stop.wait(0.05):
-            raise Stopped()
-
-
 class Child:
     """One process `mk1 up` keeps running, its output in MK1_HOME/<name>.log."""
 
@@ -147,7 +126,7 @@ class Child:
         if self.writes_pid:
             self.pid_file.write_text(str(self.proc.pid))
         if self.ready_url:
-            _wait_ready(self.ready_url, self.proc, self.ready_timeout, stop)
+            wait_http(self.ready_url, self.ready_timeout, self.proc, stop)
 
     def ended(self) -> str | None:
         """None while it runs; else how it ended, e.g. "exited (signal 9)"."""

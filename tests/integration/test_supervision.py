@@ -17,7 +17,7 @@ from pathlib import Path
 
 import boto3
 
-from helpers import FAST, free_port, wait_until
+from helpers import FAST, alive, descendants, free_port, wait_until
 from infra import names
 from infra.embedded import command as moto_command, port_is_free
 from my_mk1_homework import Function
@@ -38,29 +38,6 @@ def answers(url: str) -> bool:
     except OSError:
         return False
 
-
-def descendants(pid: int) -> set[int]:
-    kids: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(p.name))
-    out, todo = set(), [pid]
-    while todo:
-        for k in kids.get(todo.pop(), []):
-            out.add(k)
-            todo.append(k)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return False
 
 
 class Up:

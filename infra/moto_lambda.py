@@ -11,6 +11,7 @@ the dispatcher could run only functions whose code infra/ had put in mk1's bucke
   shallow copy, so a later `update-function-code` rewrote the version's `code` dict (S3Key) too.
 - put/update of an event-invoke config replace/merge it (moto kept the first one forever), and a
   function's DeadLetterConfig is kept and answered (moto dropped it).
+- SnapStart is kept from create and update and answered per version (moto always said Off).
 """
 from __future__ import annotations
 
@@ -189,5 +190,63 @@ def _mappings_do_not_invoke() -> bool:
     return True
 
 
-PATCHES = {"lambda-mappings-as-data": _mappings_do_not_invoke, "lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location, "lambda-version-code": _versions_keep_their_code,
+# Runtimes with SnapStart (https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html): Java 11+,
+# Python 3.12+, .NET 8+.
+_SNAPSTART_RUNTIME = re.compile(r"^(java(1[1-9]|[2-9]\d)|python3\.(1[2-9]|[2-9]\d)|dotnet([89]|\d\d))")
+
+
+def _snap_start_kept() -> bool:
+    """moto answers every function with SnapStart {ApplyOn: None, OptimizationStatus: Off} and drops
+    what create and update sent. Kept here, as AWS answers it: ApplyOn as set; OptimizationStatus On
+    for a published version made with ApplyOn=PublishedVersions (its snapshot is what mk1's process
+    backend restores), Off for $LATEST. A runtime without SnapStart is refused."""
+    from moto.awslambda.exceptions import InvalidParameterValueException
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.get_configuration, "mk1_snap", False):
+        return True
+    init, update, describe = LambdaFunction.__init__, LambdaFunction.update_configuration, \
+        LambdaFunction.get_configuration
+
+    def apply_on(config: dict | None, runtime: str | None) -> str:
+        value = (config or {}).get("ApplyOn") or "None"
+        if value not in ("PublishedVersions", "None"):
+            raise InvalidParameterValueException(
+                f"1 validation error detected: Value '{value}' at 'snapStart.applyOn' failed to satisfy "
+                "constraint: Member must satisfy enum value set: [PublishedVersions, None]")
+        if value == "PublishedVersions" and not _SNAPSTART_RUNTIME.match(runtime or ""):
+            raise InvalidParameterValueException(
+                f"SnapStart is not supported for runtime {runtime}. SnapStart supports Java 11 and later, "
+                "Python 3.12 and later, and .NET 8 and later.")
+        return value
+
+    def __init__(self, account_id, spec, region, version=1):
+        applied = apply_on(spec.get("SnapStart"), spec.get("Runtime"))
+        init(self, account_id, spec, region, version)
+        self.mk1_snap_start = applied
+
+    def update_configuration(self, config_updates):
+        if "SnapStart" in config_updates:
+            self.mk1_snap_start = apply_on(config_updates["SnapStart"],
+                                           config_updates.get("Runtime") or self.run_time)
+        elif config_updates.get("Runtime") and getattr(self, "mk1_snap_start", "None") != "None":
+            apply_on({"ApplyOn": self.mk1_snap_start}, config_updates["Runtime"])
+        return update(self, config_updates)
+
+    def get_configuration(self, on_create=False):
+        config = describe(self, on_create)
+        applied = getattr(self, "mk1_snap_start", "None")
+        published = str(self.version) != "$LATEST"
+        config["SnapStart"] = {"ApplyOn": applied,
+                               "OptimizationStatus": "On" if applied == "PublishedVersions" and published else "Off"}
+        return config
+    get_configuration.mk1_snap = True
+    LambdaFunction.__init__, LambdaFunction.update_configuration = __init__, update_configuration
+    LambdaFunction.get_configuration = get_configuration
+    return True
+
+
+PATCHES = {"lambda-snap-start": _snap_start_kept, "lambda-mappings-as-data": _mappings_do_not_invoke,
+           "lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location,
+           "lambda-version-code": _versions_keep_their_code,
            "lambda-code-route": _wrap_server_app, "lambda-event-invoke-config": _event_invoke_config_replaced}

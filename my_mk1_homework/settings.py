@@ -61,6 +61,10 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
             "other than the dispatcher's own Python (installed there on first use)."),
     Setting("MK1_INIT_BACKOFF_MS", 2_000, int,
             "After an init error, new cold starts of that code wait this long (doubling, max 60 s)."),
+    Setting("MK1_SNAPSTART_LATEST", False, _bool,
+            "Restore $LATEST from a snapshot too (SnapStart, process backend): a function's init (load()) "
+            "runs once per code version, not once per container. Off: only published versions with "
+            "SnapStart ApplyOn=PublishedVersions restore, as on AWS."),
     Setting("MK1_MAX_QUEUE_DEPTH", 200, int,
             "Calls that may wait per function; beyond it the caller gets 429 at once."),
     Setting("MK1_MAX_WAIT_MS", 120_000, int,

@@ -106,6 +106,22 @@ class Dispatcher:
             self._retire(name)
         if not self._stop.is_set():
             self.mappings.update(self.registry.mappings)
+            self._snapshots()
+
+    def _snapshots(self) -> None:
+        """SnapStart: a version published with it gets its snapshot now (its init runs once, as at
+        AWS's publish), not at its first call; snapshots of versions gone or changed are stopped."""
+        if not hasattr(self.backend, "snapshots") or self.s.MK1_EXECUTOR == "lambda":
+            return
+        wanted: set[tuple] = set()
+        for latest in self.registry.all():
+            for config in self.registry.versions(latest.name):
+                if config.snap_start or (self.s.MK1_SNAPSTART_LATEST and config.version == "$LATEST"):
+                    pool = self.pool(config.name)
+                    key = pool.snapshot_key(config)
+                    wanted.add(key)   # type: ignore[arg-type]
+                    pool.prepare_snapshot(config)
+        self.backend.snapshots.retire(lambda key: key in wanted)
 
     def _retire(self, name: str) -> None:
         """A deleted function: its calls now answer ResourceNotFoundException; its pump and
@@ -143,6 +159,8 @@ class Dispatcher:
             self._stop.wait(0.05)
         for p in list(self.pools.values()):
             p.shutdown()
+        if hasattr(self.backend, "snapshots"):
+            self.backend.snapshots.stop_all()
         for a in list(self.admissions.values()):
             a.queue.flush()
         if self.leases:
@@ -163,7 +181,8 @@ class Dispatcher:
                     policy=self.s.MK1_PLACEMENT, keepalive_s=self.s.MK1_KEEPALIVE_MS / 1000,
                     start_timeout_s=self.s.MK1_START_TIMEOUT_MS / 1000,
                     init_backoff_s=self.s.MK1_INIT_BACKOFF_MS / 1000,
-                    on_log=lambda fn, stream, line: self.recorder.log(fn, stream, [line]))
+                    on_log=lambda fn, stream, line: self.recorder.log(fn, stream, [line]),
+                    restore_latest=self.s.MK1_SNAPSTART_LATEST)
             return self.pools[name]
 
     def admission(self, name: str) -> Admission:

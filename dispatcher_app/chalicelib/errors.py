@@ -113,6 +113,16 @@ class TooManyRequests(UserError):
         self.after_wait = after_wait   # it waited in the queue first (gets a usage record)
 
 
+class SnapStartFailed(UserError):
+    """SnapStart: an after-restore hook raised (AWS's SnapStartException, 400)."""
+    status, code = 400, "SnapStartException"
+
+
+class SnapStartTimeout(UserError):
+    """SnapStart: the runtime and its after-restore hooks took over 10 s (AWS: 408)."""
+    status, code = 408, "SnapStartTimeoutException"
+
+
 class ServiceUnavailable(Mk1Error):
     status, code = 503, "ServiceException"
 

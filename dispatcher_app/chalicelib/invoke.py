@@ -13,6 +13,7 @@ invoke_event.py; in cluster mode another dispatcher's queued RequestResponse cal
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -22,7 +23,7 @@ from chalicelib.admit.waiting import Slot
 from chalicelib.authenticate import Identity, access_key_id, verify
 from chalicelib.invoke_event import EventCalls
 from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ResourceNotFound,
-                               ServiceUnavailable, TooManyRequests,
+                               ServiceUnavailable, SnapStartFailed, SnapStartTimeout, TooManyRequests,
                                UnrecognizedClient)
 from chalicelib.model import DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
 from chalicelib.record.usage import Execution, ran_record, unrun_record
@@ -149,6 +150,8 @@ class Invoker:
         p.recorder.promise()
         later(lambda: self.record(request_id, identity, config, "RequestResponse", run, slot.wait_ms,
                                   slot.entered_at or accepted, promised=True, trigger=inv.trigger))
+        if run.outcome.status == "restore_error":
+            raise restore_error(run.outcome)
         return self.sync_result(request_id, run, slot, inv.tail_log)
 
     def execute(self, invocation: Invocation, config: FunctionConfig, slot: Slot | None = None) -> Execution:
@@ -179,7 +182,7 @@ class Invoker:
                "duration-ms": f"{info.duration_ms:.3f}", "wait-ms": f"{slot.wait_ms:.3f}",
                "started-at": f"{info.started_at:.6f}", "dispatcher": self.p.instance_id[:16]}
         if info.init_ms is not None:
-            ran["init-ms"] = f"{info.init_ms:.3f}"
+            ran["restore-ms" if info.restored else "init-ms"] = f"{info.init_ms:.3f}"
         return SyncResult(request_id, run.outcome.payload, run.outcome.is_error, ran,
                           run.log_lines if tail_log else None, run.version)
 
@@ -236,6 +239,15 @@ class Invoker:
         p.recorder.usage(unrun_record(request_id, identity.user, config, itype, status, accepted,
                                       p.clock.time(), p.backend.name))
         p.metrics.invocations.labels(config.name, identity.user, status).inc()
+
+
+def restore_error(outcome) -> Mk1Error:
+    """A SnapStart restore that failed, as AWS answers it: SnapStartException or SnapStartTimeoutException."""
+    try:
+        message = json.loads(outcome.payload).get("errorMessage") or ""
+    except ValueError:
+        message = outcome.payload.decode("utf-8", "replace")
+    return SnapStartTimeout(message) if outcome.error_type == "SnapStartTimeoutException" else SnapStartFailed(message)
 
 
 def _invocation(request_id: str, invoked_arn: str, payload: bytes, client_context: str | None = None) -> Invocation:

@@ -40,6 +40,7 @@ class FunctionConfig:
     generation: int = field(default=0, compare=False)   # which control-plane read it came from
     throttle: str = "queue"       # at the cap: "queue" (wait in the function's SQS queue) or "aws" (429 at once)
     events: AsyncConfig = field(default=NO_ASYNC_CONFIG, compare=False)   # how its Event calls end
+    snap_start: bool = False      # SnapStart ApplyOn=PublishedVersions, and this is a published version
 
     @functools.cached_property
     def fingerprint(self) -> tuple:
@@ -47,7 +48,7 @@ class FunctionConfig:
         version and fingerprint, so a changed handler, environment, memory, timeout, runtime or
         code reaches the next call through a new container (the old ones drain)."""
         return (self.version, self.code_sha, self.handler, self.runtime, self.timeout_s, self.memory_mb,
-                tuple(sorted(self.env.items())), self.layers)
+                tuple(sorted(self.env.items())), self.layers, self.snap_start)
 
     @property
     def version_arn(self) -> str:
@@ -152,6 +153,7 @@ class ExecInfo:
     # status file, or for Docker a cgroup file or an engine call. Asked for by the usage record and
     # the REPORT line, once the answer has gone out, unless the answer carries its log (Tail).
     read_memory: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
+    restored: bool = False       # SnapStart: init_ms is the Restore Duration (the init ran at publish)
 
     def memory_mb(self) -> float | None:
         if self.read_memory is not None:

@@ -37,7 +37,8 @@ class FunctionPool:
     def __init__(self, name: str, backend: Backend, code_dir_for: Callable[[FunctionConfig], Path],
                  work_root: Path, *, clock=None, policy: str = "round-robin", keepalive_s: float = 300.0,
                  start_timeout_s: float = 60.0, init_backoff_s: float = 2.0,
-                 on_log: Callable[[str, str, str], None] = lambda fn, stream, line: None):
+                 on_log: Callable[[str, str, str], None] = lambda fn, stream, line: None,
+                 restore_latest: bool = False):
         self.name = name
         self.backend = backend
         self.code_dir_for = code_dir_for
@@ -48,6 +49,7 @@ class FunctionPool:
         self.start_timeout_s = start_timeout_s
         self.init_backoff_s = init_backoff_s
         self.on_log = on_log
+        self.restore_latest = restore_latest   # MK1_SNAPSTART_LATEST: $LATEST restores too
         self._lock = threading.Lock()
         self._containers: dict[str, Container] = {}
         self._seq = 0
@@ -98,7 +100,8 @@ class FunctionPool:
         exec_ms = (ended - started) * 1000 - (init_ms or 0.0)
         info = ExecInfo(container.id, self.backend.name, cold, init_ms, max(exec_ms, 0.0), None,
                         started_wall, self.clock.wall_of(ended),
-                        read_memory=container.handle.max_memory_mb if container.handle else None)
+                        read_memory=container.handle.max_memory_mb if container.handle else None,
+                        restored=cold and container.restored)
         # answered() runs before the answer reaches this thread: it has decided by now.
         with self._lock:
             inv.release, freed = None, inv.freed
@@ -127,10 +130,37 @@ class FunctionPool:
                                   work_root=self.work_root, backend=self.backend, clock=self.clock,
                                   on_log=lambda stream, line: self.on_log(self.name, stream, line),
                                   on_gone=self._forget, on_answer=self.answered,
-                                  start_timeout_s=self.start_timeout_s, line=self._line)
+                                  start_timeout_s=self.start_timeout_s, line=self._line,
+                                  snapshot_key=self.snapshot_key(config))
             self._containers[container.id] = container
             self.cold_starts += 1
             return container, True, None
+
+    def snapshot_key(self, config: FunctionConfig) -> tuple | None:
+        """SnapStart: a published version with ApplyOn=PublishedVersions restores from its snapshot
+        (and so does $LATEST, if MK1_SNAPSTART_LATEST asks); the key is what the snapshot is made of."""
+        if config.snap_start or (self.restore_latest and config.version == "$LATEST"):
+            return (config.name, *config.fingerprint)
+        return None
+
+    def prepare_snapshot(self, config: FunctionConfig) -> None:
+        """SnapStart, at publish: make the version's snapshot (its init) in the background, once."""
+        key = self.snapshot_key(config)
+        snapshots = getattr(self.backend, "snapshots", None)
+        if key is None or snapshots is None or snapshots.has(key):
+            return
+        stream = f"{config.version}/snapshot"
+        spec = Container.snapshot_spec(config, self.code_dir_for, self.work_root, key, self.start_timeout_s,
+                                       lambda line: self.on_log(self.name, stream, line))
+
+        def make() -> None:
+            try:
+                snap = self.backend.snapshot(spec)   # type: ignore[attr-defined]
+                snap.wait_ready()
+                self.on_log(self.name, stream, f"INIT_REPORT Init Duration: {snap.init_ms:.2f} ms\t")
+            except Exception as e:
+                log.warning("%s: the snapshot of version %s failed: %s", self.name, config.version, e)
+        threading.Thread(target=make, daemon=True, name=f"snapshot-{self.name}").start()
 
     # -- the direct hand-off at the cap (the admission calls prepare(); the container answered()) --
     def prepare(self, inv: Invocation, config: FunctionConfig, wake: Callable[[], None] | None = None) -> bool:

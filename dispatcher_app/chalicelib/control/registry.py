@@ -159,7 +159,9 @@ class FunctionRegistry:
                               timeout_s=float(f.get("Timeout", 3)), memory_mb=int(f.get("MemorySize", 128)),
                               env=dict((f.get("Environment") or {}).get("Variables") or {}), reserved=reserved,
                               version=version, layers=tuple(x.get("Arn", "") for x in f.get("Layers") or ()),
-                              generation=generation, throttle=throttle, events=events)
+                              generation=generation, throttle=throttle, events=events,
+                              snap_start=version != "$LATEST" and
+                              (f.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions")
 
     # -- the call path: memory only --
     def get(self, name: str) -> FunctionConfig:

@@ -18,6 +18,7 @@ from chalicelib.execute.environment import lambda_environment, short_uid, socket
 from chalicelib.execute.handoff import HandOffLine
 from chalicelib.execute.runtime_api import RuntimeEndpoint, Send
 from chalicelib.execute.runtimes import StartFailure
+from chalicelib.execute.snapshots import RESTORE_TIMEOUT_S, SnapshotFailed
 from chalicelib.execute.runtime_host import RuntimeSide
 from chalicelib.execute.states import ALLOWED, IllegalTransition, State
 from chalicelib.model import FunctionConfig, Invocation, Outcome, log_stream_name
@@ -35,7 +36,8 @@ class Container(RuntimeSide):
                  backend: Backend, clock=None, on_log: Callable[[str, str], None] = lambda cid, line: None,
                  on_gone: Callable[["Container"], None] = lambda c: None,
                  on_answer: Callable[["Container", Invocation], None] = lambda c, inv: None,
-                 start_timeout_s: float = 60.0, extra_env: dict | None = None, line: HandOffLine | None = None):
+                 start_timeout_s: float = 60.0, extra_env: dict | None = None, line: HandOffLine | None = None,
+                 snapshot_key: tuple | None = None):
         self.seq = seq
         self.id = f"{function.name}-{seq:04d}-{short_uid()}"
         self.function = function
@@ -65,7 +67,11 @@ class Container(RuntimeSide):
         self._wakes: list[Callable[[], None]] = []
         self.created_at = self.clock.monotonic()
         self.last_used = self.created_at
-        self.init_ms: float | None = None
+        self.init_ms: float | None = None     # restored: the Restore Duration
+        self.snapshot_key = snapshot_key      # SnapStart: restore from this version's snapshot
+        self.restored = False
+        self._init_from = self.created_at
+        self._restore_error: tuple[bytes, str] | None = None
         self.invocations = 0
         self.exit_code: int | None = None
         self.handle: Handle | None = None
@@ -118,9 +124,21 @@ class Container(RuntimeSide):
         spec = ContainerSpec(container_id=self.id, function_name=f.name, code_dir=self._code_dir,
                              work_dir=self._work_dir, handler=f.handler, env=env, memory_mb=f.memory_mb,
                              runtime_api=self.endpoint.address, runtime_socket=self.endpoint.socket_path,
-                             on_output=self._output, runtime=f.runtime)
+                             on_output=self._output, runtime=f.runtime, snapshot_key=self.snapshot_key,
+                             init_timeout_s=self.start_timeout_s)
         try:
+            snapshot = getattr(self.backend, "snapshot", None)
+            if self.snapshot_key is not None and snapshot is not None:
+                # A snapshot made for this call (not at publish) runs its init first: not this restore's.
+                snapshot(spec).wait_ready()
+                self._init_from = self.clock.monotonic()
             self.handle = self.backend.start(spec)
+            self.restored = bool(getattr(self.handle, "restored", False))
+        except SnapshotFailed as e:   # the version's init failed: the function's own error
+            log.warning("%s: %s", self.id, e)
+            self._init_error = (e.body or outcomes.lambda_error(str(e), e.error_type), e.error_type)
+            self._gone(exit_code=None)
+            return
         except StartFailure as e:   # the runtime cannot run here: its own words and errorType
             log.warning("%s: %s", self.id, e)
             self._init_error = (outcomes.lambda_error(str(e), e.error_type), e.error_type)
@@ -133,6 +151,17 @@ class Container(RuntimeSide):
             self._gone(exit_code=None)
             return
         threading.Thread(target=self._monitor, daemon=True, name=f"mon-{self.id}").start()
+
+    @staticmethod
+    def snapshot_spec(f: FunctionConfig, code_dir_for: Callable[[FunctionConfig], Path], work_root: Path,
+                      key: tuple, init_timeout_s: float, on_output: Callable[[str], None]) -> ContainerSpec:
+        """What a version's SnapStart snapshot is made from (its environments' spec, less their own)."""
+        code_dir = code_dir_for(f)
+        sid = f"{f.name}-snapshot-{short_uid()}"
+        return ContainerSpec(container_id=sid, function_name=f.name, code_dir=code_dir, work_dir=work_root / sid,
+                             handler=f.handler, env=lambda_environment(f, "", code_dir, {}), memory_mb=f.memory_mb,
+                             runtime_api="127.0.0.1:9", on_output=on_output, runtime=f.runtime,
+                             snapshot_key=key, init_timeout_s=init_timeout_s)
 
     @property
     def log_stream(self) -> str:
@@ -221,6 +250,9 @@ class Container(RuntimeSide):
         self._on_gone(self)
 
     def _exit_outcome(self, code: int | None, request_id: str) -> Outcome:
+        if self._restore_error is not None:
+            body, etype = self._restore_error
+            return Outcome("restore_error", body, etype)
         if self._init_error is not None:
             body, etype = self._init_error
             return Outcome("init_error", body, etype)
@@ -249,8 +281,10 @@ class Container(RuntimeSide):
                 self._send_parked(parked, out)
         if cold:
             self.start()
-        if not self._ready.wait(self.start_timeout_s):
-            self._fail(inv, outcomes.init_timed_out(self.start_timeout_s))
+        # A restore has AWS's 10 s for the runtime and its after-restore hooks; an init, mk1's limit.
+        ready_s = RESTORE_TIMEOUT_S if self.restored else self.start_timeout_s
+        if not self._ready.wait(ready_s):
+            self._fail(inv, outcomes.restore_timed_out(ready_s) if self.restored else outcomes.init_timed_out(ready_s))
         elif not inv.done.wait(timeout_s + HANDOFF_SLACK_S):
             self._fail(inv, outcomes.timed_out(inv.request_id, timeout_s))
         assert inv.outcome is not None
@@ -279,7 +313,7 @@ class Container(RuntimeSide):
     def describe(self, now: float) -> dict:
         return {"id": self.id, "function": self.function.name, "backend": self.backend.name,
                 "state": self.state.value, "version": self.function.version, "code_sha256": self.code_sha,
-                "init_ms": None if self.init_ms is None else round(self.init_ms, 1),
+                "init_ms": None if self.init_ms is None else round(self.init_ms, 1), "restored": self.restored,
                 "invocations": self.invocations,
                 "idle_s": round(now - self.last_used, 3) if self.state is State.READY else 0.0,
                 "age_s": round(now - self.created_at, 3),

@@ -61,6 +61,24 @@ def init_timed_out(start_timeout_s: float) -> Outcome:
         "Runtime.InitTimeout")
 
 
+def restore_timed_out(limit_s: float) -> Outcome:
+    """SnapStart: the runtime and its after-restore hooks did not finish within AWS's 10 s."""
+    return Outcome("restore_error", lambda_error(
+        f"Lambda couldn't restore the snapshot within the timeout limit ({limit_s:.0f} s).",
+        "SnapStartTimeoutException"), "SnapStartTimeoutException")
+
+
+def restore_failed(body: bytes) -> bytes:
+    """The after-restore hook's own error (as the runtime reported it) under AWS's message."""
+    try:
+        detail = json.loads(body)
+    except ValueError:
+        detail = {}
+    why = f" {detail.get('errorType')}: {detail.get('errorMessage')}" if detail.get("errorType") else ""
+    return lambda_error("The afterRestore() runtime hook encountered an error. For more information, "
+                        f"check the Amazon CloudWatch logs.{why}", "SnapStartException")
+
+
 def signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name.removeprefix("SIG").lower().replace("kill", "killed")

@@ -47,6 +47,7 @@ class RuntimeHost(Protocol):
     def invocation_response(self, request_id: str, body: bytes) -> bool: ...
     def invocation_error(self, request_id: str, body: bytes, error_type: str) -> bool: ...
     def init_error(self, body: bytes, error_type: str) -> None: ...
+    def restore_error(self, body: bytes) -> None: ...       # SnapStart: an after-restore hook failed
     def too_large(self, request_id: str) -> bool: ...        # after arrived(): an answer over the limit
     def flush_answers(self) -> None: ...
 
@@ -148,6 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
         error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
         if parts == ["init", "error"]:
             self.host.init_error(body, error_type)
+            return self._reply(202, b'{"status":"OK"}')
+        if parts == ["restore", "error"]:
+            self.host.restore_error(body)
             return self._reply(202, b'{"status":"OK"}')
         if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
             if not self.host.arrived(parts[1]):

@@ -30,7 +30,9 @@ class RuntimeSide:
     state: State
     clock: "SystemClock"
     created_at: float
+    _init_from: float                        # when its init (or restore) began
     init_ms: float | None
+    _restore_error: tuple[bytes, str] | None
     _cond: threading.Condition
     _ready: threading.Event
     _pending: Invocation | None
@@ -83,7 +85,7 @@ class RuntimeSide:
     def next_invocation(self, send: Send | None = None) -> NextInvocation | object | None:
         with self._cond:
             if self.state is State.STARTING:
-                self.init_ms = (self.clock.monotonic() - self.created_at) * 1000
+                self.init_ms = (self.clock.monotonic() - self._init_from) * 1000
                 self._to(State.BUSY if self._pending is not None else State.READY)
                 self._ready.set()
             while True:
@@ -189,6 +191,11 @@ class RuntimeSide:
         # awslambdaric exits right after posting this; _gone() answers the caller with it.
         self._init_error = (body, outcomes.error_type_of(body, error_type))
         log.warning("%s: init error %s", self.id, self._init_error[1])
+
+    def restore_error(self, body: bytes) -> None:
+        # An after-restore hook raised: awslambdaric exits (65); the caller gets AWS's SnapStartException.
+        self._restore_error = (outcomes.restore_failed(body), "SnapStartException")
+        log.warning("%s: after-restore hook failed", self.id)
 
     def _output(self, line: str) -> None:
         # An invocation's lines travel with its START/END/REPORT block (record.py);

@@ -40,7 +40,7 @@ class Execution:
         info = self.info
         start, end, report = report_lines(self.request_id, info.duration_ms,
                                           billed_ms(info.duration_ms, info.init_ms), self.memory_size_mb,
-                                          info.memory_mb(), info.init_ms, self.version)
+                                          info.memory_mb(), info.init_ms, self.version, info.restored)
         return [start, *self.function_logs, end, report]
 
 
@@ -48,13 +48,17 @@ def usage_record(request_id: str, user: str, config: FunctionConfig, itype: str,
                  start: float, end: float, duration_ms: float = 0.0, init_ms: float | None = None,
                  wait_ms: float = 0.0, peak_mb: float | None = None, status: str,
                  error_type: str | None = None, container_id: str = "", backend: str,
-                 attempt: int = 0, version: str = "$LATEST", trigger: str | None = None) -> dict:
+                 attempt: int = 0, version: str = "$LATEST", trigger: str | None = None,
+                 restored: bool = False) -> dict:
     """accepted, start, end: epoch seconds (accepted: when the dispatcher took the call in; an async
-    retry keeps the first)."""
+    retry keeps the first). restored (SnapStart): init_ms is a restore, recorded as restore_ms."""
+    restore_ms = init_ms if restored else None
+    init_ms = None if restored else init_ms
     return {"request_id": request_id, "user": user, "function": config.name, "invocation_type": itype,
             "accepted": iso(accepted), "start": iso(start), "end": iso(end),
-            "duration_ms": round(duration_ms, 3), "billed_ms": billed_ms(duration_ms, init_ms),
-            "init_ms": None if init_ms is None else round(init_ms, 3), "wait_ms": round(wait_ms, 3),
+            "duration_ms": round(duration_ms, 3), "billed_ms": billed_ms(duration_ms, init_ms or restore_ms),
+            "init_ms": None if init_ms is None else round(init_ms, 3),
+            "restore_ms": None if restore_ms is None else round(restore_ms, 3), "wait_ms": round(wait_ms, 3),
             "memory_mb": config.memory_mb, "max_memory_used_mb": None if peak_mb is None else round(peak_mb, 1),
             "status": status, "error_type": error_type, "container_id": container_id, "backend": backend,
             "attempt": attempt, "version": version, "trigger": trigger}
@@ -68,7 +72,7 @@ def ran_record(request_id: str, user: str, config: FunctionConfig, itype: str, r
                         init_ms=info.init_ms, wait_ms=wait_ms, peak_mb=info.memory_mb(),
                         status=run.outcome.status, error_type=run.outcome.error_type,
                         container_id=info.container_id, backend=info.backend, attempt=attempt,
-                        version=config.version, trigger=trigger)
+                        version=config.version, trigger=trigger, restored=info.restored)
 
 
 def unrun_record(request_id: str, user: str, config: FunctionConfig, itype: str, status: str,
@@ -101,11 +105,16 @@ def from_item(item: dict) -> dict:
 
 
 def report_lines(request_id: str, duration_ms: float, billed: int, memory_mb: int,
-                 max_used_mb: float | None, init_ms: float | None, version: str = "$LATEST") -> tuple[str, str, str]:
-    # Tab-separated, each field followed by a tab (the line ends in one), as AWS writes it.
+                 max_used_mb: float | None, init_ms: float | None, version: str = "$LATEST",
+                 restored: bool = False) -> tuple[str, str, str]:
+    # Tab-separated, each field followed by a tab (the line ends in one), as AWS writes it. A SnapStart
+    # restore reports Restore Duration and Billed Restore Duration instead of Init Duration
+    # (https://docs.aws.amazon.com/lambda/latest/dg/snapstart-monitoring.html).
     report = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\tBilled Duration: {billed} ms\t"
               f"Memory Size: {memory_mb} MB\tMax Memory Used: {int(max_used_mb or 0)} MB\t")
-    if init_ms is not None:
+    if init_ms is not None and restored:
+        report += f"Restore Duration: {init_ms:.2f} ms\tBilled Restore Duration: {math.ceil(init_ms)} ms\t"
+    elif init_ms is not None:
         report += f"Init Duration: {init_ms:.2f} ms\t"
     return f"START RequestId: {request_id} Version: {version}", f"END RequestId: {request_id}", report
 

@@ -26,12 +26,17 @@ class ContainerSpec:
     runtime_socket: Path | None = None  # the same endpoint as a Unix socket (for --network none)
     on_output: Callable[[str], None] = field(default=lambda line: None)  # each stdout/stderr line
     runtime: str = "python3.11"       # the function's declared runtime (python3.x, provided.al2023, ...)
+    # SnapStart: restore from the snapshot of this key (the version's fingerprint), made on first use,
+    # where the backend can (Handle.restored says whether it did); None: a normal cold start.
+    snapshot_key: tuple | None = None
+    init_timeout_s: float = 60.0      # how long a snapshot's init may take
 
 
 class Handle(Protocol):
     """A started container."""
 
     id: str            # the backend's own id (pid, docker container id)
+    restored: bool     # restored from a snapshot (SnapStart), not started and initialised
 
     def wait(self) -> int:
         """Block until the container exits; return its exit code (negative: killed by signal)."""

@@ -57,6 +57,8 @@ def engine_available(timeout_s: float = 2.0) -> bool:
 
 
 class DockerHandle:
+    restored = False
+
     def __init__(self, container, spec: ContainerSpec):
         self.container = container
         self.id = container.short_id
@@ -172,6 +174,7 @@ class DockerBackend:
         self.client = client or docker.from_env(max_pool_size=CLIENT_POOL_SIZE)
         self._image: str | None = None
         self._image_lock = threading.Lock()
+        self._snapstart_said: set[str] = set()
 
     @property
     def image(self) -> str | None:
@@ -186,6 +189,13 @@ class DockerBackend:
         if spec.runtime_socket is None:
             raise ValueError("the docker backend needs spec.runtime_socket (needs_socket is True)")
         self.prepare(progress=log.info)
+        if spec.snapshot_key is not None and spec.function_name not in self._snapstart_said:
+            # Docker's own restore (`docker checkpoint`, CRIU) is experimental and absent from this
+            # engine's build: a SnapStart version starts as any other here, init and all.
+            self._snapstart_said.add(spec.function_name)
+            log.warning("%s: SnapStart has no restore on the docker backend (no checkpoint/restore in "
+                        "the engine): its environments start with a full init (MK1_BACKEND=process restores)",
+                        spec.function_name)
         uid, gid = _container_ids()
         code = spec.code_dir.stat()
         if code.st_uid != uid and code.st_mode & 0o005 != 0o005:

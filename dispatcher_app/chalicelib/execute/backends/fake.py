@@ -93,6 +93,7 @@ def _host_of(spec: ContainerSpec) -> RuntimeHost:
 
 class FakeHandle:
     """A started fake container: its runtime, and an exit code that wait() blocks for."""
+    restored = False
 
     def __init__(self, backend: "FakeBackend", spec: ContainerSpec, host: RuntimeHost, seq: int):
         self.id = f"fake-{seq}"

@@ -1,5 +1,6 @@
 """Process backend: one OS process per container: awslambdaric on the runtime's Python, or a
-custom runtime's bootstrap (runtimes.py).
+custom runtime's bootstrap (runtimes.py); with SnapStart, a fork of the version's snapshot process
+(snapshots.py).
 
 Each container gets its own working directory, its own session (so a kill takes
 its children too), a clean environment (no AWS credentials of mk1's), and an
@@ -7,6 +8,7 @@ address-space limit derived from the function's memory size.
 """
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import shutil
@@ -19,7 +21,10 @@ from typing import Callable
 from my_mk1_homework import settings as settings_mod
 
 from chalicelib.execute.backends.base import ContainerSpec
-from chalicelib.execute.runtimes import Runtimes, with_exec_wrapper
+from chalicelib.execute.runtimes import PROVIDED, Runtimes, with_exec_wrapper
+from chalicelib.execute.snapshots import Snapshot, Snapshots
+
+log = logging.getLogger("mk1.process")
 
 # Python + awslambdaric map far more virtual memory than they use (thread stacks,
 # arenas), so the limit is the function's memory plus a fixed allowance.
@@ -38,8 +43,12 @@ def _limits(memory_mb: int) -> Callable[[], None]:
 
 
 class ProcessHandle:
+    restored = False
+
     def __init__(self, proc: subprocess.Popen, spec: ContainerSpec):
         self.proc = proc
+        self.pid = proc.pid
+        self._output = proc.stdout
         self.id = f"pid-{proc.pid}"
         self._spec = spec
         self._peak_mb: float | None = None
@@ -51,7 +60,7 @@ class ProcessHandle:
         self._reader.start()
 
     def _pump_output(self) -> None:
-        for raw in self.proc.stdout:  # type: ignore[union-attr]
+        for raw in self._output:  # type: ignore[union-attr]
             self._sample_memory()
             self._spec.on_output(raw.decode("utf-8", "replace").rstrip("\n"))
 
@@ -63,7 +72,7 @@ class ProcessHandle:
                 return   # the last reading stands (a call's reading may come after the exit)
             try:
                 if self._status_fd is None:
-                    self._status_fd = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY)
+                    self._status_fd = os.open(f"/proc/{self.pid}/status", os.O_RDONLY)
                 data = os.pread(self._status_fd, 8192, 0)
             except OSError:
                 return   # the process is gone: keep the last reading
@@ -83,15 +92,21 @@ class ProcessHandle:
         return self._peak_mb
 
     def wait(self) -> int:
-        code = self.proc.wait()
+        code = self._wait()
         self._reader.join(timeout=2)
         self._close_status()
         return code
 
+    def _wait(self) -> int:
+        return self.proc.wait()
+
+    def _running(self) -> bool:
+        return self.proc.poll() is None
+
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        if self._running():
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -100,30 +115,91 @@ class ProcessHandle:
         shutil.rmtree(self._spec.work_dir, ignore_errors=True)
 
 
+class RestoredHandle(ProcessHandle):
+    """An environment forked from a snapshot: the snapshot process is its parent and reports its exit."""
+    restored = True
+
+    def __init__(self, snapshot: Snapshot, pid: int, output_fd: int, spec: ContainerSpec):
+        self.snapshot = snapshot
+        self.proc = None   # type: ignore[assignment]
+        self.pid = pid
+        self._output = os.fdopen(output_fd, "rb")
+        self.id = f"pid-{pid}"
+        self._spec = spec
+        self._peak_mb = None
+        self._status_fd = None
+        self._exited = False
+        self._status_lock = threading.Lock()
+        self._reader = threading.Thread(target=self._pump_output, daemon=True, name=f"out-{spec.container_id}")
+        self._reader.start()
+
+    def _wait(self) -> int:
+        return self.snapshot.wait_exit(self.pid)
+
+    def _running(self) -> bool:
+        return not self.snapshot.exited(self.pid)
+
+
 class ProcessBackend:
     name = "process"
     needs_socket = False
 
     def __init__(self, runtimes: Runtimes | None = None):
         self.runtimes = runtimes or Runtimes(Path(settings_mod.load().MK1_RUNTIMES_DIR))
+        self.snapshots = Snapshots()
 
     def prepare(self, progress: Callable[[str], None] = print) -> None:
         pass
 
     def start(self, spec: ContainerSpec) -> ProcessHandle:
+        if spec.snapshot_key is not None and spec.runtime not in PROVIDED:
+            return self._restore(spec)
         argv, runtime_env = self.runtimes.command(spec.runtime, spec.handler, spec.code_dir)
         argv = with_exec_wrapper(argv, spec.runtime, spec.env, spec.code_dir)
         spec.work_dir.mkdir(parents=True, exist_ok=True)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir),
-               "PYTHONPATH": str(spec.code_dir), "PYTHONDONTWRITEBYTECODE": "1", **runtime_env,
-               **spec.env, "AWS_LAMBDA_RUNTIME_API": spec.runtime_api}
+        env = self._env(spec, spec.work_dir, runtime_env)
         proc = subprocess.Popen(
             argv,
             cwd=spec.code_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_limits(spec.memory_mb))
         return ProcessHandle(proc, spec)
+
+    # -- SnapStart --
+    def snapshot(self, spec: ContainerSpec) -> Snapshot:
+        """The version's snapshot, made (its init run) if there is none yet."""
+        assert spec.snapshot_key is not None
+        return self.snapshots.get(spec.snapshot_key, lambda: self._make_snapshot(spec))
+
+    def _make_snapshot(self, spec: ContainerSpec) -> Snapshot:
+        argv, runtime_env = self.runtimes.command(spec.runtime, spec.handler, spec.code_dir)
+        argv = argv[:1] + argv[4:]   # [python, -u, -m, awslambdaric, handler] -> [python, handler]
+        home = spec.work_dir.parent / f"snapshot-{spec.container_id}"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {**self._env(spec, home, runtime_env)}
+        log.info("%s: making the SnapStart snapshot of version %s (its init runs once)",
+                 spec.function_name, spec.snapshot_key[1])
+        return Snapshot(spec.snapshot_key, argv, env, spec.code_dir, on_output=spec.on_output,
+                        init_timeout_s=spec.init_timeout_s, preexec=_limits(spec.memory_mb))
+
+    def _restore(self, spec: ContainerSpec) -> ProcessHandle:
+        snap = self.snapshot(spec)
+        spec.work_dir.mkdir(parents=True, exist_ok=True)
+        own = {"AWS_LAMBDA_RUNTIME_API": spec.runtime_api, "HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir)}
+        pid, output = snap.restore(own, spec.code_dir, spec.memory_mb)
+        return RestoredHandle(snap, pid, output, spec)
+
+    def _env(self, spec: ContainerSpec, home: Path, runtime_env: dict[str, str]) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                "HOME": str(home), "TMPDIR": str(home),
+                "PYTHONPATH": str(spec.code_dir), "PYTHONDONTWRITEBYTECODE": "1", **runtime_env,
+                **spec.env, "AWS_LAMBDA_RUNTIME_API": spec.runtime_api}
+
+    def retire_snapshots(self, keep) -> None:
+        self.snapshots.retire(keep)
+
+    def shutdown(self) -> None:
+        self.snapshots.stop_all()
 
     def cleanup_orphans(self) -> int:
         return 0  # processes are in our session tree; they die with `mk1 up`

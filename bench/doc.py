@@ -382,6 +382,26 @@ the same receive and delete work with no function, two threads, same endpoint, s
 | messages/s | {f7['messages_per_s']} | {f7.get('sqs_floor_per_s', '-')} | {f7['ideal_per_s']:.0f} |
 | send to start of the invocation (idle mapping, batch 1), median ms | {f7['send_to_start_ms']['median']} (max {f7['send_to_start_ms']['max']}) | | |
 """)
+    if F.get("8", {}).get("loads"):
+        f8 = F["8"]
+        rows8 = "\n".join(
+            f"| {load} s | {r['restore_to_handler_ms']['median']} (p99 {r['restore_to_handler_ms']['p99']}) | "
+            f"{r['restore_duration_ms']['median']} | {r['bare_interpreter_ms']['median']} | "
+            f"{r['plain_to_handler_ms']['median']} | {r['ratios']['restore/bare']} |"
+            for load, r in f8["loads"].items())
+        parts.append(f"""## 8. SnapStart: a cold start by restore
+
+A python3.12 function with SnapStart (`ApplyOn: PublishedVersions`), published, called with
+`MK1_KEEPALIVE_MS=0` so that every call is a new environment restored from the version's snapshot
+(process backend: a fork of the initialised process, made ahead as a spare). Measured: from just
+before the client sends the call to the handler's first line. Beside it, same run: a bare
+`python3.12 -c pass`, and the function's `$LATEST` (no SnapStart: interpreter + init every time).
+Docker: no restore (the engine has no checkpoint/restore), figure 3's Docker cold start is the cost.
+
+| load() | restore, call to handler, median ms | Restore Duration (REPORT), ms | bare interpreter, ms | without SnapStart, ms | restore / bare |
+|---|---|---|---|---|---|
+{rows8}
+""")
     prof = [_profile(r.get("profile"), "Warm call, one client (figure 1's path)"),
             _profile(F.get("2", {}).get("profile"), "At the cap, 30 clients (figure 2)"),
             _profile(F.get("4", {}).get("profile"), "Queue at depth (figure 4's burst)")]

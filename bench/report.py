@@ -179,6 +179,19 @@ def rows(results: dict) -> list[list[str]]:
                         lat["max"], None, "-", "-", "-", digits=0))
     elif "7" in nm:
         out.append(["7", "SQS mapping", nm["7"], "", "", "", "", "", "", ""])
+    f8 = F.get("8")
+    if f8 and f8.get("loads"):
+        goal = f8["goal"]
+        for load, r in f8["loads"].items():
+            out.append(_row("8", f"SnapStart cold start (load() {load} s): call to handler, ms "
+                                 "(floor col: bare `python3.12 -c pass`)", r["restore_to_handler_ms"]["median"],
+                            r["restore_to_handler_ms"]["p99"], r["bare_interpreter_ms"]["median"], "-",
+                            "<= 10 ms, <= 0.5 x floor", "met" if goal["met"] else "not met", digits=1))
+            out.append(_row("8", f"  same version's $LATEST without SnapStart (load() {load} s): call to handler, ms",
+                            r["plain_to_handler_ms"]["median"], r["plain_to_handler_ms"]["p99"], None, "-", "-", "-",
+                            digits=1))
+    elif "8" in nm:
+        out.append(["8", "SnapStart", nm["8"], "", "", "", "", "", "", ""])
     return out
 
 

@@ -6,6 +6,7 @@ The lifecycle is the checked state machine of states.py; the runtime's side of a
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -77,8 +78,9 @@ class Container(RuntimeSide):
         self.handle: Handle | None = None
         self._killed = False   # the kill was made (_fail() and a later stop() both ask for it)
         self._work_dir = work_root / self.id
-        socket_path = socket_dir() / f"{short_uid()}.sock" if backend.needs_socket else None
-        self.endpoint = RuntimeEndpoint(self, socket_path)
+        self._socket_path = socket_dir() / f"{short_uid()}.sock" if backend.needs_socket else None
+        # Made in start(): a SnapStart restore brings the listener its environment already knows.
+        self.endpoint: RuntimeEndpoint | None = None
         self._env = extra_env or {}
         self._code_dir = code_dir
 
@@ -118,14 +120,17 @@ class Container(RuntimeSide):
     # -- start / stop --
     def start(self) -> None:
         """Start the container process (the caller has put it in the pool as STARTING)."""
-        self.endpoint.start()
         f = self.function
         env = lambda_environment(f, self.log_stream, self._code_dir, self._env)
         spec = ContainerSpec(container_id=self.id, function_name=f.name, code_dir=self._code_dir,
                              work_dir=self._work_dir, handler=f.handler, env=env, memory_mb=f.memory_mb,
-                             runtime_api=self.endpoint.address, runtime_socket=self.endpoint.socket_path,
-                             on_output=self._output, runtime=f.runtime, snapshot_key=self.snapshot_key,
-                             init_timeout_s=self.start_timeout_s)
+                             runtime_api="", on_output=self._output, runtime=f.runtime,
+                             snapshot_key=self.snapshot_key, init_timeout_s=self.start_timeout_s)
+        restores = getattr(self.backend, "restores", None)
+        if restores is None or not restores(spec):
+            self.endpoint = RuntimeEndpoint(self, self._socket_path).start()
+            spec = dataclasses.replace(spec, runtime_api=self.endpoint.address,
+                                       runtime_socket=self.endpoint.socket_path)
         try:
             snapshot = getattr(self.backend, "snapshot", None)
             if self.snapshot_key is not None and snapshot is not None:
@@ -134,6 +139,9 @@ class Container(RuntimeSide):
                 self._init_from = self.clock.monotonic()
             self.handle = self.backend.start(spec)
             self.restored = bool(getattr(self.handle, "restored", False))
+            listener = getattr(self.handle, "runtime_listener", None)
+            if listener is not None:   # restored: its Runtime API on the address it was forked with
+                self.endpoint = RuntimeEndpoint(self, listener=listener).start()
         except SnapshotFailed as e:   # the version's init failed: the function's own error
             log.warning("%s: %s", self.id, e)
             self._init_error = (e.body or outcomes.lambda_error(str(e), e.error_type), e.error_type)
@@ -242,7 +250,8 @@ class Container(RuntimeSide):
         for wake in wakes:
             wake()
         self._ready.set()
-        self.endpoint.stop()
+        if self.endpoint is not None:
+            self.endpoint.stop()
         if self.handle is not None:
             self.handle.remove()
         if not expected:

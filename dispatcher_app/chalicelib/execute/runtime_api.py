@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import socketserver
 import threading
 from dataclasses import dataclass
@@ -208,8 +209,16 @@ class _UnixServer(_Quiet, socketserver.ThreadingMixIn, socketserver.UnixStreamSe
 class RuntimeEndpoint:
     """One container's Runtime API endpoint on 127.0.0.1 (and optionally a Unix socket)."""
 
-    def __init__(self, host: RuntimeHost, socket_path: Path | None = None):
-        self._servers = [_TCPServer(("127.0.0.1", 0), _Handler)]
+    def __init__(self, host: RuntimeHost, socket_path: Path | None = None, listener: socket.socket | None = None):
+        """listener: a listening socket made elsewhere (a SnapStart restore's, whose address the
+        environment already has); by default one is bound here on 127.0.0.1."""
+        if listener is None:
+            tcp = _TCPServer(("127.0.0.1", 0), _Handler)
+        else:
+            tcp = _TCPServer(listener.getsockname(), _Handler, bind_and_activate=False)
+            tcp.socket.close()
+            tcp.socket = listener
+        self._servers = [tcp]
         self.socket_path = socket_path
         if socket_path is not None:
             socket_path.parent.mkdir(parents=True, exist_ok=True)

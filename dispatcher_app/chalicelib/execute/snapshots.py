@@ -61,7 +61,7 @@ class Snapshot:
         self.closed_connections = 0
         self._cond = threading.Condition()
         self._failure: SnapshotFailed | None = None
-        self._restored: dict[int, int] = {}            # request id -> pid
+        self._restored: dict[int, tuple] = {}          # request id -> (pid, its Runtime API listener)
         self._exits: dict[int, int] = {}               # pid -> exit code
         self._ids = itertools.count(1)
         self._on_output = on_output
@@ -91,9 +91,9 @@ class Snapshot:
     def _read_control(self) -> None:
         while True:
             try:
-                data = self._ctl.recv(1 << 20)
+                data, fds, _, _ = socket.recv_fds(self._ctl, 1 << 20, 2)
             except OSError:
-                data = b""
+                data, fds = b"", []
             if not data:
                 break
             msg = json.loads(data)
@@ -108,9 +108,12 @@ class Snapshot:
                     self._fail(SnapshotFailed(str((msg.get("error") or {}).get("errorMessage", "init failed")),
                                               str(msg.get("type") or "Runtime.Unknown"), body))
                 elif op == "restored":
-                    self._restored[int(msg["id"])] = int(msg["pid"])
+                    listener = socket.socket(fileno=fds.pop()) if fds else None
+                    self._restored[int(msg["id"])] = (int(msg["pid"]), listener)
                 elif op == "exited":
                     self._exits[int(msg["pid"])] = int(msg["code"])
+                for fd in fds:
+                    os.close(fd)
                 self._cond.notify_all()
         code = self.proc.wait()
         with self._cond:
@@ -148,8 +151,9 @@ class Snapshot:
         if self.state is SnapshotState.FAILED:
             self.stop()
 
-    def restore(self, env: dict[str, str], cwd: Path, memory_mb: int) -> tuple[int, int]:
-        """A new environment forked from the snapshot: (its pid, the read end of its output)."""
+    def restore(self, env: dict[str, str], cwd: Path, memory_mb: int) -> tuple[int, int, socket.socket]:
+        """A new environment forked from the snapshot: its pid, the read end of its output, and the
+        listening socket its Runtime API is to be served on (the environment knows its address)."""
         self.wait_ready()
         read_end, write_end = os.pipe()
         rid = next(self._ids)
@@ -167,11 +171,11 @@ class Snapshot:
         with self._cond:
             while rid not in self._restored and self.state is SnapshotState.READY and time.monotonic() < deadline:
                 self._cond.wait(deadline - time.monotonic())
-            pid = self._restored.pop(rid, None)
-        if pid is None or pid < 0:
+            pid, listener = self._restored.pop(rid, (None, None))
+        if pid is None or pid < 0 or listener is None:
             os.close(read_end)
             raise SnapshotFailed("the snapshot did not fork a new environment", "Runtime.ExitError", b"")
-        return pid, read_end
+        return pid, read_end, listener
 
     def wait_exit(self, pid: int) -> int:
         with self._cond:

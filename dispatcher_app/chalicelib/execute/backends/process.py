@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -119,8 +120,10 @@ class RestoredHandle(ProcessHandle):
     """An environment forked from a snapshot: the snapshot process is its parent and reports its exit."""
     restored = True
 
-    def __init__(self, snapshot: Snapshot, pid: int, output_fd: int, spec: ContainerSpec):
+    def __init__(self, snapshot: Snapshot, pid: int, output_fd: int, spec: ContainerSpec,
+                 runtime_listener: socket.socket):
         self.snapshot = snapshot
+        self.runtime_listener = runtime_listener   # the container serves its Runtime API on it
         self.proc = None   # type: ignore[assignment]
         self.pid = pid
         self._output = os.fdopen(output_fd, "rb")
@@ -152,7 +155,7 @@ class ProcessBackend:
         pass
 
     def start(self, spec: ContainerSpec) -> ProcessHandle:
-        if spec.snapshot_key is not None and spec.runtime not in PROVIDED:
+        if self.restores(spec):
             return self._restore(spec)
         argv, runtime_env = self.runtimes.command(spec.runtime, spec.handler, spec.code_dir)
         argv = with_exec_wrapper(argv, spec.runtime, spec.env, spec.code_dir)
@@ -185,9 +188,13 @@ class ProcessBackend:
     def _restore(self, spec: ContainerSpec) -> ProcessHandle:
         snap = self.snapshot(spec)
         spec.work_dir.mkdir(parents=True, exist_ok=True)
-        own = {"AWS_LAMBDA_RUNTIME_API": spec.runtime_api, "HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir)}
-        pid, output = snap.restore(own, spec.code_dir, spec.memory_mb)
-        return RestoredHandle(snap, pid, output, spec)
+        own = {"HOME": str(spec.work_dir), "TMPDIR": str(spec.work_dir)}
+        pid, output, listener = snap.restore(own, spec.code_dir, spec.memory_mb)
+        return RestoredHandle(snap, pid, output, spec, listener)
+
+    def restores(self, spec: ContainerSpec) -> bool:
+        """This start is a restore: the Runtime API listener comes with the handle (runtime_listener)."""
+        return spec.snapshot_key is not None and spec.runtime not in PROVIDED
 
     def _env(self, spec: ContainerSpec, home: Path, runtime_env: dict[str, str]) -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",

@@ -60,6 +60,9 @@ def _stub_native_client():
 
 
 def _real_native_client():
+    if not isinstance(sys.modules.get("runtime_client"), types.ModuleType) or \
+            getattr(sys.modules["runtime_client"], "__file__", None) is not None:
+        return   # the real one is in already
     del sys.modules["runtime_client"]
     import runtime_client   # noqa: the real one, reading this environment's address
     from awslambdaric import lambda_runtime_client as lrc
@@ -134,7 +137,6 @@ def _make_client_class():
             _serve(self)   # returns in each restored environment only
             self.restored = True
             self.lambda_runtime_address = os.environ["AWS_LAMBDA_RUNTIME_API"]
-            _real_native_client()
 
     return SnapshotClient
 
@@ -172,13 +174,17 @@ def _serve(client):
         if req.get("op") != "restore":
             os._exit(0)
         for _attempt in range(2):
-            pid, sock = spare
+            pid, sock, listener = spare
             try:
                 socket.send_fds(sock, [data], fds)
                 sent = True
             except OSError:   # the spare died: fork another and give it this one
                 sent = False
             sock.close()
+            if sent:   # its Runtime API listener goes to mk1, which serves the environment on it
+                _send(ctl, {"op": "restored", "id": req["id"], "pid": pid,
+                            "address": "%s:%d" % listener.getsockname()}, [listener.fileno()])
+            listener.close()
             spare = _fork_spare(ctl, wake_r, wake_w)
             if spare is None:
                 return
@@ -186,17 +192,23 @@ def _serve(client):
                 break
         for fd in fds:
             os.close(fd)
-        _send(ctl, {"op": "restored", "id": req["id"], "pid": pid} if sent else
-              {"op": "restored", "id": req["id"], "pid": -1})
+        if not sent:
+            _send(ctl, {"op": "restored", "id": req["id"], "pid": -1})
 
 
 def _fork_spare(ctl, wake_r, wake_w):
-    """(pid, socket) of a new spare; None in the spare itself once it has become an environment."""
+    """(pid, socket, Runtime API listener) of a new spare; None in the spare itself once it has
+    become an environment. The spare's Runtime API address is known before it is anyone's: a
+    listening socket bound here, handed to mk1 with the spare (mk1 serves that environment's Runtime
+    API on it), so the spare imports the native client (which reads the address once) ahead too."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid != 0:
         theirs.close()
-        return pid, ours
+        return pid, ours, listener
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -204,9 +216,12 @@ def _fork_spare(ctl, wake_r, wake_w):
             os.close(fd)
         ctl.close()
         ours.close()
+        os.environ["AWS_LAMBDA_RUNTIME_API"] = "%s:%d" % listener.getsockname()
+        listener.close()
         os.setsid()
         if _PRCTL is not None:   # die with the snapshot process (it dies with mk1)
             _PRCTL(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        _real_native_client()
         data, fds, _, _ = socket.recv_fds(theirs, 1 << 20, 4)
         if not data:
             os._exit(0)

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.admit.admission import Admission
 from chalicelib.admit.waiting import Waiter
-from chalicelib.admit.local_slots import LocalSlots
+from chalicelib.admit.local_slots import BATCH, PREFETCH, LocalSlots
 from chalicelib.clock import FakeClock
 
 
@@ -45,15 +45,18 @@ def _waiting(a: Admission, n: int) -> None:
         a.waiters[f"w{i}"] = Waiter(f"w{i}", 1e9, 0.0)
 
 
+FULL = 3 + PREFETCH   # what the pump holds at most with a cap of 3
+
+
 @pytest.mark.parametrize("held, woken", [
-    (6, False),   # the oldest held call takes the slot: 5 held for 9 waiting, still more than the cap
-    (4, True),    # 3 held for 9 waiting: time to receive more
+    (FULL - BATCH + 2, False),   # the oldest held call takes the slot: room for less than a batch
+    (FULL - BATCH + 1, True),    # room for a whole batch, and more calls wait than are held: receive
 ])
-def test_a_freed_slot_wakes_the_pump_only_if_it_leaves_the_held_messages_low(held, woken):
+def test_a_freed_slot_wakes_the_pump_only_if_a_whole_batch_fits(held, woken):
     a, wakes = _admission()
     with a.cond:
         a.in_use = 3
-        _waiting(a, 10)
+        _waiting(a, FULL + 10)
         a.slots.held.extend(({"request_id": f"w{i}", "kind": "sync"}, f"r{i}") for i in range(held))
     a.slots.release(None)
     assert a.in_use == 3 and len(a.slots.held) == held - 1 and bool(wakes) is woken

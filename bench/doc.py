@@ -136,6 +136,10 @@ def _fig4(f: dict) -> str:
         f"p99 {_ms((f.get('before_entry_ms') or {}).get('p99'), 1)}; from the end of execution to the answer "
         f"received: median {_ms((f.get('after_end_ms') or {}).get('median'), 1)}, "
         f"p99 {_ms((f.get('after_end_ms') or {}).get('p99'), 1)} (wall clocks, record times at 1 ms)",
+        *([f"- the queued path's own cost, latency − front door (sending to entering the queue) − wait − duration: "
+           f"median {_ms(f['queued_path_overhead_ms']['median'])}, p99 {_ms(f['queued_path_overhead_ms']['p99'])}; "
+           f"slot utilisation (function duration / slot time) {fmt(f.get('slot_utilisation'), 3)}"]
+          if f.get("queued_path_overhead_ms") else []),
         f"- FIFO: {fifo.get('inversions')} inverted pairs of {fifo.get('pairs')} "
         f"({fmt(fifo.get('inverted_fraction'), 3)}); by the gap between the two calls' entries: {gaps}; "
         f"max displacement {fifo.get('max_displacement')} places, median {fifo.get('median_displacement')}; "

@@ -136,8 +136,17 @@ def rows(results: dict) -> list[list[str]]:
             out.append(_row("4", "  non-wait overhead per call (latency - wait - duration), ms",
                             f4["non_wait_overhead_ms"]["median"], f4["non_wait_overhead_ms"]["p99"], None, "-", "-",
                             "-"))
+            if f4.get("queued_path_overhead_ms"):
+                out.append(_row("4", "    of it, sent -> joined the queue (the front door), ms",
+                                f4["before_entry_ms"]["median"], f4["before_entry_ms"]["p99"], None, "-", "-", "-"))
+                out.append(_row("4", "    the rest: latency - front door - wait - duration, ms",
+                                f4["queued_path_overhead_ms"]["median"], f4["queued_path_overhead_ms"]["p99"], None,
+                                "-", "-", "-"))
             out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
                             f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
+            if f4.get("slot_utilisation") is not None:
+                out.append(["4", "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
+                            "", "", "", "-", "-", "-", "-"])
             d = f4["dispatcher"]
             out.append(["4", "  dispatcher peak RSS (VmHWM), MiB", fmt(d["peak_rss_mib"], 1), "",
                         f"before: {fmt(d['before'].get('VmHWM'), 1)}", "", "-", "-", "-",

@@ -147,7 +147,7 @@ class FunctionPool:
         """SnapStart, at publish: make the version's snapshot (its init) in the background, once."""
         key = self.snapshot_key(config)
         snapshots = getattr(self.backend, "snapshots", None)
-        if key is None or snapshots is None or snapshots.has(key):
+        if key is None or snapshots is None or snapshots.has(key) or not self.backend.restores(key, config.runtime):
             return
         stream = f"{config.version}/snapshot"
         spec = Container.snapshot_spec(config, self.code_dir_for, self.work_root, key, self.start_timeout_s,

@@ -78,9 +78,11 @@ class Container(RuntimeSide):
         self.handle: Handle | None = None
         self._killed = False   # the kill was made (_fail() and a later stop() both ask for it)
         self._work_dir = work_root / self.id
-        self._socket_path = socket_dir() / f"{short_uid()}.sock" if backend.needs_socket else None
-        # Made in start(): a SnapStart restore brings the listener its environment already knows.
-        self.endpoint: RuntimeEndpoint | None = None
+        restores = getattr(backend, "restores", None)
+        self._restoring = restores is not None and restores(snapshot_key, function.runtime)
+        # A SnapStart restore brings the listener its environment already knows (made in start()).
+        socket_path = socket_dir() / f"{short_uid()}.sock" if backend.needs_socket else None
+        self.endpoint: RuntimeEndpoint | None = None if self._restoring else RuntimeEndpoint(self, socket_path)
         self._env = extra_env or {}
         self._code_dir = code_dir
 
@@ -126,16 +128,14 @@ class Container(RuntimeSide):
                              work_dir=self._work_dir, handler=f.handler, env=env, memory_mb=f.memory_mb,
                              runtime_api="", on_output=self._output, runtime=f.runtime,
                              snapshot_key=self.snapshot_key, init_timeout_s=self.start_timeout_s)
-        restores = getattr(self.backend, "restores", None)
-        if restores is None or not restores(spec):
-            self.endpoint = RuntimeEndpoint(self, self._socket_path).start()
+        if self.endpoint is not None:
+            self.endpoint.start()
             spec = dataclasses.replace(spec, runtime_api=self.endpoint.address,
                                        runtime_socket=self.endpoint.socket_path)
         try:
-            snapshot = getattr(self.backend, "snapshot", None)
-            if self.snapshot_key is not None and snapshot is not None:
+            if self._restoring:
                 # A snapshot made for this call (not at publish) runs its init first: not this restore's.
-                snapshot(spec).wait_ready()
+                self.backend.snapshot(spec).wait_ready()   # type: ignore[attr-defined]
                 self._init_from = self.clock.monotonic()
             self.handle = self.backend.start(spec)
             self.restored = bool(getattr(self.handle, "restored", False))

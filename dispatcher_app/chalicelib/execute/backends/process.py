@@ -155,7 +155,7 @@ class ProcessBackend:
         pass
 
     def start(self, spec: ContainerSpec) -> ProcessHandle:
-        if self.restores(spec):
+        if self.restores(spec.snapshot_key, spec.runtime):
             return self._restore(spec)
         argv, runtime_env = self.runtimes.command(spec.runtime, spec.handler, spec.code_dir)
         argv = with_exec_wrapper(argv, spec.runtime, spec.env, spec.code_dir)
@@ -192,9 +192,9 @@ class ProcessBackend:
         pid, output, listener = snap.restore(own, spec.code_dir, spec.memory_mb)
         return RestoredHandle(snap, pid, output, spec, listener)
 
-    def restores(self, spec: ContainerSpec) -> bool:
+    def restores(self, snapshot_key: tuple | None, runtime: str) -> bool:
         """This start is a restore: the Runtime API listener comes with the handle (runtime_listener)."""
-        return spec.snapshot_key is not None and spec.runtime not in PROVIDED
+        return snapshot_key is not None and runtime not in PROVIDED
 
     def _env(self, spec: ContainerSpec, home: Path, runtime_env: dict[str, str]) -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",

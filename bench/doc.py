@@ -478,5 +478,13 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   returns a DynamoDB lease, and every waiting call is a full message in the shared queue.
 - **Figure 7** puts an SQS mapping beside the queue work it cannot avoid (receiving and deleting the
   messages from the same endpoint): near 1 x that floor, the endpoint is the limit, not the mapping.
+- **Figure 4**: a burst of calls arrives faster than the front door takes connections in (a thread
+  each, under the GIL), so part of each call's queueing happens before it joins the function's
+  queue; at the cap that only moves waiting from the slot queue to the front door. The queued path's
+  own cost is latency − front door − wait − duration; slot utilisation (function duration / slot
+  time) is the share of the cap's time spent running the function.
+- **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
+  process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on
+  how long `load()` takes; without SnapStart the same call pays an interpreter and `load()`.
 """)
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -144,6 +144,15 @@ def rows(results: dict) -> list[list[str]]:
                                 "-", "-", "-"))
             out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
                             f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
+            if f4.get("runtime_loop_calls_per_s"):
+                out.append(_row("4", "  drain rate, calls/s (floor col: the runtime loop alone, same function)",
+                                f4.get("drain_calls_per_s"), None, f4["runtime_loop_calls_per_s"], "-",
+                                ">= 0.97 x floor", "met" if (f4.get("ratio_to_runtime_loop") or 0) >= 0.97
+                                else "not met", digits=1))
+            if f4.get("runtime_loop_calls_per_s") and f4.get("drain_after_intake_calls_per_s"):
+                out.append(_row("4", "    the same, once every call had joined the queue (intake over)",
+                                f4["drain_after_intake_calls_per_s"], None, f4["runtime_loop_calls_per_s"], "-",
+                                "-", "-", digits=1))
             if f4.get("slot_utilisation") is not None:
                 out.append(["4", "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
                             "", "", "", "-", "-", "-", "-"])

@@ -12,6 +12,7 @@ the dispatcher could run only functions whose code infra/ had put in mk1's bucke
 - put/update of an event-invoke config replace/merge it (moto kept the first one forever), and a
   function's DeadLetterConfig is kept and answered (moto dropped it).
 - SnapStart is kept from create and update and answered per version (moto always said Off).
+- function URL configs: per function and qualifier, listed, and naming the dispatcher (below).
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def _wrap_server_app() -> bool:
         return True
 
     def make(*args, **kwargs):
-        return serve_code(original(*args, **kwargs))
+        return serve_code(serve_function_urls(original(*args, **kwargs)))
     make.mk1 = True
     moto_server.DomainDispatcherApplication = make
     return True
@@ -250,3 +251,182 @@ PATCHES = {"lambda-snap-start": _snap_start_kept, "lambda-mappings-as-data": _ma
            "lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location,
            "lambda-version-code": _versions_keep_their_code,
            "lambda-code-route": _wrap_server_app, "lambda-event-invoke-config": _event_invoke_config_replaced}
+
+
+# -- function URLs ---------------------------------------------------------------------------------
+# moto keeps one URL config per function (no Qualifier, no ListFunctionUrlConfigs) and names an
+# https://...on.aws URL nothing here reaches. mk1's dispatcher serves function URLs, so the configs
+# are kept here, per function and qualifier, and each FunctionUrl names the dispatcher on a
+# *.localhost host (resolved to loopback by curl and browsers, no DNS): AWS's form
+# <url-id>.lambda-url.<region>.on.aws with on.aws replaced by localhost:<dispatcher port>.
+# https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunctionUrlConfig.html
+_URL_PATH = re.compile(r"^/2021-10-31/functions/([^/]+)/(url|urls)/?$")
+_URL_QUALIFIER = re.compile(r"^(\$LATEST|(?!^[0-9]+$)[a-zA-Z0-9-_]+)$")
+URL_CONFIGS: dict[tuple[str, str, str], dict[str, dict]] = {}   # (account, region, name) -> qualifier -> config
+DEFAULT_ACCOUNT = "123456789012"
+
+
+def function_url_base(url_id: str, region: str) -> str:
+    import os
+    port = os.environ.get("MK1_DISPATCHER_PORT")
+    if not port:
+        from my_mk1_homework import settings
+        port = str(settings.load().MK1_DISPATCHER_PORT)
+    return f"http://{url_id}.lambda-url.{region}.localhost:{port}/"
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _lambda_error(status: int, code: str, message: str, key: str = "Message", typed: bool = True):
+    body = {"Type": "User", key: message} if typed else {key: message}
+    return status, {"x-amzn-errortype": code}, body
+
+
+def _url_answer(method: str, path: str, query: dict, headers: dict, body: bytes):
+    """(status, headers, JSON-able body | None) of a function URL config request."""
+    import json
+    import secrets
+    from urllib.parse import unquote as unq
+    from moto.awslambda.models import lambda_backends
+    m = _URL_PATH.match(path)
+    ref, kind = unq(m.group(1)), m.group(2)
+    scope = re.search(r"Credential=[^/]+/\d+/([a-z0-9-]+)/", headers.get("authorization", ""))
+    region = scope.group(1) if scope else "us-east-1"
+    account = DEFAULT_ACCOUNT
+    name = ref.split(":")[6] if ref.startswith("arn:") else ref.split(":")[0]
+    backend = lambda_backends[account][region]
+    try:
+        fn = backend.get_function(name)
+    except Exception:
+        return _lambda_error(404, "ResourceNotFoundException",
+                             f"Function not found: arn:aws:lambda:{region}:{account}:function:{name}")
+    store = URL_CONFIGS.setdefault((account, region, name), {})
+    if kind == "urls":
+        if method != "GET":
+            return _lambda_error(405, "MethodNotAllowedException", "Method not allowed", "message")
+        return 200, {}, {"FunctionUrlConfigs": [_url_view(c, full=True) for c in store.values()]}
+    qualifier = (query.get("Qualifier") or [None])[0]
+    if qualifier is not None and not _URL_QUALIFIER.match(qualifier):
+        return _lambda_error(400, "ValidationException",
+                             f"1 validation error detected: Value '{qualifier}' at 'qualifier' failed to satisfy "
+                             r"constraint: Member must satisfy regular expression pattern: "
+                             r"((?!^\d+$)^[0-9a-zA-Z-_]+$)", "message", typed=False)
+    if qualifier not in (None, "$LATEST"):
+        try:
+            backend.get_alias(qualifier, name)
+        except Exception:
+            return _lambda_error(404, "ResourceNotFoundException",
+                                 f"Function not found: {fn.function_arn}:{qualifier}")
+    key = qualifier or ""
+    arn = fn.function_arn + (f":{qualifier}" if qualifier else "")
+    config = store.get(key)
+    if method == "GET":
+        if config is None:
+            return _lambda_error(404, "ResourceNotFoundException", "The resource you requested does not exist.")
+        return 200, {}, _url_view(config, full=True)
+    if method == "DELETE":
+        if store.pop(key, None) is None:
+            return _lambda_error(404, "ResourceNotFoundException", "The resource you requested does not exist.")
+        return 204, {}, None
+    try:
+        spec = json.loads(body or b"{}")
+    except ValueError:
+        return _lambda_error(400, "InvalidRequestContentException", "Could not parse request body into json",
+                             "message")
+    problem = _url_spec_problem(spec, creating=method == "POST")
+    if problem:
+        return _lambda_error(400, "ValidationException", problem, "message", typed=False)
+    if method == "POST":
+        if config is not None:
+            return _lambda_error(409, "ResourceConflictException",
+                                 f"Failed to create function url config for [functionArn = {arn}]. "
+                                 "Error message:  FunctionUrlConfig exists for this Lambda function")
+        now = _now()
+        url_id = secrets.token_hex(16)
+        config = store[key] = {"FunctionUrl": function_url_base(url_id, region), "FunctionArn": arn,
+                               "AuthType": spec["AuthType"], "CreationTime": now, "LastModifiedTime": now,
+                               "InvokeMode": spec.get("InvokeMode") or "BUFFERED", "UrlId": url_id,
+                               "Qualifier": qualifier}
+        if spec.get("Cors") is not None:
+            config["Cors"] = spec["Cors"]
+        return 201, {}, _url_view(config, full=False)
+    if method == "PUT":
+        if config is None:
+            return _lambda_error(404, "ResourceNotFoundException", "The resource you requested does not exist.")
+        for field in ("AuthType", "Cors", "InvokeMode"):
+            if field in spec:
+                config[field] = spec[field]
+        config["LastModifiedTime"] = _now()
+        return 200, {}, _url_view(config, full=True)
+    return _lambda_error(405, "MethodNotAllowedException", "Method not allowed", "message")
+
+
+def _url_spec_problem(spec: dict, creating: bool) -> str | None:
+    auth = spec.get("AuthType")
+    if creating and auth is None:
+        return "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null"
+    if auth is not None and auth not in ("NONE", "AWS_IAM"):
+        return (f"1 validation error detected: Value '{auth}' at 'authType' failed to satisfy constraint: "
+                "Member must satisfy enum value set: [NONE, AWS_IAM]")
+    mode = spec.get("InvokeMode")
+    if mode is not None and mode not in ("BUFFERED", "RESPONSE_STREAM"):
+        return (f"1 validation error detected: Value '{mode}' at 'invokeMode' failed to satisfy constraint: "
+                "Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]")
+    return None
+
+
+def _url_view(config: dict, full: bool) -> dict:
+    """The API's view of a stored config (UrlId and Qualifier are mk1's, not AWS's)."""
+    keep = ("FunctionUrl", "FunctionArn", "AuthType", "Cors", "CreationTime", "InvokeMode") + \
+        (("LastModifiedTime",) if full else ())
+    return {k: config[k] for k in keep if k in config}
+
+
+def url_configs_of(account: str, region: str, name: str) -> dict[str, dict]:
+    return URL_CONFIGS.get((account, region, name), {})
+
+
+def serve_function_urls(app):
+    """WSGI middleware: the function URL config API (above); everything else goes to moto."""
+    import json
+
+    def wsgi(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not _URL_PATH.match(path):
+            return app(environ, start_response)
+        from urllib.parse import parse_qs
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        status, extra, payload = _url_answer(environ.get("REQUEST_METHOD", "GET"), path,
+                                             parse_qs(environ.get("QUERY_STRING", "")), headers, body)
+        data = b"" if payload is None else json.dumps(payload).encode()
+        reason = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found",
+                  405: "Method Not Allowed", 409: "Conflict"}.get(status, "Error")
+        start_response(f"{status} {reason}", [("Content-Type", "application/json"),
+                                              ("Content-Length", str(len(data))), *extra.items()])
+        return [data]
+    return wsgi
+
+
+def _urls_go_with_their_function() -> bool:
+    from moto.awslambda.models import LambdaBackend
+    original = LambdaBackend.delete_function
+    if getattr(original, "mk1_urls", False):
+        return True
+
+    def delete_function(self, function_name, qualifier=None):
+        result = original(self, function_name, qualifier)
+        name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
+        if qualifier is None:
+            URL_CONFIGS.pop((self.account_id, self.region_name, name), None)
+        return result
+    delete_function.mk1_urls = True
+    LambdaBackend.delete_function = delete_function
+    return True
+
+
+PATCHES["lambda-function-urls"] = _urls_go_with_their_function

@@ -160,7 +160,9 @@ class System(Observed):
         return self
 
     def start_moto(self) -> None:
+        # MK1_DISPATCHER_PORT: the function URLs moto names point at this system's dispatcher
         self.moto = subprocess.Popen(moto_command("127.0.0.1", self.aws_port),
+                                     env={**os.environ, "MK1_DISPATCHER_PORT": str(self.port)},
                                      stdout=(self.home / "moto.log").open("ab"), stderr=subprocess.STDOUT)
         wait_http(f"{self.aws_url}/moto-api/", 30, self.moto)
 

@@ -37,6 +37,7 @@ from chalicelib.record.destinations import Destinations
 from chalicelib.record.metrics import Metrics
 from chalicelib.record.recorder import Recorder
 from chalicelib.record.results import Results
+from chalicelib.invoke_url import FunctionUrls
 from chalicelib.triggers.sqs import SqsMappings
 
 log = logging.getLogger("mk1.compose")
@@ -78,6 +79,7 @@ class Dispatcher:
         self.claims = Claims(writer_ddb, self.instance_id, self.clock) if self.leases else None
         self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
         self.invoker = Invoker(self)
+        self.urls = FunctionUrls(self.invoker)
         self.mappings = SqsMappings(aws.json_client(settings, "sqs"), settings.region, self.invoker.run_triggered,
                                     self._reserved)
         self.destinations = Destinations(self.sqs, c("sns"), c("events"), self.invoker.events.invoke_destination)

@@ -87,6 +87,38 @@ class EventSourceMapping:
 
 
 @dataclass(frozen=True)
+class Cors:
+    """A function URL's CORS configuration (https://docs.aws.amazon.com/lambda/latest/api/API_Cors.html)."""
+    allow_credentials: bool = False
+    allow_headers: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_origins: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+
+    @staticmethod
+    def from_api(c: dict | None) -> "Cors | None":
+        if not c:
+            return None
+        t = lambda key: tuple(str(x) for x in c.get(key) or ())   # noqa: E731
+        return Cors(bool(c.get("AllowCredentials")), t("AllowHeaders"), t("AllowMethods"), t("AllowOrigins"),
+                    t("ExposeHeaders"), c.get("MaxAge"))
+
+
+@dataclass(frozen=True)
+class FunctionUrl:
+    """A function URL (GetFunctionUrlConfig), by its id: the host's first label."""
+    url_id: str
+    function: str                  # name
+    qualifier: str | None          # an alias, $LATEST, or None (the unqualified function)
+    url: str                       # FunctionUrl
+    auth_type: str                 # NONE | AWS_IAM
+    cors: Cors | None
+    invoke_mode: str               # BUFFERED | RESPONSE_STREAM
+    public: bool = False           # a resource-based policy lets anyone (*) invoke it (AuthType NONE)
+
+
+@dataclass(frozen=True)
 class Alias:
     name: str
     version: str                               # the version it points to

@@ -110,7 +110,7 @@ BASE = {"errors", "model", "clock", "request", "validate", "authenticate", "auth
 
 def _layer(module: str) -> str:
     first = module.split(".")[1]
-    layer = "base" if first in BASE else "invoke" if first in ("invoke", "invoke_event", "queries") else first
+    layer = "base" if first in BASE else "invoke" if first in ("invoke", "invoke_event", "invoke_url", "queries") else first
     assert layer in LAYERS, (f"chalicelib.{first} has no layer: add it to docs/ARCHITECTURE.md's "
                              f"table of packages and to LAYERS/BASE in {Path(__file__).name}")
     return layer

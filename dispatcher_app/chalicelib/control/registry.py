@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import ResourceNotFound, ServiceUnavailable
-from chalicelib.model import NO_ASYNC_CONFIG, Alias, AsyncConfig, FunctionConfig
+from chalicelib.model import NO_ASYNC_CONFIG, Alias, AsyncConfig, Cors, FunctionConfig, FunctionUrl
 from chalicelib.model import EventSourceMapping as Mapping
 
 log = logging.getLogger("mk1.functions")
@@ -30,6 +30,7 @@ class _Function:
     latest: FunctionConfig
     versions: dict[str, FunctionConfig] = field(default_factory=dict)
     aliases: dict[str, Alias] = field(default_factory=dict)
+    urls: list[FunctionUrl] = field(default_factory=list)
 
 
 class FunctionRegistry:
@@ -50,6 +51,7 @@ class FunctionRegistry:
         self._read_started = -MISS_REFRESH_S
         self._gone: list[str] = []        # deleted functions a call's read noticed (see take_gone)
         self.mappings: list[Mapping] = []  # event source mappings (triggers/), read with the functions
+        self._urls_by_id: dict[str, FunctionUrl] = {}   # function URLs by their id (read with the aliases)
 
     def refresh(self, full: bool = False) -> set[str]:
         """Read every function and version again (each second); their tags, event-invoke configs and
@@ -84,11 +86,15 @@ class FunctionRegistry:
         for name, fn in found.items():
             if detail or name not in known:
                 fn.aliases = self._aliases(name)
+                fn.urls = self._urls(name)
+            else:
+                fn.urls = known[name].urls
         if detail:
             self.mappings = self._mappings()
         with self._lock:
             gone = set(self._functions) - set(found)
             self._functions = found
+            self._urls_by_id = {u.url_id: u for fn in found.values() for u in fn.urls}
             self._last_refresh = self.clock.monotonic()
             if found and not self.account:
                 self.account = next(iter(found.values())).latest.arn.split(":")[4]
@@ -134,6 +140,51 @@ class FunctionRegistry:
             log.warning("reading event source mappings failed: %s", e)
             return self.mappings
         return out
+
+    def _urls(self, name: str) -> list[FunctionUrl]:
+        """The function's URLs (ListFunctionUrlConfigs) and, for AuthType NONE, whether its
+        resource-based policy lets anyone invoke them (AWS answers 403 Forbidden otherwise)."""
+        try:
+            configs = self.lam.list_function_url_configs(FunctionName=name).get("FunctionUrlConfigs") or []
+        except ClientError:
+            return []
+        out = []
+        for c in configs:
+            arn_parts = c["FunctionArn"].split(":")
+            qualifier = arn_parts[7] if len(arn_parts) > 7 else None
+            url_id = c["FunctionUrl"].split("//", 1)[-1].split(".", 1)[0]
+            public = c["AuthType"] == "NONE" and self._public(name, qualifier)
+            out.append(FunctionUrl(url_id, name, qualifier, c["FunctionUrl"], c["AuthType"],
+                                   Cors.from_api(c.get("Cors")), c.get("InvokeMode") or "BUFFERED", public))
+        return out
+
+    def _public(self, name: str, qualifier: str | None) -> bool:
+        """A statement allowing principal * lambda:InvokeFunctionUrl (the permission AWS's docs add for
+        a NONE URL: add-permission --principal '*' --function-url-auth-type NONE)."""
+        import json
+        try:
+            kw = {"Qualifier": qualifier} if qualifier else {}
+            policy = json.loads(self.lam.get_policy(FunctionName=name, **kw)["Policy"])
+        except (ClientError, KeyError, ValueError):
+            return False
+        for st in policy.get("Statement") or []:
+            actions = st.get("Action")
+            actions = [actions] if isinstance(actions, str) else actions or []
+            principal = st.get("Principal")
+            anyone = principal == "*" or (isinstance(principal, dict) and principal.get("AWS") == "*")
+            if st.get("Effect") == "Allow" and anyone and \
+                    any(a in ("lambda:InvokeFunctionUrl", "lambda:*") for a in actions):
+                return True
+        return False
+
+    def url(self, url_id: str) -> FunctionUrl:
+        """A function URL by its id; a URL created a moment ago is read at once (as a new name is)."""
+        found = self._urls_by_id.get(url_id)
+        if found is None and self._read_again():
+            found = self._urls_by_id.get(url_id)
+        if found is None:
+            raise ResourceNotFound(f"no function URL {url_id}")
+        return found
 
     def _aliases(self, name: str) -> dict[str, Alias]:
         out = {}
@@ -205,6 +256,10 @@ class FunctionRegistry:
         if fn is None:   # AWS names the version it looked for, $LATEST when none was given
             raise ResourceNotFound(f"Function not found: {self.function_arn(name)}:{qualifier or '$LATEST'}")
         return fn
+
+    def read_again(self) -> bool:
+        """Read the control plane now (a permission or URL changed a moment ago), at a bounded rate."""
+        return self._read_again()
 
     def _read_again(self) -> bool:
         """A name or qualifier not known here: read the control plane now, so a function deployed a

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs
 
 from chalice.local import ChaliceRequestHandler
 
@@ -18,6 +19,8 @@ from chalicelib.edge.bounds import (ANSWER_SECONDS, LINGER_SECONDS, REQUEST_SECO
 from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.request_parse import LeanRequestParsing
 from chalicelib.errors import Mk1Error, UnknownOperation
+from chalicelib.invoke_url import UrlAnswer, is_url_host
+from chalicelib.request import HttpRequest
 
 log = logging.getLogger("mk1.server")
 _date: tuple = (None, "")   # (epoch second, its HTTP date), shared by the front door's threads
@@ -97,6 +100,8 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
         return ok
 
     def _generic_handle(self) -> None:
+        if is_url_host(self.headers.get("Host", "")):
+            return self._function_url()
         views.CONNECTION.raw_path = self.path
         views.CONNECTION.alive = lambda: _alive(self.connection)
         after: list = []
@@ -107,6 +112,36 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
         finally:
             views.CONNECTION.later = None
             for fn in after:     # run even if the client hung up: every usage record gets written
+                try:
+                    fn()
+                except Exception:
+                    log.exception("bookkeeping after an answer failed")
+
+    def _function_url(self) -> None:
+        """A function URL's request (invoke_url.py): any path and method, answered as Lambda answers it."""
+        headers, body = self._parse_payload()
+        path, _, query = self.path.partition("?")
+        after: list = []
+        req = HttpRequest(method=self.command, raw_path=path,
+                          query=parse_qs(query, keep_blank_values=True) if query else {},
+                          headers={k.lower(): v for k, v in headers.items()}, body=body or b"",
+                          alive=lambda: _alive(self.connection), later=after.append)
+        try:
+            try:
+                answer = views.function_url(req, self.headers.get("Host", ""))
+            except Exception:
+                log.exception("function URL request failed")
+                answer = UrlAnswer(500, [("Content-Type", "application/json")], b'{"Message":"Internal Server Error"}')
+            self.send_response(answer.status)
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+            self.wfile.flush()
+        finally:
+            for fn in after:   # run even if the client hung up: every usage record gets written
                 try:
                     fn()
                 except Exception:

@@ -60,6 +60,11 @@ def invoke(app, name: str):
     return dispatcher().invoker.invoke(request(app), name)
 
 
+def function_url(handler_request: HttpRequest, host: str):
+    """A request to a function URL's host (invoke_url.py): its answer, whatever the path."""
+    return dispatcher().urls.serve(handler_request, host)
+
+
 def method_not_allowed():
     raise MethodNotAllowed("Invoke takes POST /2015-03-31/functions/{name}/invocations")
 

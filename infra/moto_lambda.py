@@ -261,7 +261,7 @@ PATCHES = {"lambda-snap-start": _snap_start_kept, "lambda-mappings-as-data": _ma
 # <url-id>.lambda-url.<region>.on.aws with on.aws replaced by localhost:<dispatcher port>.
 # https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunctionUrlConfig.html
 _URL_PATH = re.compile(r"^/2021-10-31/functions/([^/]+)/(url|urls)/?$")
-_URL_QUALIFIER = re.compile(r"^(\$LATEST|(?!^[0-9]+$)[a-zA-Z0-9-_]+)$")
+_URL_QUALIFIER = re.compile(r"^(?!^[0-9]+$)[a-zA-Z0-9-_]+$")   # an alias: neither a version nor $LATEST
 URL_CONFIGS: dict[tuple[str, str, str], dict[str, dict]] = {}   # (account, region, name) -> qualifier -> config
 DEFAULT_ACCOUNT = "123456789012"
 
@@ -314,7 +314,7 @@ def _url_answer(method: str, path: str, query: dict, headers: dict, body: bytes)
                              f"1 validation error detected: Value '{qualifier}' at 'qualifier' failed to satisfy "
                              r"constraint: Member must satisfy regular expression pattern: "
                              r"((?!^\d+$)^[0-9a-zA-Z-_]+$)", "message", typed=False)
-    if qualifier not in (None, "$LATEST"):
+    if qualifier is not None:
         try:
             backend.get_alias(qualifier, name)
         except Exception:
@@ -348,8 +348,9 @@ def _url_answer(method: str, path: str, query: dict, headers: dict, body: bytes)
         url_id = secrets.token_hex(16)
         config = store[key] = {"FunctionUrl": function_url_base(url_id, region), "FunctionArn": arn,
                                "AuthType": spec["AuthType"], "CreationTime": now, "LastModifiedTime": now,
-                               "InvokeMode": spec.get("InvokeMode") or "BUFFERED", "UrlId": url_id,
-                               "Qualifier": qualifier}
+                               "UrlId": url_id, "Qualifier": qualifier}
+        if spec.get("InvokeMode"):   # AWS answers InvokeMode only once it was set
+            config["InvokeMode"] = spec["InvokeMode"]
         if spec.get("Cors") is not None:
             config["Cors"] = spec["Cors"]
         return 201, {}, _url_view(config, full=False)
@@ -374,7 +375,7 @@ def _url_spec_problem(spec: dict, creating: bool) -> str | None:
     mode = spec.get("InvokeMode")
     if mode is not None and mode not in ("BUFFERED", "RESPONSE_STREAM"):
         return (f"1 validation error detected: Value '{mode}' at 'invokeMode' failed to satisfy constraint: "
-                "Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]")
+                "Member must satisfy enum value set: [RESPONSE_STREAM, BUFFERED]")
     return None
 
 

@@ -26,9 +26,12 @@ from chalicelib.request import FunctionRef, HttpRequest, InvokeRequest, new_requ
 URL_HOST = re.compile(r"^([a-z0-9]{32})\.lambda-url\.([a-z0-9-]+)\.(?:localhost|on\.aws)(?::\d+)?$")
 INVOKE_URL_ACTION = "lambda:InvokeFunctionUrl"
 ANONYMOUS = "anonymous"   # the usage records' user of a call through an AuthType NONE URL
-# Bodies Lambda passes as text; any other content type arrives base64-encoded (isBase64Encoded).
-_TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
-               "application/x-www-form-urlencoded", "+json", "+xml")
+# Bodies Lambda passes as text; any other content type (none at all, form posts) arrives
+# base64-encoded (isBase64Encoded), as HTTP API payload 2.0 does.
+_TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml", "+json", "+xml")
+# AWS's 403 for a call no policy allows (recorded against AWS: LocalStack's lambda URL snapshots).
+FORBIDDEN = ("Forbidden. For troubleshooting Function URL authorization issues, see: "
+             "https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html")
 
 
 @dataclass
@@ -56,8 +59,8 @@ class FunctionUrls:
             if m is None:
                 raise ResourceNotFound(f"{host} is not a function URL")
             url = self.p.registry.url(m.group(1))
-        except ResourceNotFound:
-            return _message(403, "Forbidden", request_id)   # AWS: an unknown URL id is Forbidden
+        except ResourceNotFound:   # AWS: an unknown URL id is 403 {"Message": null}
+            return _message(403, None, request_id, "AccessDeniedException")
         origin = req.headers.get("origin")
         if req.method == "OPTIONS" and origin and "access-control-request-method" in req.headers and url.cors:
             return _preflight(url.cors, origin, req.headers, request_id)
@@ -65,12 +68,12 @@ class FunctionUrls:
             identity = self._authorize(req, url)
             answer = self._invoke(request_id, identity, url, req, host)
         except TooManyRequests:
-            answer = _message(429, "Rate Exceeded.", request_id)
-        except AccessDenied:
-            answer = _message(403, "Forbidden", request_id)
+            answer = _message(429, "Rate Exceeded.", request_id, "TooManyRequestsException")
         except Mk1Error as e:
-            answer = _message(e.status if e.status < 500 else 502,
-                              "Forbidden" if e.status == 403 else e.message, request_id)
+            if e.status == 403:   # unsigned, a bad signature, or no policy allows it
+                answer = _message(403, FORBIDDEN, request_id, "AccessDeniedException")
+            else:
+                answer = _message(e.status if e.status < 500 else 502, e.message, request_id, e.code)
         if url.cors and origin:
             answer.headers += _cors_headers(url.cors, origin)
         return answer
@@ -102,7 +105,7 @@ class FunctionUrls:
                              json.dumps(event).encode())
         result = self.invoker.invoke_sync(request_id, identity, config, call, invoked, req.alive, req.later)
         if result.function_error:
-            return _message(502, "Internal Server Error", request_id)
+            return _internal_error(request_id)
         return response_of(result.payload, request_id)
 
 
@@ -110,6 +113,11 @@ def build_event(req: HttpRequest, url: FunctionUrl, host: str, request_id: str, 
                 identity: Identity) -> dict:
     """The payload format 2.0 event (https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html)."""
     headers = {k: v for k, v in req.headers.items()}
+    # What AWS's front end adds to every function URL request.
+    headers.setdefault("x-forwarded-for", "127.0.0.1")
+    headers.setdefault("x-forwarded-proto", "http")
+    headers.setdefault("x-forwarded-port", host.rsplit(":", 1)[1] if ":" in host else "80")
+    headers.setdefault("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]}")
     raw_query = "&".join(f"{k}={v}" for k, vs in req.query.items() for v in vs) if req.query else \
         headers.pop(":raw-query", "")
     cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
@@ -154,7 +162,7 @@ def build_event(req: HttpRequest, url: FunctionUrl, host: str, request_id: str, 
 
 def _is_text(content_type: str) -> bool:
     ct = content_type.lower()
-    return not ct or any(t in ct for t in _TEXT_TYPES)
+    return bool(ct) and any(t in ct for t in _TEXT_TYPES)
 
 
 def response_of(payload: bytes, request_id: str) -> UrlAnswer:
@@ -182,17 +190,27 @@ def response_of(payload: bytes, request_id: str) -> UrlAnswer:
         try:
             status = int(result["statusCode"])
         except (TypeError, ValueError):
-            return _message(502, "Internal Server Error", request_id)
+            return _internal_error(request_id)
         return UrlAnswer(status, headers + [("x-amzn-RequestId", request_id)], data, request_id)
-    data = b"" if result is None else payload
+    # Any other JSON is the body as it is, except a bare string, which goes without its quotes
+    # (recorded against AWS: "hello" -> hello).
+    data = result.encode() if isinstance(result, str) else payload
     return UrlAnswer(200, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)], data,
                      request_id)
 
 
-def _message(status: int, message: str, request_id: str) -> UrlAnswer:
+def _message(status: int, message: str | None, request_id: str, error_type: str | None = None) -> UrlAnswer:
     body = json.dumps({"Message": message}).encode()
-    return UrlAnswer(status, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)], body,
-                     request_id)
+    headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
+    if error_type:
+        headers.append(("x-amzn-ErrorType", error_type))
+    return UrlAnswer(status, headers, body, request_id)
+
+
+def _internal_error(request_id: str) -> UrlAnswer:
+    """A function error (or an answer that is no HTTP response): AWS's 502, in plain words."""
+    return UrlAnswer(502, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)],
+                     b"Internal Server Error", request_id)
 
 
 def _origin_allowed(cors: Cors, origin: str) -> str | None:

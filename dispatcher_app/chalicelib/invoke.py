@@ -24,8 +24,8 @@ from chalicelib.authenticate import Identity, access_key_id, verify
 from chalicelib.invoke_event import EventCalls
 from chalicelib.errors import (AccessDenied, ClientGone, InvalidParameterValue, Mk1Error, ResourceNotFound,
                                ServiceUnavailable, SnapStartFailed, SnapStartTimeout, TooManyRequests,
-                               UnrecognizedClient)
-from chalicelib.model import DryRunPassed, FunctionConfig, Invocation, SyncResult, log_stream_name
+                               UnrecognizedClient, ValidationError)
+from chalicelib.model import DryRunPassed, FunctionConfig, Invocation, ResponseStream, SyncResult, log_stream_name
 from chalicelib.record.usage import Execution, ran_record, unrun_record
 from chalicelib.request import HttpRequest, InvokeRequest, at_once, new_request_id, parse_invoke
 from chalicelib.validate import FunctionRef
@@ -63,6 +63,29 @@ class Invoker:
                 return DryRunPassed(request_id)
             if inv.invocation_type == "Event":
                 return self.events.accept(request_id, identity, config, inv, invoked_arn)
+            return self.invoke_sync(request_id, identity, config, inv, invoked_arn, req.alive, req.later)
+        except Mk1Error as e:
+            e.request_id = request_id
+            raise
+
+    def invoke_stream(self, req: HttpRequest, function_ref: str, stream: ResponseStream):
+        """InvokeWithResponseStream: a RequestResponse call whose answer goes to `stream` as the
+        function writes it (https://docs.aws.amazon.com/lambda/latest/api/API_InvokeWithResponseStream.html)."""
+        request_id = new_request_id()
+        try:
+            itype = req.headers.get("x-amz-invocation-type", "RequestResponse")
+            if itype not in ("RequestResponse", "DryRun"):
+                raise ValidationError(f"1 validation error detected: Value '{itype}' at 'invocationType' failed to "
+                                      "satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]")
+            identity = self.authenticate(req)
+            inv = parse_invoke(req, function_ref)
+            name, qualifier, invoked_arn = self.locate(inv, identity)
+            self.authorize(identity, invoked_arn)
+            config = self.p.registry.resolve(name, qualifier)
+            if inv.invocation_type == "DryRun":
+                return DryRunPassed(request_id)
+            stream.put("start", {"version": config.version, "request_id": request_id})
+            inv.stream = stream
             return self.invoke_sync(request_id, identity, config, inv, invoked_arn, req.alive, req.later)
         except Mk1Error as e:
             e.request_id = request_id
@@ -128,6 +151,7 @@ class Invoker:
                     "tail_log": inv.tail_log, "reply_to": p.replies.url if p.replies else "",
                     "version": config.version, "invoked_arn": invoked_arn, "client_context": inv.client_context}
         invocation = _invocation(request_id, invoked_arn, inv.payload, inv.client_context)
+        invocation.stream = inv.stream
         try:   # on_grant: the pool takes the call into a container as its slot is granted
             got = admission.acquire(request_id, alive=alive, work=work, no_wait=config.throttle == "aws",
                                     on_grant=lambda wake: pool.prepare(invocation, config, wake))

@@ -52,7 +52,15 @@ class FunctionUrls:
         self.invoker = invoker
         self.p = invoker.p
 
-    def serve(self, req: HttpRequest, host: str) -> UrlAnswer:
+    def mode(self, host: str) -> str:
+        """BUFFERED or RESPONSE_STREAM: how the URL on `host` answers (BUFFERED when not known)."""
+        m = URL_HOST.match(host.lower())
+        try:
+            return self.p.registry.url(m.group(1)).invoke_mode if m else "BUFFERED"
+        except Mk1Error:
+            return "BUFFERED"
+
+    def serve(self, req: HttpRequest, host: str, stream=None) -> UrlAnswer:
         request_id = new_request_id()
         m = URL_HOST.match(host.lower())
         try:
@@ -66,7 +74,7 @@ class FunctionUrls:
             return _preflight(url.cors, origin, req.headers, request_id)
         try:
             identity = self._authorize(req, url)
-            answer = self._invoke(request_id, identity, url, req, host)
+            answer = self._invoke(request_id, identity, url, req, host, stream)
         except TooManyRequests:
             answer = _message(429, "Rate Exceeded.", request_id, "TooManyRequestsException")
         except Mk1Error as e:
@@ -96,17 +104,31 @@ class FunctionUrls:
 
     # -- the call --
     def _invoke(self, request_id: str, identity: Identity, url: FunctionUrl, req: HttpRequest,
-                host: str) -> UrlAnswer:
+                host: str, stream=None) -> UrlAnswer:
         p = self.p
         config = p.registry.resolve(url.function, url.qualifier)
         event = build_event(req, url, host, request_id, p.registry.account or "000000000000", identity)
         invoked = p.registry.function_arn(url.function) + (f":{url.qualifier}" if url.qualifier else "")
         call = InvokeRequest(FunctionRef(url.function, url.qualifier), url.qualifier, "RequestResponse", False,
-                             json.dumps(event).encode())
+                             json.dumps(event).encode(), stream=stream)
+        if stream is not None:
+            stream.put("start", {"version": config.version, "request_id": request_id})
         result = self.invoker.invoke_sync(request_id, identity, config, call, invoked, req.alive, req.later)
         if result.function_error:
             return _internal_error(request_id)
         return response_of(result.payload, request_id)
+
+
+def cors_for(urls: FunctionUrls, host: str, origin: str | None) -> list[tuple[str, str]]:
+    """The CORS headers of an answer streamed from the URL on `host` (a buffered one has them already)."""
+    m = URL_HOST.match(host.lower())
+    if not origin or m is None:
+        return []
+    try:
+        url = urls.p.registry.url(m.group(1))
+    except Mk1Error:
+        return []
+    return _cors_headers(url.cors, origin) if url.cors else []
 
 
 def build_event(req: HttpRequest, url: FunctionUrl, host: str, request_id: str, account: str,

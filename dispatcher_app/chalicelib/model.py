@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -137,6 +138,27 @@ class Outcome:
         return self.status != "success"
 
 
+class ResponseStream:
+    """A streamed answer on its way from the function to its caller (InvokeWithResponseStream, a
+    RESPONSE_STREAM function URL): the Runtime API thread puts what the runtime sends as it arrives;
+    the caller's front-door thread takes it and writes it out, so neither waits for the other.
+
+    Items: ("start", executed version) once the call is placed; ("type", content type) when the
+    runtime begins a streamed answer; ("chunk", bytes) each chunk; ("end", None) when the call ended
+    (its result, or error, is then the caller's thread's)."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self.streamed = False        # the runtime answered in streaming mode
+        self.content_type = ""
+
+    def put(self, kind: str, value=None) -> None:
+        self._q.put((kind, value))
+
+    def get(self, timeout: float | None = None) -> tuple[str, object]:
+        return self._q.get(timeout=timeout)
+
+
 @dataclass
 class Invocation:
     """One call on its way through the pool and a container: everything in flight about it lives
@@ -152,6 +174,8 @@ class Invocation:
     taken_by: object | None = None   # the Container that took it from the hand-off line (handoff.py)
     client_context: str | None = None   # the caller's ClientContext (JSON text), for the runtime
     handed: bool = False             # put on the hand-off line as its slot was granted (pool.prepare)
+    stream: ResponseStream | None = None   # its caller takes the answer as a stream (else it is buffered)
+    streamed_body: bytearray | None = None  # a streamed answer kept for a buffered caller (to 6 MB)
     # Its slot's release, for the pool to call as soon as the function answers (pool.answered), and
     # whether it did (then the container is free already). Both under the pool's lock.
     release: Callable[[], None] | None = field(default=None, repr=False)

@@ -40,6 +40,7 @@ class InvokeRequest:
     payload: bytes
     client_context: str | None = None   # the JSON text of X-Amz-Client-Context (sync calls)
     trigger: str | None = None          # what invoked it, if not a caller (an event source mapping's ARN)
+    stream: object | None = None        # model.ResponseStream: the caller takes the answer as it comes
 
 
 def new_request_id() -> str:

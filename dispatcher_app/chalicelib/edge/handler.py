@@ -3,26 +3,31 @@ bounded bodies and time; server.py's docstring has the design)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
+import re
 import socket
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from chalice.local import ChaliceRequestHandler
 
-from chalicelib.edge import views
-from chalicelib.edge.answers import error_response
+from chalicelib.edge import event_stream, views
+from chalicelib.edge.answers import error_response, tail, to_http
 from chalicelib.edge.bounds import (ANSWER_SECONDS, LINGER_SECONDS, REQUEST_SECONDS, TICK_SECONDS, _alive,
                                     _Timed, _timeval, _Waited)
 from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.request_parse import LeanRequestParsing
-from chalicelib.errors import Mk1Error, UnknownOperation
+from chalicelib.errors import Mk1Error, ServiceUnavailable, UnknownOperation
 from chalicelib.invoke_url import UrlAnswer, is_url_host
+from chalicelib.model import DryRunPassed, ResponseStream
 from chalicelib.request import HttpRequest
 
 log = logging.getLogger("mk1.server")
+STREAM_PATH = re.compile(r"^/2021-11-15/functions/([^/]+)/response-streaming-invocations/?$")
 _date: tuple = (None, "")   # (epoch second, its HTTP date), shared by the front door's threads
 
 
@@ -102,6 +107,9 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
     def _generic_handle(self) -> None:
         if is_url_host(self.headers.get("Host", "")):
             return self._function_url()
+        streaming = STREAM_PATH.match(self.path.partition("?")[0]) if self.command == "POST" else None
+        if streaming is not None:
+            return self._invoke_stream(unquote(streaming.group(1)))
         views.CONNECTION.raw_path = self.path
         views.CONNECTION.alive = lambda: _alive(self.connection)
         after: list = []
@@ -117,35 +125,177 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
                 except Exception:
                     log.exception("bookkeeping after an answer failed")
 
-    def _function_url(self) -> None:
-        """A function URL's request (invoke_url.py): any path and method, answered as Lambda answers it."""
+    def _request(self, after: list) -> HttpRequest:
         headers, body = self._parse_payload()
         path, _, query = self.path.partition("?")
-        after: list = []
-        req = HttpRequest(method=self.command, raw_path=path,
-                          query=parse_qs(query, keep_blank_values=True) if query else {},
-                          headers={k.lower(): v for k, v in headers.items()}, body=body or b"",
-                          alive=lambda: _alive(self.connection), later=after.append)
-        try:
+        return HttpRequest(method=self.command, raw_path=path,
+                           query=parse_qs(query, keep_blank_values=True) if query else {},
+                           headers={k.lower(): v for k, v in headers.items()}, body=body or b"",
+                           alive=lambda: _alive(self.connection), later=after.append)
+
+    @staticmethod
+    def _bookkeeping(after: list) -> None:
+        for fn in after:   # run even if the client hung up: every usage record gets written
             try:
-                answer = views.function_url(req, self.headers.get("Host", ""))
+                fn()
+            except Exception:
+                log.exception("bookkeeping after an answer failed")
+
+    def _function_url(self) -> None:
+        """A function URL's request (invoke_url.py): any path and method, answered as Lambda answers it."""
+        after: list = []
+        req = self._request(after)
+        host = self.headers.get("Host", "")
+        try:
+            if views.function_url_mode(host) == "RESPONSE_STREAM":
+                return self._function_url_stream(req, host)
+            try:
+                answer = views.function_url(req, host)
             except Exception:
                 log.exception("function URL request failed")
                 answer = UrlAnswer(500, [("Content-Type", "application/json")], b'{"Message":"Internal Server Error"}')
-            self.send_response(answer.status)
-            for name, value in answer.headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(answer.body)
-            self.wfile.flush()
+            self._url_answer(answer)
         finally:
-            for fn in after:   # run even if the client hung up: every usage record gets written
-                try:
-                    fn()
-                except Exception:
-                    log.exception("bookkeeping after an answer failed")
+            self._bookkeeping(after)
+
+    def _url_answer(self, answer: UrlAnswer) -> None:
+        self.send_response(answer.status)
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+        self.wfile.flush()
+
+    # -- streamed answers: the call runs on a thread of its own, this one writes what it streams --
+    def _streamed_call(self, run) -> tuple[ResponseStream, dict]:
+        stream, box = ResponseStream(), {}
+
+        def work() -> None:
+            try:
+                box["result"] = run(stream)
+            except BaseException as e:   # answered by this thread, in Lambda's shape
+                box["error"] = e
+            finally:
+                stream.put("end")
+        threading.Thread(target=work, daemon=True, name="stream-call").start()
+        return stream, box
+
+    def _chunked_head(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()   # now: a streamed answer reaches its caller as the function writes it
+
+    def _last_chunk(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _function_url_stream(self, req: HttpRequest, host: str) -> None:
+        """A RESPONSE_STREAM function URL: chunked HTTP as the function streams. A streamed answer of
+        type application/vnd.awslambda.http-integration-response starts with a JSON prelude (statusCode,
+        headers, cookies) and 8 NUL bytes; any other is a 200 of the runtime's content type. A function
+        that answers buffered (or a refusal) is answered as a BUFFERED URL answers."""
+        stream, box = self._streamed_call(lambda s: views.function_url(req, host, s))
+        started, prelude, pending, rid, content_type = False, False, b"", "", "application/octet-stream"
+        try:
+            while True:
+                kind, value = stream.get()
+                if kind == "start":
+                    rid = value["request_id"]   # type: ignore[index]
+                elif kind == "type":
+                    prelude = str(value).startswith("application/vnd.awslambda.http-integration-response")
+                    content_type = str(value)
+                elif kind == "chunk" and not started and prelude:
+                    pending += value   # type: ignore[operator]
+                    cut = pending.find(b"\0" * 8)
+                    if cut < 0:
+                        continue
+                    head = json.loads(pending[:cut] or b"{}")
+                    headers = [(str(k), str(v)) for k, v in (head.get("headers") or {}).items()]
+                    headers += [("Set-Cookie", str(c)) for c in head.get("cookies") or []]
+                    self._chunked_head(int(head.get("statusCode", 200)), headers + [("x-amzn-RequestId", rid)] +
+                                       views.function_url_cors(host, req.headers.get("origin")))
+                    started = True
+                    self._chunk(pending[cut + 8:])
+                elif kind == "chunk":
+                    if not started:
+                        self._chunked_head(200, [("Content-Type", content_type), ("x-amzn-RequestId", rid)] +
+                                           views.function_url_cors(host, req.headers.get("origin")))
+                        started = True
+                    self._chunk(value)   # type: ignore[arg-type]
+                elif kind == "end":
+                    break
+            if started:
+                self._last_chunk()
+            elif "result" in box:
+                self._url_answer(box["result"])
+            else:
+                log.error("function URL stream failed", exc_info=box.get("error"))
+                self._url_answer(UrlAnswer(500, [("Content-Type", "application/json")],
+                                           b'{"Message":"Internal Server Error"}'))
+        except OSError:
+            self.close_connection = True   # the caller hung up; the call finishes and is recorded
+
+    def _invoke_stream(self, name: str) -> None:
+        """InvokeWithResponseStream: 200 and an event stream of PayloadChunk as the function writes,
+        then InvokeComplete (ErrorCode, ErrorDetails, LogResult). A function that answers buffered
+        sends its answer as one PayloadChunk; a refusal before any of it is Invoke's error answer."""
+        after: list = []
+        req = self._request(after)
+        stream, box = self._streamed_call(lambda s: views.invoke_stream(req, name, s))
+        started, meta = False, {"version": "$LATEST", "request_id": ""}
+        try:
+            while True:
+                kind, value = stream.get()
+                if kind == "start":
+                    meta = value   # type: ignore[assignment]
+                elif kind == "chunk":
+                    if not started:
+                        self._event_stream_head(meta)
+                        started = True
+                    self._chunk(event_stream.payload_chunk(value))   # type: ignore[arg-type]
+                elif kind == "end":
+                    break
+            result, error = box.get("result"), box.get("error")
+            if not started and (error is not None or isinstance(result, DryRunPassed)):
+                if error is not None and not isinstance(error, Mk1Error):
+                    log.error("InvokeWithResponseStream failed", exc_info=error)
+                resp = to_http(result) if error is None else error_response(
+                    error if isinstance(error, Mk1Error) else ServiceUnavailable(f"the call failed: {error}"),
+                    getattr(error, "request_id", None) or meta["request_id"])
+                self._send_http_response(resp.status, resp.headers, resp.body)
+                self.wfile.flush()
+                return
+            if not started:
+                self._event_stream_head(meta)
+            if error is not None:
+                self._chunk(event_stream.invoke_complete("ServiceException", str(error)))
+            else:
+                if not stream.streamed and result.payload and not result.function_error:
+                    self._chunk(event_stream.payload_chunk(result.payload))
+                code = details = None
+                if result.function_error:
+                    code, details = "Unhandled", result.payload.decode("utf-8", "replace")
+                self._chunk(event_stream.invoke_complete(
+                    code, details, tail(result.log_lines) if result.log_lines is not None else None))
+            self._last_chunk()
+        except OSError:
+            self.close_connection = True
+        finally:
+            self._bookkeeping(after)
+
+    def _event_stream_head(self, meta: dict) -> None:
+        self._chunked_head(200, [("Content-Type", event_stream.CONTENT_TYPE),
+                                 ("X-Amz-Executed-Version", meta["version"]), ("x-amzn-RequestId", meta["request_id"])])
 
     def _send_error_response(self, error) -> None:
         # Chalice's own refusals (no such route) in Lambda's shape, made where every answer is made.

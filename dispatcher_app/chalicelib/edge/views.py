@@ -60,9 +60,22 @@ def invoke(app, name: str):
     return dispatcher().invoker.invoke(request(app), name)
 
 
-def function_url(handler_request: HttpRequest, host: str):
+def function_url(handler_request: HttpRequest, host: str, stream=None):
     """A request to a function URL's host (invoke_url.py): its answer, whatever the path."""
-    return dispatcher().urls.serve(handler_request, host)
+    return dispatcher().urls.serve(handler_request, host, stream)
+
+
+def function_url_mode(host: str) -> str:
+    return dispatcher().urls.mode(host)
+
+
+def function_url_cors(host: str, origin: str | None) -> list[tuple[str, str]]:
+    from chalicelib.invoke_url import cors_for
+    return cors_for(dispatcher().urls, host, origin)
+
+
+def invoke_stream(handler_request: HttpRequest, name: str, stream):
+    return dispatcher().invoker.invoke_stream(handler_request, name, stream)
 
 
 def method_not_allowed():

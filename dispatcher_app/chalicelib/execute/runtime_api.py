@@ -7,11 +7,13 @@ Nagle + delayed ACK (~44-88 ms, STACK-NOTES).
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 import socketserver
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +21,9 @@ from typing import Callable, Protocol
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100    # AWS's: 6291556 bytes
+STREAM_LIMIT = 200 * 1024 * 1024             # a streamed answer's limit (AWS: 200 MB)
+STREAM_UNTHROTTLED = 6 * 1024 * 1024         # its first 6 MB go at full speed ...
+STREAM_RATE = 2 * 1024 * 1024                # ... the rest at 2 MB/s
 
 
 @dataclass
@@ -61,6 +66,29 @@ class _Headers(dict):
 
     def get(self, name: str, default=None):  # type: ignore[override]
         return super().get(name.lower(), default)
+
+
+def _chunks(rfile, trailers: dict[str, str]):
+    """A chunked body's chunks as they arrive; its trailers into `trailers` (lower-case names)."""
+    while True:
+        line = rfile.readline(65537)
+        if not line:
+            return
+        try:
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        except ValueError:
+            return
+        if size == 0:
+            break
+        data = rfile.read(size)
+        rfile.readline()   # the chunk's CRLF
+        yield data
+    while True:
+        line = rfile.readline(65537)
+        if line in (b"\r\n", b"\n", b""):
+            return
+        name, _, value = line.decode("latin-1").partition(":")
+        trailers[name.strip().lower()] = value.strip()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -142,8 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, inv.payload, headers)
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
         parts = self.path[len(PREFIX):].strip("/").split("/") if self.path.startswith(PREFIX) else []
+        if len(parts) == 3 and parts[0] == "invocation" and parts[2] == "response" and \
+                self.headers.get("lambda-runtime-function-response-mode", "").lower() == "streaming":
+            return self._streamed(parts[1])
+        length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_RESPONSE_BYTES:
             return self._too_large(length, parts)
         body = self.rfile.read(length) if length else b""
@@ -167,6 +198,46 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._status(404, f"unknown path {self.path}")
 
+
+    def _streamed(self, request_id: str) -> None:
+        """A streamed answer: its chunks go on as they arrive (a chunked body, or one body), up to
+        AWS's 200 MB, the first 6 MB at full speed and the rest at 2 MB/s
+        (https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html); an error
+        mid-stream comes in the trailers Lambda-Runtime-Function-Error-Type / -Body (base64)."""
+        host = self.host
+        known = host.stream_open(request_id, self.headers.get("content-type", "application/octet-stream"))
+        sent, began = 0, time.monotonic()
+        kept = True
+        trailers: dict[str, str] = {}
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        for data in (_chunks(self.rfile, trailers) if chunked else
+                     [self.rfile.read(int(self.headers.get("content-length") or 0))]):
+            if not data or not known:
+                continue
+            sent += len(data)
+            if sent > STREAM_LIMIT:
+                if kept:
+                    trailers.setdefault("lambda-runtime-function-error-type", "Function.ResponseSizeTooLarge")
+                kept = False
+                continue
+            kept = host.stream_chunk(request_id, data) and kept
+            if sent > STREAM_UNTHROTTLED:   # past the first 6 MB: 2 MB/s
+                due = began + (sent - STREAM_UNTHROTTLED) / STREAM_RATE
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+        if not known or not host.arrived(request_id):
+            return self._status(400, f"unknown or finished request id {request_id}")
+        self._reply(202, b'{"status":"OK"}')
+        error_type = trailers.get("lambda-runtime-function-error-type")
+        if error_type:
+            try:
+                body = base64.b64decode(trailers.get("lambda-runtime-function-error-body", ""))
+            except ValueError:
+                body = b""
+            host.invocation_error(request_id, body or json.dumps(
+                {"errorType": error_type, "errorMessage": "the function's streamed answer failed"}).encode(), error_type)
+        else:
+            host.stream_done(request_id)
 
     def _too_large(self, length: int, parts: list[str]) -> None:
         """An answer over Lambda's limit: the caller gets Function.ResponseSizeTooLarge (AWS's answer),

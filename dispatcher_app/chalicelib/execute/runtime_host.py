@@ -145,6 +145,44 @@ class RuntimeSide:
     def invocation_response(self, request_id: str, body: bytes) -> bool:
         return self._complete(request_id, Outcome("success", body))
 
+    # -- a streamed answer (Lambda-Runtime-Function-Response-Mode: streaming) --
+    def stream_open(self, request_id: str, content_type: str) -> bool:
+        """The runtime begins a streamed answer for `request_id`: False if that is not the one out."""
+        with self._cond:
+            inv = self._out(request_id)
+            if inv is None:
+                return False
+            if inv.stream is not None:
+                inv.stream.streamed, inv.stream.content_type = True, content_type
+                inv.stream.put("type", content_type)
+            else:
+                inv.streamed_body = bytearray()
+            return True
+
+    def stream_chunk(self, request_id: str, data: bytes) -> bool:
+        """One chunk as it arrives: to a streaming caller at once; for a buffered caller kept up to
+        Invoke's limit (False once over it: the caller gets Function.ResponseSizeTooLarge)."""
+        inv = self._current
+        if inv is None or inv.request_id != request_id or inv.done.is_set():
+            return False
+        if inv.stream is not None:
+            inv.stream.put("chunk", data)
+            return True
+        body = inv.streamed_body
+        if body is None or len(body) + len(data) > outcomes.RESPONSE_LIMIT:
+            inv.streamed_body = None
+            return False
+        body += data
+        return True
+
+    def stream_done(self, request_id: str) -> bool:
+        """The streamed answer ended well: its outcome (the kept body for a buffered caller)."""
+        inv = self._current
+        if inv is not None and inv.request_id == request_id and inv.stream is None and inv.streamed_body is None:
+            return self.too_large(request_id)
+        body = bytes(inv.streamed_body) if inv is not None and inv.streamed_body is not None else b""
+        return self._complete(request_id, Outcome("success", body))
+
     def too_large(self, request_id: str) -> bool:
         return self._complete(request_id, outcomes.response_too_large())
 

@@ -431,3 +431,78 @@ def _urls_go_with_their_function() -> bool:
 
 
 PATCHES["lambda-function-urls"] = _urls_go_with_their_function
+
+
+# -- LoggingConfig ---------------------------------------------------------------------------------
+# moto drops a function's LoggingConfig. Kept here from create and update and answered as AWS answers
+# it (recorded against AWS: Text and the function's /aws/lambda group by default; JSON with INFO
+# levels unless set; levels refused with Text; switching to Text drops them):
+# https://docs.aws.amazon.com/lambda/latest/api/API_LoggingConfig.html
+_LEVELS = {"ApplicationLogLevel": ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"),
+           "SystemLogLevel": ("DEBUG", "INFO", "WARN")}
+_LOG_GROUP = re.compile(r"^[\.\-_/#A-Za-z0-9]{1,512}$")
+
+
+def _logging_config(requested: dict | None, before: dict | None, name: str) -> dict:
+    from moto.awslambda.exceptions import InvalidParameterValueException
+    from moto.awslambda.exceptions import ValidationException as MotoValidation
+    out = dict(before or {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"})
+    req = requested or {}
+    fmt = req.get("LogFormat", out.get("LogFormat", "Text"))
+    if fmt not in ("JSON", "Text"):
+        raise MotoValidation(fmt, "loggingConfig.logFormat", "Member must satisfy enum value set: [Text, JSON]")
+    for key, allowed in _LEVELS.items():
+        if key in req and req[key] not in allowed:
+            field = "applicationLogLevel" if key.startswith("App") else "systemLogLevel"
+            raise MotoValidation(req[key], f"loggingConfig.{field}",
+                                 f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+    if fmt == "Text" and any(k in req for k in _LEVELS):
+        raise InvalidParameterValueException(
+            'LogLevel is not supported when LogFormat is set to "Text". Remove LogLevel from your request or '
+            'change the LogFormat to "JSON" and try again.')
+    if "LogGroup" in req:
+        if not _LOG_GROUP.match(str(req["LogGroup"])):
+            raise MotoValidation(req["LogGroup"], "loggingConfig.logGroup",
+                                 r"Member must satisfy regular expression pattern: [\.\-_/#A-Za-z0-9]+")
+        out["LogGroup"] = req["LogGroup"]
+    out["LogFormat"] = fmt
+    if fmt == "JSON":
+        for key in _LEVELS:
+            out[key] = req.get(key) or out.get(key) or "INFO"
+    else:
+        for key in _LEVELS:
+            out.pop(key, None)
+    return out
+
+
+def _logging_config_kept() -> bool:
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.get_configuration, "mk1_logging", False):
+        return True
+    init, update, describe = LambdaFunction.__init__, LambdaFunction.update_configuration, \
+        LambdaFunction.get_configuration
+
+    def __init__(self, account_id, spec, region, version=1):
+        config = _logging_config(spec.get("LoggingConfig"), None, spec.get("FunctionName", ""))
+        init(self, account_id, spec, region, version)
+        self.mk1_logging = config
+
+    def update_configuration(self, config_updates):
+        if "LoggingConfig" in config_updates:
+            self.mk1_logging = _logging_config(config_updates["LoggingConfig"], getattr(self, "mk1_logging", None),
+                                               self.function_name)
+        return update(self, config_updates)
+
+    def get_configuration(self, on_create=False):
+        config = describe(self, on_create)
+        config["LoggingConfig"] = dict(getattr(self, "mk1_logging", None) or
+                                       _logging_config(None, None, self.function_name))
+        return config
+    get_configuration.mk1_logging = True
+    LambdaFunction.__init__, LambdaFunction.update_configuration = __init__, update_configuration
+    LambdaFunction.get_configuration = get_configuration
+    return True
+
+
+PATCHES["lambda-logging-config"] = _logging_config_kept

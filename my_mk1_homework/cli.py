@@ -176,6 +176,11 @@ def cmd_logs(args, s) -> int:
     from infra import aws, names
     logs = aws.client(s, "logs")
     group = names.log_group(args.function)
+    try:   # the function's own log group, if its LoggingConfig names one
+        config = aws.client(s, "lambda").get_function_configuration(FunctionName=args.function)
+        group = (config.get("LoggingConfig") or {}).get("LogGroup") or group
+    except Exception:
+        pass
     start = int((time.time() - args.since_minutes * 60) * 1000)
     seen: set[str] = set()
     try:

@@ -183,7 +183,7 @@ class Dispatcher:
                     policy=self.s.MK1_PLACEMENT, keepalive_s=self.s.MK1_KEEPALIVE_MS / 1000,
                     start_timeout_s=self.s.MK1_START_TIMEOUT_MS / 1000,
                     init_backoff_s=self.s.MK1_INIT_BACKOFF_MS / 1000,
-                    on_log=lambda fn, stream, line: self.recorder.log(fn, stream, [line]),
+                    on_log=lambda fn, stream, line: self.recorder.log(self._log_group(fn), stream, [line]),
                     restore_latest=self.s.MK1_SNAPSTART_LATEST)
             return self.pools[name]
 
@@ -209,6 +209,12 @@ class Dispatcher:
         except self.sqs.exceptions.QueueDoesNotExist:
             log.info("%s: making its SQS queue pair", name)
             return ensure_queues(self.sqs, name)
+
+    def _log_group(self, name: str) -> str:
+        try:
+            return self.registry.get(name).log_group
+        except Mk1Error:
+            return names.log_group(name)
 
     def _reserved(self, name: str) -> int | None:
         try:

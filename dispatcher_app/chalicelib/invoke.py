@@ -184,7 +184,8 @@ class Invoker:
                                                      release=slot.release if slot is not None else None)
         if info.cold:
             self.p.metrics.cold_starts.labels(config.name).inc()
-        return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs, config.version)
+        return Execution(outcome, info, invocation.request_id, config.memory_mb, invocation.logs, config.version,
+                         config.logging)
 
     def run_triggered(self, mapping, payload: bytes) -> tuple[bool, bytes]:
         """An event source mapping's batch: a synchronous call through the function's admission (the
@@ -251,7 +252,7 @@ class Invoker:
         record = ran_record(request_id, identity.user, config, itype, run, wait_ms, accepted, attempt, trigger)
         p.recorder.usage(record, written, promised)   # first: it settles a promise (promise())
         if info.container_id:
-            p.recorder.log(config.name, log_stream_name(config.version, info.container_id), run.log_lines,
+            p.recorder.log(config.log_group, log_stream_name(config.version, info.container_id), run.log_lines,
                            ts=info.started_at)
         p.metrics.invocations.labels(config.name, identity.user, status).inc()
         p.metrics.duration.labels(config.name).observe(info.duration_ms / 1000)

@@ -23,6 +23,26 @@ NO_ASYNC_CONFIG = AsyncConfig()
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """The function's LoggingConfig (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html):
+    Text or JSON lines, the levels a JSON function's own and the platform's lines are filtered at,
+    and the log group they go to ("" = /aws/lambda/<name>)."""
+    format: str = "Text"
+    application_level: str = ""   # TRACE..FATAL (JSON only)
+    system_level: str = ""        # DEBUG | INFO | WARN (JSON only)
+    group: str = ""
+
+    @staticmethod
+    def from_api(c: dict | None) -> "LogSettings":
+        c = c or {}
+        return LogSettings(c.get("LogFormat") or "Text", c.get("ApplicationLogLevel") or "",
+                           c.get("SystemLogLevel") or "", c.get("LogGroup") or "")
+
+
+TEXT_LOGS = LogSettings()
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One version of a function as the Lambda control plane describes it (refreshed in the
     background): $LATEST, or a published version (frozen code and configuration)."""
@@ -42,6 +62,11 @@ class FunctionConfig:
     throttle: str = "queue"       # at the cap: "queue" (wait in the function's SQS queue) or "aws" (429 at once)
     events: AsyncConfig = field(default=NO_ASYNC_CONFIG, compare=False)   # how its Event calls end
     snap_start: bool = False      # SnapStart ApplyOn=PublishedVersions, and this is a published version
+    logging: LogSettings = TEXT_LOGS
+
+    @property
+    def log_group(self) -> str:
+        return self.logging.group or f"/aws/lambda/{self.name}"
 
     @functools.cached_property
     def fingerprint(self) -> tuple:
@@ -49,7 +74,7 @@ class FunctionConfig:
         version and fingerprint, so a changed handler, environment, memory, timeout, runtime or
         code reaches the next call through a new container (the old ones drain)."""
         return (self.version, self.code_sha, self.handler, self.runtime, self.timeout_s, self.memory_mb,
-                tuple(sorted(self.env.items())), self.layers, self.snap_start)
+                tuple(sorted(self.env.items())), self.layers, self.snap_start, self.logging)
 
     @property
     def version_arn(self) -> str:

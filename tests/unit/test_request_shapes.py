@@ -50,7 +50,7 @@ def test_usage_records_and_log_lines_are_valid_requests(tmp_path, stubbed):
     logs_stub.add_response("put_log_events", {}, {"logGroupName": ANY, "logStreamName": ANY, "logEvents": ANY})
     rec = Recorder(ddb, logs, tmp_path / "usage.log", FakeClock(), batch_s=0.0)
     try:
-        rec.log("RuntimeAlpha", "[$LATEST]RuntimeAlpha-0001-08134f", ["START", "a line", "END", "REPORT"])
+        rec.log("/aws/lambda/RuntimeAlpha", "[$LATEST]RuntimeAlpha-0001-08134f", ["START", "a line", "END", "REPORT"])
         written = threading.Event()
         rec.usage(dict(RECORD), written)
         assert written.wait(10), rec.health()
@@ -117,7 +117,7 @@ def test_log_lines_wait_for_their_own_longer_batch_and_drain_flushes_them(tmp_pa
     ddb_stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": ANY})
     logs = _CountingLogs()
     rec = Recorder(ddb, logs, tmp_path / "usage.log", SystemClock(), batch_s=0.01, logs_batch_s=30.0)
-    rec.log("RuntimeAlpha", "[$LATEST]c1", ["START", "END", "REPORT"])
+    rec.log("/aws/lambda/RuntimeAlpha", "[$LATEST]c1", ["START", "END", "REPORT"])
     written = threading.Event()
     rec.usage(dict(RECORD), written)
     assert written.wait(10)              # the usage record went out on its own short batch ...

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import ResourceNotFound, ServiceUnavailable
-from chalicelib.model import NO_ASYNC_CONFIG, Alias, AsyncConfig, Cors, FunctionConfig, FunctionUrl
+from chalicelib.model import NO_ASYNC_CONFIG, Alias, AsyncConfig, Cors, FunctionConfig, FunctionUrl, LogSettings
 from chalicelib.model import EventSourceMapping as Mapping
 
 log = logging.getLogger("mk1.functions")
@@ -212,7 +212,8 @@ class FunctionRegistry:
                               version=version, layers=tuple(x.get("Arn", "") for x in f.get("Layers") or ()),
                               generation=generation, throttle=throttle, events=events,
                               snap_start=version != "$LATEST" and
-                              (f.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions")
+                              (f.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions",
+                              logging=LogSettings.from_api(f.get("LoggingConfig")))
 
     # -- the call path: memory only --
     def get(self, name: str) -> FunctionConfig:

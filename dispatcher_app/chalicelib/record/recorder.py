@@ -72,11 +72,13 @@ class Recorder:
                 self._promised -= 1   # drain() looks again within 50 ms
             self._cond.notify()
 
-    def log(self, function: str, stream: str, lines: list[str], ts: float | None = None) -> None:
+    def log(self, group: str, stream: str, lines: list[str], ts: float | None = None) -> None:
+        """Lines to a log group: the function's (FunctionConfig.log_group: its LoggingConfig's, else
+        /aws/lambda/<name>), made on first use."""
         ts_ms = int((ts if ts is not None else self.clock.time()) * 1000)
         with self._cond:
             for line in lines:
-                self._events.append((names.log_group(function), stream, ts_ms, line))
+                self._events.append((group, stream, ts_ms, line))
             self._cond.notify()
 
     # -- the writer --

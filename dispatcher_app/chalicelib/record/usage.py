@@ -18,7 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from infra import names
 
-from chalicelib.model import ExecInfo, FunctionConfig, Outcome
+from chalicelib.model import TEXT_LOGS, ExecInfo, FunctionConfig, LogSettings, Outcome
 
 _ser, _deser = TypeSerializer(), TypeDeserializer()
 
@@ -32,16 +32,46 @@ class Execution:
     memory_size_mb: int
     function_logs: list[str]
     version: str = "$LATEST"
+    logging: LogSettings = TEXT_LOGS
 
     @functools.cached_property
     def log_lines(self) -> list[str]:
-        """START, the function's lines, END, REPORT: made when first asked for, since REPORT
+        """START, the function's lines, END, REPORT (JSON mode: platform.start, platform.runtimeDone,
+        platform.report, filtered at the system log level): made when first asked for, since REPORT
         reads the container's peak memory (after the answer, unless the answer carries them)."""
         info = self.info
-        start, end, report = report_lines(self.request_id, info.duration_ms,
-                                          billed_ms(info.duration_ms, info.init_ms), self.memory_size_mb,
+        billed = billed_ms(info.duration_ms, info.init_ms)
+        if self.logging.format == "JSON":
+            start, done, report = json_platform_lines(self, billed)
+            level = SYSTEM_LEVELS.get(self.logging.system_level or "INFO", 1)
+            return [*([start] if level <= 1 else []), *self.function_logs, *([done] if level <= 0 else []),
+                    *([report] if level <= 1 else [])]
+        start, end, report = report_lines(self.request_id, info.duration_ms, billed, self.memory_size_mb,
                                           info.memory_mb(), info.init_ms, self.version, info.restored)
         return [start, *self.function_logs, end, report]
+
+
+SYSTEM_LEVELS = {"DEBUG": 0, "INFO": 1, "WARN": 2}   # platform.start and .report are INFO, runtimeDone DEBUG
+
+
+def json_platform_lines(run: "Execution", billed: int) -> tuple[str, str, str]:
+    """The platform's lines of one invocation in JSON mode, in AWS's telemetry shapes
+    (https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html)."""
+    info, rid = run.info, run.request_id
+    status = {"success": "success", "timeout": "timeout"}.get(run.outcome.status, "error")
+    metrics = {"durationMs": round(info.duration_ms, 3), "billedDurationMs": billed,
+               "memorySizeMB": run.memory_size_mb, "maxMemoryUsedMB": int(info.memory_mb() or 0)}
+    if info.init_ms is not None and info.restored:
+        metrics["restoreDurationMs"] = round(info.init_ms, 3)
+        metrics["billedRestoreDurationMs"] = math.ceil(info.init_ms)
+    elif info.init_ms is not None:
+        metrics["initDurationMs"] = round(info.init_ms, 3)
+    failed = {"errorType": run.outcome.error_type} if status != "success" and run.outcome.error_type else {}
+    line = lambda kind, ts, record: json.dumps({"time": iso(ts), "type": kind, "record": record})  # noqa: E731
+    return (line("platform.start", info.started_at, {"requestId": rid, "version": run.version}),
+            line("platform.runtimeDone", info.ended_at, {"requestId": rid, "status": status, **failed,
+                                                         "metrics": {"durationMs": round(info.duration_ms, 3)}}),
+            line("platform.report", info.ended_at, {"requestId": rid, "metrics": metrics, "status": status, **failed}))
 
 
 def usage_record(request_id: str, user: str, config: FunctionConfig, itype: str, *, accepted: float,

@@ -263,3 +263,51 @@ def alive(pid: int) -> bool:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return False
+
+
+# A custom runtime that streams: ten chunks 100 ms apart (a function URL's answer with its prelude).
+STREAMING_BOOTSTRAP = r'''#!/usr/bin/env python3
+import base64, http.client, json, os, time
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+conn = http.client.HTTPConnection(host, int(port))
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse()
+    event = json.loads(r.read() or b"{}")
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    url = "rawPath" in event
+    conn.putrequest("POST", f"/2018-06-01/runtime/invocation/{rid}/response")
+    conn.putheader("Lambda-Runtime-Function-Response-Mode", "streaming")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.putheader("Trailer", "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body")
+    conn.putheader("Content-Type", "application/vnd.awslambda.http-integration-response" if url else "text/plain")
+    conn.endheaders()
+    def send(data):
+        conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+    if url:
+        send(json.dumps({"statusCode": 207, "headers": {"Content-Type": "text/plain", "X-Streamed": "yes"},
+                         "cookies": ["s=1"]}).encode() + b"\0" * 8)
+    for i in range(int(event.get("chunks", 10))):
+        send(f"chunk {i} {time.time():.3f}\n".encode())
+        time.sleep(0.1)
+    if event.get("fail"):
+        body = base64.b64encode(json.dumps({"errorType": "Oops", "errorMessage": "half way"}).encode())
+        conn.send(b"0\r\nLambda-Runtime-Function-Error-Type: Oops\r\nLambda-Runtime-Function-Error-Body: " + body + b"\r\n\r\n")
+    else:
+        conn.send(b"0\r\n\r\n")
+    conn.getresponse().read()
+'''
+
+
+def deploy_streamer(system, name: str) -> None:
+    """A custom-runtime function that streams its answer (STREAMING_BOOTSTRAP)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        z.writestr(info, STREAMING_BOOTSTRAP)
+    role = system.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
+    system.aws("lambda").create_function(FunctionName=name, Runtime="provided.al2023", Handler="none",
+                                         Role=role, Code={"ZipFile": buf.getvalue()}, Timeout=30)

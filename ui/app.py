@@ -152,3 +152,38 @@ else:
             views.usage_over_time(records)
         with tab_bill:
             views.billing(rep)
+
+# -- function URLs ---------------------------------------------------------------------------
+st.subheader("Function URLs")
+if not up:
+    st.info("Start the dispatcher to call function URLs.")
+else:
+    urls = data.function_urls(status)
+    if not urls:
+        st.caption("No function URL yet: `awslocal lambda create-function-url-config --function-name NAME "
+                   "--auth-type NONE` makes one (docs/FUNCTIONS.md).")
+    else:
+        labels = [f"{u['function']}{':' + u['qualifier'] if u['qualifier'] else ''} · {u['auth_type']} · "
+                  f"{u['invoke_mode']}" for u in urls]
+        pick = st.selectbox("URL", range(len(urls)), format_func=lambda i: labels[i], key="url_pick")
+        chosen = urls[pick]
+        st.caption(f"{chosen['url']}" + (f" · signed as **{user}**" if chosen["auth_type"] == "AWS_IAM" else ""))
+        c_method, c_path = st.columns([1, 3])
+        method = c_method.selectbox("Method", ["GET", "POST", "PUT", "DELETE"], key="url_method")
+        path = c_path.text_input("Path and query", "/", key="url_path")
+        body = st.text_area("Body", "", key="url_body", height=68)
+        if st.button("Call URL", key="url_call"):
+            try:
+                code, headers, chunks = data.call_url(chosen["url"], method, path, body,
+                                                      user if chosen["auth_type"] == "AWS_IAM" else None)
+            except Exception as e:  # noqa: BLE001 - shown as a message, never a traceback
+                st.error(f"The URL did not answer: {e}", icon=":material/link_off:")
+            else:
+                streamed = headers.get("transfer-encoding", "").lower() == "chunked"
+                st.markdown(f"**HTTP {code}** · {headers.get('content-type', '')}"
+                            + (" · streamed: shown as it arrives" if streamed else ""))
+                with st.container(key="url_answer"):
+                    shown, text = st.empty(), ""
+                    for piece in chunks:   # redrawn at each chunk: the answer as it arrives
+                        text += piece.decode("utf-8", "replace")
+                        shown.code(text, language=None, wrap_lines=True)

@@ -317,3 +317,48 @@ def max_concurrent_by_runtime(spans: list[dict]) -> dict[str, int]:
     for s in spans:
         calls.setdefault(s["runtime"], {})[s["request_id"]] = (s["call_start"], s["call_end"])
     return {rt: max_concurrent(calls[rt].values()) for rt in RUNTIMES if rt in calls}
+
+
+# -- function URLs -----------------------------------------------------------------------------
+
+def function_urls(status: dict | None) -> list[dict]:
+    """The function URLs the dispatcher serves (from /mk1/status)."""
+    return list((status or {}).get("function_urls") or [])
+
+
+def call_url(url: str, method: str, path: str, body: str, user: str | None,
+             timeout: float = 60) -> tuple[int, dict, Iterator[bytes]]:
+    """One call of a function URL: (status, headers, its body as it arrives). An AWS_IAM URL is
+    signed with `user`'s key (SigV4, service lambda); chunks of a streamed answer come as sent."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    target = url.rstrip("/") + "/" + path.lstrip("/")
+    parts = urlsplit(target)
+    headers = {"Host": parts.netloc}
+    data = body.encode() if body and method not in ("GET", "HEAD") else b""
+    if data:
+        headers["Content-Type"] = "application/json"
+    if user:
+        akid, secret = load_profile(user)
+        req = AWSRequest(method=method, url=target, data=data, headers=headers)
+        SigV4Auth(Credentials(akid, secret), "lambda", settings_mod.load().region).add_auth(req)
+        headers = dict(req.headers.items())
+    # *.localhost names the loopback: connect there, send the URL's own host name
+    conn = http.client.HTTPConnection("127.0.0.1", parts.port or 80, timeout=timeout)
+    conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=data or None,
+                 headers=headers)
+    resp = conn.getresponse()
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while True:
+                piece = resp.read1(65536)
+                if not piece:
+                    return
+                yield piece
+        finally:
+            conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, chunks()

@@ -80,6 +80,7 @@ class Queries:
                 "keepalive_ms": s.MK1_KEEPALIVE_MS, "aws_endpoint": s.aws_endpoint,
                 "functions": self.describe_functions(), "recorder": p.recorder.health(),
                 "mappings": p.mappings.describe(),
+                "function_urls": p.registry.describe_urls(),
                 "queues": self.queue_depths()}
 
     def queue_depths(self) -> dict:

@@ -281,3 +281,62 @@ def test_narrow_window(browser, ui_url):
         shot(p, "ui-narrow.png")
     finally:
         ctx.close()
+
+
+def _open_url(mk1, name: str, **kw) -> str:
+    lam = mk1.aws("lambda")
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE", **kw)["FunctionUrl"]
+    lam.add_permission(FunctionName=name, StatementId="public", Action="lambda:InvokeFunctionUrl", Principal="*",
+                       FunctionUrlAuthType="NONE")
+    return url
+
+
+def test_chromium_reaches_a_public_function_url(browser, mk1):
+    """A function URL (AuthType NONE) in the browser's address bar, as on AWS
+    (https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", "def handler(event, context):\n"
+                             "    return {'statusCode': 200, 'headers': {'Content-Type': 'text/html'},\n"
+                             "            'body': '<h1>hello from ' + event['rawPath'] + '</h1>'}\n")
+    role = mk1.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
+    mk1.aws("lambda").create_function(FunctionName="webpage", Runtime="python3.11", Handler="app.handler",
+                                      Role=role, Code={"ZipFile": buf.getvalue()})
+    url = _open_url(mk1, "webpage")
+    ctx = browser.new_context()
+    p = ctx.new_page()
+    p.set_default_timeout(TIMEOUT_MS)
+    try:
+        for _ in range(50):   # the permission reaches the dispatcher within a control-plane read
+            resp = p.goto(url + "from/chromium")
+            if resp is not None and resp.status == 200:
+                break
+            p.wait_for_timeout(200)
+        assert resp is not None and resp.status == 200
+        assert p.locator("h1").inner_text() == "hello from /from/chromium"
+    finally:
+        ctx.close()
+
+
+def test_the_ui_shows_a_streamed_url_answer_as_it_arrives(page, mk1, ui_url):
+    from helpers import deploy_streamer, wait_until
+    deploy_streamer(mk1, "uistream")
+    url = _open_url(mk1, "uistream", InvokeMode="RESPONSE_STREAM")
+    wait_until(lambda: any(u["url"] == url and u["public"] for u in mk1.status().get("function_urls", [])),
+               timeout=15, what="the URL in the dispatcher's status")
+    open_app(page, ui_url)
+    page.get_by_text("Function URLs", exact=True).scroll_into_view_if_needed()
+    before = runs(page)
+    page.get_by_role("button", name="Call URL").click()
+    answer = page.locator(".st-key-url_answer")
+    # Part of the answer on the page while the function is still writing the rest.
+    answer.get_by_text(re.compile(r"chunk 1 ")).wait_for(timeout=15_000)
+    early = answer.inner_text()
+    assert "chunk 9" not in early, early
+    settle(page, before)
+    text = answer.inner_text()
+    assert all(f"chunk {i} " in text for i in range(10)), text
+    assert "HTTP 207" in main_text(page) and "streamed" in main_text(page)
+    shot(page, "ui_function_url_stream.png")

@@ -186,6 +186,11 @@ class FunctionRegistry:
             raise ResourceNotFound(f"no function URL {url_id}")
         return found
 
+    def describe_urls(self) -> list[dict]:
+        return [{"function": u.function, "qualifier": u.qualifier, "url": u.url, "auth_type": u.auth_type,
+                 "invoke_mode": u.invoke_mode, "public": u.public}
+                for u in sorted(self._urls_by_id.values(), key=lambda u: (u.function, u.qualifier or ""))]
+
     def _aliases(self, name: str) -> dict[str, Alias]:
         out = {}
         try:

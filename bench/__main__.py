@@ -21,15 +21,15 @@ from . import figures, harness as h, report
 from .venv import RayPeer, ensure
 
 OUT = h.ROOT / ".mk1" / "bench"
-ALL = {1, 2, 3, 4, 5, 6, 7, 8}
+ALL = {1, 2, 3, 4, 5, 6, 7, 8, 9}
 
 SIZES = {
     #            fig1 reps x calls, fig2 reps x calls, fig3 process/docker calls, fig4 burst, fig5 points
     #            fig6 (cluster mode): overhead reps x calls, calls at the cap
     "full": {"f1": (5, 200), "f2": (3, 600), "f3": (12, 6), "f4": 1000,
-             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}, "f6": (3, 200, 600), "f7": 6000, "f8": 30},
+             "f5": {1: 100, 3: 150, 10: 300, 30: 600, 100: 1000}, "f6": (3, 200, 600), "f7": 6000, "f8": 30, "f9": 500},
     "quick": {"f1": (3, 100), "f2": (2, 150), "f3": (4, 2), "f4": 200, "f5": {1: 30, 10: 120, 30: 150},
-              "f6": (2, 60, 150), "f7": 3000, "f8": 10},
+              "f6": (2, 60, 150), "f7": 3000, "f8": 10, "f9": 200},
     "selftest": {"f1": (1, 20)},
 }
 
@@ -273,6 +273,18 @@ def main(argv: list[str] | None = None) -> int:
         results["not_measured"]["8-docker"] = (
             "no restore on the docker backend (the engine has no checkpoint/restore): a SnapStart version "
             "starts there with a full init, so figure 3's Docker cold start is its cost")
+
+    # -- figure 9: Lambda's HTTP side: streamed first byte, function URL overhead
+    if 9 in only:
+        n = size["f9"]
+        log(f"figure 9: response streaming and function URLs ({n} warm URL calls)")
+        try:
+            with h.running_system("hs", **DEFAULTS, MK1_BACKEND="process") as s:
+                from .http_side import http_side
+                results["figures"]["9"] = guarded("9", lambda: http_side(s, n, log=log))
+        except Exception as e:
+            results["not_measured"]["9"] = f"failed: {e}"
+            failures += 1
 
     results["seconds"] = round(time.monotonic() - t_start, 1)
     results["figures"] = {k: v for k, v in results["figures"].items() if v}

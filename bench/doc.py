@@ -406,6 +406,18 @@ Docker: no restore (the engine has no checkpoint/restore), figure 3's Docker col
 |---|---|---|---|---|---|
 {rows8}
 """)
+    if F.get("9"):
+        st, fu = F["9"]["streaming"], F["9"]["function_url"]
+        parts.append(f"""## 9. Lambda's HTTP side: streamed answers and function URLs
+
+A custom-runtime function writes 10 chunks 100 ms apart. Through InvokeWithResponseStream (boto3)
+its first chunk arrives after {st['stream_first_byte_ms']['median']} ms (the whole stream
+{st['stream_last_byte_ms']['median']} ms); through Invoke the caller waits {st['buffered_answer_ms']['median']} ms
+for the buffered answer. A no-op function's URL (AuthType NONE, http.client, keep-alive) answers in
+{fu['url_ms']['median']} ms median (p99 {fu['url_ms']['p99']}), beside Invoke of the same function as
+signed HTTP from the same client, {fu['invoke_signed_http_ms']['median']} ms, and through boto3,
+{fu['invoke_boto3_ms']['median']} ms (interleaved calls, same run).
+""")
     prof = [_profile(r.get("profile"), "Warm call, one client (figure 1's path)"),
             _profile(F.get("2", {}).get("profile"), "At the cap, 30 clients (figure 2)"),
             _profile(F.get("4", {}).get("profile"), "Queue at depth (figure 4's burst)")]
@@ -486,5 +498,8 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
 - **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
   process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on
   how long `load()` takes; without SnapStart the same call pays an interpreter and `load()`.
+- **Figure 9** compares a streamed answer's first byte with the same function's buffered answer
+  (the point of streaming: the caller starts reading ~1 s sooner here), and a function URL's warm
+  call with Invoke of the same function from the same HTTP client (the URL needs no signature).
 """)
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"

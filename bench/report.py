@@ -210,6 +210,20 @@ def rows(results: dict) -> list[list[str]]:
                             digits=1))
     elif "8" in nm:
         out.append(["8", "SnapStart", nm["8"], "", "", "", "", "", "", ""])
+    f9 = F.get("9")
+    if f9:
+        st, fu = f9["streaming"], f9["function_url"]
+        out.append(_row("9", "streamed answer (10 chunks, 100 ms apart): first byte, ms (floor col: the same "
+                             "function's buffered answer)", st["stream_first_byte_ms"]["median"],
+                        st["stream_first_byte_ms"]["p99"], st["buffered_answer_ms"]["median"], "-", "-", "-",
+                        digits=1))
+        out.append(_row("9", "function URL, warm call, ms (floor col: Invoke as signed HTTP, same client)",
+                        fu["url_ms"]["median"], fu["url_ms"]["p99"], fu["invoke_signed_http_ms"]["median"], "-",
+                        "-", "-"))
+        out.append(_row("9", "  Invoke of the same function through boto3, ms", fu["invoke_boto3_ms"]["median"],
+                        fu["invoke_boto3_ms"]["p99"], None, "-", "-", "-"))
+    elif "9" in nm:
+        out.append(["9", "HTTP side", nm["9"], "", "", "", "", "", "", ""])
     return out
 
 

@@ -5,6 +5,7 @@ function's code is self-contained exactly as a Lambda deployment package is.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -27,6 +28,24 @@ def parse_prompt(event: object) -> str:
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidEvent(f'"prompt" is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}')
     return prompt
+
+
+def _from_url(event: object) -> bool:
+    """A function URL's payload format 2.0 event (https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html)."""
+    return isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event
+
+
+def _url_event(event: dict) -> object:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    if body.strip():
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise InvalidEvent('the request body must be JSON like {"prompt": "hi"}') from None
+    query = event.get("queryStringParameters") or {}
+    return {"prompt": query["prompt"]} if "prompt" in query else {}
 
 
 def seconds_from_env(name: str, default: float) -> float:
@@ -73,6 +92,8 @@ def lambda_handler(runtime: SimulatedRuntime):
     def handler(event, context):
         if isinstance(event, dict) and _from_sqs(event):
             return _each_message(runtime, event["Records"])
+        if _from_url(event):   # a function URL's request: the prompt in its JSON body or ?prompt=
+            event = _url_event(event)
         prompt = parse_prompt(event)
         started = time.monotonic()
         response = runtime.generate(prompt)

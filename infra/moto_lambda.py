@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 from urllib.parse import unquote
 
 CODE_PATH = "/_mk1/lambda-code/"
+STATE = None   # moto_state.StateJournal, when the control plane is kept (moto_server.main)
 _CODE_RE = re.compile(r"^/_mk1/lambda-code/(\d{12})/([a-z0-9-]+)/([^/]+)/([^/]+)$")
 _BASE_URL = {"value": "http://127.0.0.1:4566"}
 
@@ -102,7 +104,14 @@ def _wrap_server_app() -> bool:
         return True
 
     def make(*args, **kwargs):
-        return serve_code(serve_function_urls(original(*args, **kwargs)))
+        app = serve_code(serve_function_urls(original(*args, **kwargs)))
+        if STATE is not None:   # the control plane kept across restarts (moto_state.py)
+            sent, failed, took = STATE.replay(app)
+            if sent:
+                print(f"mk1: replayed {sent} control-plane changes in {took:.2f} s ({failed} refused)",
+                      file=sys.stderr, flush=True)
+            app = STATE.middleware(app)
+        return app
     make.mk1 = True
     moto_server.DomainDispatcherApplication = make
     return True
@@ -287,8 +296,8 @@ def _lambda_error(status: int, code: str, message: str, key: str = "Message", ty
 
 def _url_answer(method: str, path: str, query: dict, headers: dict, body: bytes):
     """(status, headers, JSON-able body | None) of a function URL config request."""
+    import hashlib
     import json
-    import secrets
     from urllib.parse import unquote as unq
     from moto.awslambda.models import lambda_backends
     m = _URL_PATH.match(path)
@@ -345,7 +354,8 @@ def _url_answer(method: str, path: str, query: dict, headers: dict, body: bytes)
                                  f"Failed to create function url config for [functionArn = {arn}]. "
                                  "Error message:  FunctionUrlConfig exists for this Lambda function")
         now = _now()
-        url_id = secrets.token_hex(16)
+        # Derived from the function (as AWS derives it from the account): the same after a replay.
+        url_id = hashlib.sha256(f"{account}:{region}:{name}:{qualifier or ''}".encode()).hexdigest()[:32]
         config = store[key] = {"FunctionUrl": function_url_base(url_id, region), "FunctionArn": arn,
                                "AuthType": spec["AuthType"], "CreationTime": now, "LastModifiedTime": now,
                                "UrlId": url_id, "Qualifier": qualifier}

@@ -271,8 +271,25 @@ def _base_url(argv: list[str]) -> str:
     return f"http://{host}:{port}"
 
 
+def _state_journal():
+    """MK1_HOME/aws-state.jsonl, unless MK1_AWS_PERSIST is off or no MK1_HOME is given (a test's
+    throwaway server)."""
+    import os
+    from pathlib import Path
+    if not os.environ.get("MK1_HOME"):
+        return None
+    from my_mk1_homework import settings
+    s = settings.load()
+    if not s.MK1_AWS_PERSIST:
+        return None
+    from infra import names
+    from infra.moto_state import StateJournal
+    return StateJournal(Path(s.home) / "aws-state.jsonl", f"/{names.CODE_BUCKET}/{names.PAYLOAD_PREFIX}")
+
+
 def main(argv: list[str] | None = None) -> None:
     moto_lambda.set_base_url(_base_url(sys.argv[1:] if argv is None else argv))
+    moto_lambda.STATE = _state_journal()
     applied = apply()
     skipped = [n for n, ok in applied.items() if not ok]
     if skipped:

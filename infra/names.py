@@ -14,6 +14,7 @@ RESULTS_TABLE = "mk1-async-results"
 RESULTS_TTL_ATTRIBUTE = "expires_at"   # DynamoDB TTL on the results table (cluster claims)
 LEASES_TABLE = "mk1-leases"
 CODE_BUCKET = "mk1-code"
+PAYLOAD_PREFIX = "calls/"   # queued calls' payloads over the message limit, in CODE_BUCKET
 
 
 def queue_name(function: str) -> str:

@@ -61,6 +61,9 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
             "other than the dispatcher's own Python (installed there on first use)."),
     Setting("MK1_INIT_BACKOFF_MS", 2_000, int,
             "After an init error, new cold starts of that code wait this long (doubling, max 60 s)."),
+    Setting("MK1_AWS_PERSIST", True, _bool,
+            "Keep the embedded AWS's control plane (functions, versions, aliases, URLs, IAM, keys, queues) "
+            "across its restarts: changes are journaled to MK1_HOME/aws-state.jsonl and replayed at start."),
     Setting("MK1_SNAPSTART_LATEST", False, _bool,
             "Restore $LATEST from a snapshot too (SnapStart, process backend): a function's init (load()) "
             "runs once per code version, not once per container. Off: only published versions with "

@@ -15,7 +15,7 @@ from infra import names
 log = logging.getLogger("mk1.payloads")
 
 INLINE_MAX = 160 * 1024
-PREFIX = "calls/"
+PREFIX = names.PAYLOAD_PREFIX
 
 
 def pack(s3, data: bytes, key: str) -> dict:

@@ -160,9 +160,13 @@ class System(Observed):
         return self
 
     def start_moto(self) -> None:
-        # MK1_DISPATCHER_PORT: the function URLs moto names point at this system's dispatcher
-        self.moto = subprocess.Popen(moto_command("127.0.0.1", self.aws_port),
-                                     env={**os.environ, "MK1_DISPATCHER_PORT": str(self.port)},
+        # MK1_DISPATCHER_PORT: the function URLs moto names point at this system's dispatcher.
+        # MK1_HOME only with MK1_AWS_PERSIST=1 (as `mk1 up` runs it): moto keeps its control plane
+        # in the home's journal; otherwise it comes back empty, as a LocalStack without persistence.
+        env = {**os.environ, "MK1_DISPATCHER_PORT": str(self.port)}
+        if self.env.get("MK1_AWS_PERSIST") == "1":
+            env.update(MK1_HOME=str(self.home), MK1_AWS_PERSIST="1")
+        self.moto = subprocess.Popen(moto_command("127.0.0.1", self.aws_port), env=env,
                                      stdout=(self.home / "moto.log").open("ab"), stderr=subprocess.STDOUT)
         wait_http(f"{self.aws_url}/moto-api/", 30, self.moto)
 

@@ -37,6 +37,7 @@ from chalicelib.record.destinations import Destinations
 from chalicelib.record.metrics import Metrics
 from chalicelib.record.recorder import Recorder
 from chalicelib.record.results import Results
+from chalicelib.admit.journal import CallJournal
 from chalicelib.invoke_url import FunctionUrls
 from chalicelib.triggers.sqs import SqsMappings
 
@@ -78,6 +79,9 @@ class Dispatcher:
             if settings.MK1_CLUSTER else None
         self.claims = Claims(writer_ddb, self.instance_id, self.clock) if self.leases else None
         self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
+        # Accepted Event calls on disk until they end (admit/journal.py); one process per MK1_HOME:
+        # cluster mode's dispatchers share their queues instead.
+        self.journal = None if settings.MK1_CLUSTER else CallJournal(settings.home / "accepted-calls.jsonl")
         self.invoker = Invoker(self)
         self.urls = FunctionUrls(self.invoker)
         self.mappings = SqsMappings(aws.json_client(settings, "sqs"), settings.region, self.invoker.run_triggered,
@@ -95,6 +99,7 @@ class Dispatcher:
             self.replies = Replies(self._queue_sqs, self.s3, self.instance_id, self._deliver_answer)
         for cfg in self.registry.all():
             self.admission(cfg.name)   # start each pump: picks up async calls queued before a restart
+        self.invoker.events.replay_open_calls()   # and those the AWS endpoint lost meanwhile
         for target, name in ((self._refresh_loop, "control-refresh"), (self._reap_loop, "reaper")):
             t = threading.Thread(target=target, daemon=True, name=name)
             t.start()
@@ -170,6 +175,8 @@ class Dispatcher:
         if self.replies:
             self.replies.close()
         self.recorder.drain()
+        if self.journal is not None:
+            self.journal.close()
 
     # -- per-function parts, made on first use --
     def pool(self, name: str) -> FunctionPool:

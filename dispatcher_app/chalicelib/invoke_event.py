@@ -44,8 +44,37 @@ class EventCalls:
             p.results.pending(request_id, config.name, identity.user)
         except (ClientError, BotoCoreError) as e:
             raise ServiceUnavailable(f"async calls need the AWS endpoint, which is not answering: {e}") from e
+        if p.journal is not None:   # on disk before the 202: it survives the AWS endpoint's restart
+            p.journal.accepted(body, payload)
         p.admission(config.name).enqueue_async(body)
         return Accepted(request_id)
+
+    def replay_open_calls(self) -> int:
+        """At start: the journal's calls that have not ended, sent again where their function's queue
+        lost them (it came back empty: the AWS endpoint restarted); elsewhere they are still queued."""
+        p = self.p
+        if p.journal is None:
+            return 0
+        by_function: dict[str, list] = {}
+        for call in p.journal.open_calls().values():
+            by_function.setdefault(call.body["function"], []).append(call)
+        sent = 0
+        for name, calls in by_function.items():
+            try:
+                admission = p.admission(name)
+                if sum(admission.queue.depth().values()) > 0:
+                    continue   # its queue still holds them
+                for call in sorted(calls, key=lambda c: float(c.body.get("accepted_at", 0))):
+                    body = {k: v for k, v in call.body.items() if k not in ("kind", "owner")}
+                    body["payload"] = payloads.pack(p.s3, call.payload, body["request_id"])
+                    p.results.pending(body["request_id"], name, body.get("user", "unknown"))
+                    admission.enqueue_async(body)
+                    sent += 1
+            except Exception as e:   # its function deleted, the endpoint not answering: next start
+                log.warning("%d accepted Event calls of %s could not be queued again: %s", len(calls), name, e)
+        if sent:
+            log.info("queued %d accepted Event calls again (their queues came back empty)", sent)
+        return sent
 
     def invoke_destination(self, arn: str, payload: bytes, user: str) -> None:
         """A Lambda destination: the function named by `arn` gets the record as an Event call, billed to
@@ -58,6 +87,13 @@ class EventCalls:
         """The pump handed a queued Event call a slot: run it (or expire it), record it, settle it."""
         name, request_id = body["function"], body["request_id"]
         admission = self.p.admission(name)
+        journal = self.p.journal
+        if journal is not None and journal.already_ran(request_id, int(body.get("attempt", 0))):
+            # A redelivery of an attempt that ran (its message outlived the run): not run twice.
+            slot.release()
+            log.info("async %s attempt %s ran already: dropping its redelivery", request_id, body.get("attempt", 0))
+            admission.queue.delete(receipt)
+            return
         try:
             config = self.p.registry.version(name, body.get("version"))
             if self.p.clock.time() - float(body.get("accepted_at", 0)) > config.events.max_age_s:
@@ -77,6 +113,8 @@ class EventCalls:
                     log.warning("async %s: usage record not yet written; leaving its message for redelivery",
                                 request_id)
                     return
+                if journal is not None:
+                    journal.ran(request_id, int(body.get("attempt", 0)))
             admission.queue.delete(receipt)
         except Exception:
             # The message stays in SQS and comes back after its visibility timeout: not lost.
@@ -89,17 +127,26 @@ class EventCalls:
         retries = p.s.MK1_ASYNC_RETRIES if config.events.max_retries is None else config.events.max_retries
         if run.outcome.is_error and attempt < retries:
             delay = (p.s.MK1_ASYNC_RETRY_BACKOFF_MS / 1000) * (2 ** attempt)
-            admission.enqueue_async({**body, "attempt": attempt + 1}, delay_s=max(1, round(delay)))
+            retry = {**body, "attempt": attempt + 1}
+            if p.journal is not None:
+                p.journal.accepted({k: v for k, v in retry.items() if k not in ("kind", "owner")}, self._event(body))
+            admission.enqueue_async(retry, delay_s=max(1, round(delay)))
             p.results.update(request_id, "retrying", run.outcome, attempt + 1)
         elif run.outcome.is_error:
             admission.queue.to_dlq({**body, "error": run.outcome.payload.decode("utf-8", "replace"),
                                     "attempts": attempt + 1})
             p.results.update(request_id, "failed", run.outcome, attempt + 1)
             self._outcome(body, config, "RetriesExhausted", attempt + 1, run.outcome)
+            self._ended(request_id)
         else:
             p.results.update(request_id, "succeeded", run.outcome, attempt + 1)
             self._outcome(body, config, "Success", attempt + 1, run.outcome)
             payloads.discard(p.s3, body["payload"])
+            self._ended(request_id)
+
+    def _ended(self, request_id: str) -> None:
+        if self.p.journal is not None:
+            self.p.journal.ended(request_id)
 
     def _expire(self, body: dict, config: FunctionConfig) -> None:
         """Past MaximumEventAgeInSeconds: not run; a record of it, and its failure destinations."""
@@ -111,6 +158,7 @@ class EventCalls:
                           "EventAgeExceeded")
         p.results.update(request_id, "expired", outcome, int(body.get("attempt", 0)))
         self._outcome(body, config, "EventAgeExceeded", int(body.get("attempt", 0)), None)
+        self._ended(request_id)
 
     def _outcome(self, body: dict, config: FunctionConfig, condition: str, attempts: int,
                  outcome: Outcome | None) -> None:

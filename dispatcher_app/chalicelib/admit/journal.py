@@ -1,0 +1,136 @@
+"""Accepted Event calls, kept on disk until they end: the write-ahead journal behind the queue.
+
+An Event call's message lives in the function's SQS queue, which is the queue of record while the
+AWS endpoint lives; the embedded one keeps its queues in memory, so its restart (a crash, `make
+down`, a machine restart) lost every accepted call still queued. Before the 202 goes out, the call
+is appended here (flushed and fsynced: ~0.15 ms); each attempt that ran is marked once its usage
+record is written, and the call's end (success, retries exhausted, expired) closes it.
+
+At start the dispatcher reads it: a call neither ended nor in its function's queue any more (the
+queue came back empty) is sent again, at the attempt it had reached; a delivery of an attempt that
+already ran is dropped (at-least-once delivery, each attempt run once, by request id). The file is
+rewritten at start with only the calls still open.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("mk1.journal")
+
+ENDED_KEPT_S = 86_400   # an ended call's id is kept a day: a late redelivery of it is dropped
+
+
+@dataclass
+class OpenCall:
+    body: dict                    # its latest queue message (attempt, payload as accepted)
+    payload: bytes                # the call's payload itself (a spilled one lives in S3, which may be gone)
+    ran: set[int] = field(default_factory=set)   # attempts that ran and were recorded
+
+
+class CallJournal:
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._file = None
+        self._open: dict[str, OpenCall] = {}
+        self._ended: dict[str, float] = {}   # request id -> when it ended (epoch s)
+        self._load()
+
+    # -- reading at start --
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        for raw in self.path.read_bytes().splitlines():
+            try:
+                e = json.loads(raw)
+            except ValueError:
+                continue   # a torn last line after a crash
+            rid = e.get("id")
+            if "accepted" in e:
+                prior = self._open.get(rid)
+                self._open[rid] = OpenCall(e["accepted"], base64.b64decode(e.get("payload", "")),
+                                           prior.ran if prior else set())
+            elif "ran" in e and rid in self._open:
+                self._open[rid].ran.add(int(e["ran"]))
+            elif "ended" in e:
+                self._open.pop(rid, None)
+                self._ended[rid] = float(e.get("at") or time.time())
+        cutoff = time.time() - ENDED_KEPT_S
+        self._ended = {rid: at for rid, at in self._ended.items() if at >= cutoff}
+        self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the file with the open calls only (atomically: a crash leaves the old or the new)."""
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            for rid, call in self._open.items():
+                f.write(self._line({"id": rid, "accepted": call.body,
+                                    "payload": base64.b64encode(call.payload).decode()}))
+                for attempt in sorted(call.ran):
+                    f.write(self._line({"id": rid, "ran": attempt}))
+            for rid, at in self._ended.items():
+                f.write(self._line({"id": rid, "ended": True, "at": at}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def open_calls(self) -> dict[str, OpenCall]:
+        with self._lock:
+            return dict(self._open)
+
+    # -- writing --
+    @staticmethod
+    def _line(entry: dict) -> bytes:
+        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+
+    def _append(self, entry: dict, sync: bool) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        self._file.write(self._line(entry))
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+
+    def accepted(self, body: dict, payload: bytes) -> None:
+        """Before the 202 (and before each retry is queued: its attempt number)."""
+        with self._lock:
+            prior = self._open.get(body["request_id"])
+            self._open[body["request_id"]] = OpenCall(body, payload, prior.ran if prior else set())
+            self._append({"id": body["request_id"], "accepted": body,
+                          "payload": base64.b64encode(payload).decode()}, sync=True)
+
+    def ran(self, request_id: str, attempt: int) -> None:
+        """That attempt ran and its usage record is written: a redelivery of it is not run again."""
+        with self._lock:
+            call = self._open.get(request_id)
+            if call is not None:
+                call.ran.add(attempt)
+            self._append({"id": request_id, "ran": attempt}, sync=True)
+
+    def ended(self, request_id: str) -> None:
+        with self._lock:
+            self._open.pop(request_id, None)
+            now = time.time()
+            self._ended[request_id] = now
+            self._append({"id": request_id, "ended": True, "at": now}, sync=True)
+
+    def already_ran(self, request_id: str, attempt: int) -> bool:
+        with self._lock:
+            if request_id in self._ended:
+                return True
+            call = self._open.get(request_id)
+            return call is not None and attempt in call.ran
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -1,0 +1,44 @@
+"""The two journals behind durable state: accepted Event calls (admit/journal.py) and the embedded
+AWS's control-plane changes (infra/moto_state.py)."""
+from chalicelib.admit.journal import CallJournal
+from infra.moto_state import journaled
+
+
+def _body(rid: str, attempt: int = 0) -> dict:
+    return {"request_id": rid, "function": "f", "attempt": attempt, "accepted_at": 1.0, "payload": {"b64": ""}}
+
+
+def test_open_calls_survive_a_reload_and_ended_ones_do_not(tmp_path):
+    path = tmp_path / "calls.jsonl"
+    j = CallJournal(path)
+    j.accepted(_body("a"), b'{"x": 1}')
+    j.accepted(_body("b"), b"{}")
+    j.ran("a", 0)
+    j.accepted(_body("a", 1), b'{"x": 1}')     # a's retry queued
+    j.ended("b")
+    j.close()
+    with path.open("ab") as f:
+        f.write(b'{"id": "c", "accep')           # a torn line from a crash
+    again = CallJournal(path)
+    calls = again.open_calls()
+    assert set(calls) == {"a"} and calls["a"].body["attempt"] == 1 and calls["a"].payload == b'{"x": 1}'
+    assert again.already_ran("a", 0) and not again.already_ran("a", 1)
+    assert again.already_ran("b", 0)             # ended: a late redelivery is dropped
+    assert "accep\n" not in path.read_text()     # compacted at load
+
+
+def test_only_control_plane_changes_are_journaled():
+    h = {"content-type": "application/x-amz-json-1.0"}
+    assert journaled("POST", "/2015-03-31/functions", "", {}, b"{}", "")
+    assert journaled("PUT", "/2017-10-31/functions/f/concurrency", "", {}, b"{}", "")
+    assert not journaled("GET", "/2015-03-31/functions/", "", {}, b"", "")
+    assert not journaled("POST", "/2015-03-31/functions/f/invocations", "", {}, b"{}", "")
+    assert not journaled("POST", "/", "", {**h, "x-amz-target": "AmazonSQS.SendMessageBatch"}, b"{}", "")
+    assert not journaled("POST", "/", "", {**h, "x-amz-target": "DynamoDB_20120810.PutItem"}, b"{}", "")
+    assert journaled("POST", "/", "", {**h, "x-amz-target": "DynamoDB_20120810.CreateTable"}, b"{}", "")
+    assert journaled("POST", "/", "", {**h, "x-amz-target": "secretsmanager.PutSecretValue"}, b"{}", "")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    assert journaled("POST", "/", "", form, b"Action=PutUserPolicy&UserName=u", "")
+    assert not journaled("POST", "/", "", form, b"Action=ListUsers", "")
+    assert not journaled("PUT", "/mk1-code/calls/r1", "", {}, b"x", "/mk1-code/calls/")
+    assert journaled("PUT", "/mk1-code/functions/f.zip", "", {}, b"x", "/mk1-code/calls/")

@@ -47,8 +47,14 @@ def fetch_status() -> dict | None:
 
 # -- the controls ---------------------------------------------------------------------------
 st.subheader("Invoke")
-user = st.selectbox("User", data.USERS, key="user",
-                    help="user1 may invoke RuntimeAlpha, user2 RuntimeBeta, admin both.")
+if data.beyond_loopback(st.get_option("server.address")):
+    # Served to other machines: nobody picks a user from this machine's key file; callers bring theirs.
+    c_key, c_secret = st.columns(2)
+    user = data.KeyUser(c_key.text_input("Access key id", key="akid"),
+                        c_secret.text_input("Secret access key", type="password", key="secret"))
+else:
+    user = st.selectbox("User", data.USERS, key="user",
+                        help="user1 may invoke RuntimeAlpha, user2 RuntimeBeta, admin both.")
 col_a, col_b = st.columns(2)
 with col_a:
     n_alpha = st.number_input("RuntimeAlpha invocations", min_value=0, max_value=data.MAX_CALLS, value=2,
@@ -130,7 +136,10 @@ st.subheader("Usage and billing")
 if not up:
     st.info("Start the dispatcher to see usage records and the billing report.")
 else:
-    if user == "admin":
+    if isinstance(user, data.KeyUser):
+        who = "all users"   # the dispatcher answers each key its own user's records (admin's: all)
+        st.caption("Usage of the key's user (admin's key: everyone's).")
+    elif user == "admin":
         who = st.selectbox("Records of user", ["all users", *data.USERS], key="usage_user_admin")
     else:
         who = st.selectbox("Records of user", [user], key=f"usage_user_{user}", disabled=True,

@@ -122,7 +122,34 @@ def describe_error(e: BaseException, user: str, runtime: str, url: str) -> tuple
     return ERROR, f"{type(e).__name__}: {e}"
 
 
+class KeyUser(str):
+    """A caller known by the keys typed into the page (a UI bound beyond loopback asks for them
+    instead of offering the profiles in .mk1/credentials); its text is what the page calls it."""
+    akid: str
+    secret: str
+
+    def __new__(cls, akid: str, secret: str) -> "KeyUser":
+        self = super().__new__(cls, f"key {akid[:8]}…" if akid else "no key")
+        self.akid, self.secret = akid, secret
+        return self
+
+
+def keys_of(user: str) -> tuple[str, str]:
+    """(access key id, secret key): typed in (KeyUser), or the user's profile in .mk1/credentials."""
+    if isinstance(user, KeyUser):
+        return user.akid, user.secret
+    return load_profile(user)
+
+
+def beyond_loopback(address: str | None) -> bool:
+    """Is the UI served to other machines (a bind address that is not 127.x, ::1 or localhost)?"""
+    a = (address or "").strip()
+    return bool(a) and not (a.startswith("127.") or a in ("::1", "localhost"))
+
+
 def _client(runtime: str, user: str, url: str) -> Function:
+    if isinstance(user, KeyUser):
+        return Function(runtime, "admin", endpoint=url, access_key_id=user.akid, secret_access_key=user.secret)
     return Function(runtime, user, endpoint=url)
 
 
@@ -188,7 +215,7 @@ def summary(answers: Iterable[Answer]) -> dict[str, int]:
 def _signed(user: str, path: str, query: dict | None, url: str | None) -> dict:
     s = settings_mod.load()
     url = url or s.dispatcher_url
-    akid, secret = load_profile(user)
+    akid, secret = keys_of(user)
     try:
         code, body = signed_get(url, path, Credentials(akid, secret), s.region,
                                 {k: v for k, v in (query or {}).items() if v}, timeout=10)
@@ -342,7 +369,7 @@ def call_url(url: str, method: str, path: str, body: str, user: str | None,
     if data:
         headers["Content-Type"] = "application/json"
     if user:
-        akid, secret = load_profile(user)
+        akid, secret = keys_of(user)
         req = AWSRequest(method=method, url=target, data=data, headers=headers)
         SigV4Auth(Credentials(akid, secret), "lambda", settings_mod.load().region).add_auth(req)
         headers = dict(req.headers.items())

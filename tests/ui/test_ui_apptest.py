@@ -153,3 +153,26 @@ def test_throttled_is_a_warning(up):
     warning = texts(at.warning)
     assert "RuntimeBeta is throttled" in warning and "429" in warning and "2 calls" in warning
     assert not at.error, texts(at.error)
+
+
+def test_served_beyond_loopback_it_asks_for_the_callers_keys(up, system):
+    """No drop-down of this machine's profiles when other machines can reach the page: the caller's
+    own keys, and the dispatcher decides what they may do (docs/SECURITY.md's actor table)."""
+    from streamlit import config
+    before = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")   # an option only: no server is started here
+    try:
+        at = app()
+        assert not [s for s in at.selectbox if s.key == "user"]
+        akid, secret = system.keys("user1")
+        at.text_input(key="akid").input(akid)
+        at.text_input(key="secret").input(secret)
+        at.number_input(key="n_alpha").set_value(1)
+        at.number_input(key="n_beta").set_value(1)
+        at.button(key="invoke").click().run()
+        assert not at.exception, at.exception
+        table = answers(at)
+        by_runtime = dict(zip(table["runtime"], table["status"]))
+        assert by_runtime["RuntimeAlpha"] == "ok" and by_runtime["RuntimeBeta"] != "ok", by_runtime
+    finally:
+        config.set_option("server.address", before)

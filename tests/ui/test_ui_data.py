@@ -78,3 +78,12 @@ def test_timeline_falls_back_to_client_timestamps():
 def test_iso_round_trip():
     t = 1_800_000_000.123
     assert data.iso(t).endswith(".123Z") and abs(data.epoch(data.iso(t)) - t) < 1e-3
+
+
+def test_a_ui_beyond_loopback_asks_for_keys_instead_of_a_profile():
+    from ui import data
+    assert not data.beyond_loopback("127.0.0.1") and not data.beyond_loopback("localhost")
+    assert not data.beyond_loopback("::1") and not data.beyond_loopback("")
+    assert data.beyond_loopback("0.0.0.0") and data.beyond_loopback("192.168.1.5")
+    typed = data.KeyUser("AKIAEXAMPLE123", "s3cret")
+    assert data.keys_of(typed) == ("AKIAEXAMPLE123", "s3cret") and "s3cret" not in str(typed)

@@ -269,7 +269,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-# A custom runtime that streams: ten chunks 100 ms apart (a function URL's answer with its prelude).
+# A custom runtime that streams: ten chunks 100 ms apart (a function URL's answer with its prelude;
+# "chunks" and "gap" in the event, or in a URL's query, change that).
 STREAMING_BOOTSTRAP = r'''#!/usr/bin/env python3
 import base64, http.client, json, os, time
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
@@ -280,6 +281,7 @@ while True:
     event = json.loads(r.read() or b"{}")
     rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
     url = "rawPath" in event
+    params = event.get("queryStringParameters") or {}
     conn.putrequest("POST", f"/2018-06-01/runtime/invocation/{rid}/response")
     conn.putheader("Lambda-Runtime-Function-Response-Mode", "streaming")
     conn.putheader("Transfer-Encoding", "chunked")
@@ -291,9 +293,9 @@ while True:
     if url:
         send(json.dumps({"statusCode": 207, "headers": {"Content-Type": "text/plain", "X-Streamed": "yes"},
                          "cookies": ["s=1"]}).encode() + b"\0" * 8)
-    for i in range(int(event.get("chunks", 10))):
+    for i in range(int(event.get("chunks") or params.get("chunks") or 10)):
         send(f"chunk {i} {time.time():.3f}\n".encode())
-        time.sleep(0.1)
+        time.sleep(float(event.get("gap") or params.get("gap") or 0.1))
     if event.get("fail"):
         body = base64.b64encode(json.dumps({"errorType": "Oops", "errorMessage": "half way"}).encode())
         conn.send(b"0\r\nLambda-Runtime-Function-Error-Type: Oops\r\nLambda-Runtime-Function-Error-Body: " + body + b"\r\n\r\n")

@@ -328,6 +328,7 @@ def test_the_ui_shows_a_streamed_url_answer_as_it_arrives(page, mk1, ui_url):
                timeout=15, what="the URL in the dispatcher's status")
     open_app(page, ui_url)
     page.get_by_text("Function URLs", exact=True).scroll_into_view_if_needed()
+    fill(page, "Path and query", "/?gap=0.4")   # 4 s in all: a loaded machine still sees it arrive in parts
     before = runs(page)
     page.get_by_role("button", name="Call URL").click()
     answer = page.locator(".st-key-url_answer")

@@ -15,7 +15,7 @@ CFG = FunctionConfig("F", "arn:aws:lambda:us-east-1:123456789012:function:F", "s
 
 def _calls(clock):
     seen = SimpleNamespace(delivered=[], unrun=[], executed=[], deleted=[], results=[], released=[])
-    parts = SimpleNamespace(
+    parts = SimpleNamespace(journal=None,
         clock=clock, s3=None,
         registry=SimpleNamespace(version=lambda name, v: CFG),
         admission=lambda name: SimpleNamespace(queue=SimpleNamespace(delete=seen.deleted.append)),

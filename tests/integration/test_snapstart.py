@@ -54,6 +54,7 @@ def restored():
     time.sleep(float(os.environ.get("RESTORE_S", "0")))
 
 def handler(event, context):
+    time.sleep(float(event.get("hold", 0)))   # calls that overlap need environments of their own
     return {"loaded_pid": LOADED_PID, "pid": os.getpid(), "init_token": INIT_TOKEN,
             "fresh": random.random(), "before": STATE["before"], "after": STATE["after"],
             "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
@@ -77,8 +78,8 @@ def _create(system, name: str, env: dict | None = None, snap: bool = True, runti
                         Code={"ZipFile": _zip()}, Environment={"Variables": env or {}}, Timeout=30, **kw)
 
 
-def _call(client, name: str) -> tuple[dict, str]:
-    r = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+def _call(client, name: str, hold: float = 0.0) -> tuple[dict, str]:
+    r = client.invoke(FunctionName=name, Payload=json.dumps({"hold": hold}).encode(), LogType="Tail")
     return json.loads(r["Payload"].read()), base64.b64decode(r["LogResult"]).decode()
 
 
@@ -98,7 +99,7 @@ def test_a_published_version_initialises_once_and_each_cold_start_restores(syste
 
     # Three environments of the version at once: each its own process, forked from one init.
     with cf.ThreadPoolExecutor(3) as pool:
-        runs = list(pool.map(lambda _: _call(admin, f"snappy:{version}"), range(3)))
+        runs = list(pool.map(lambda _: _call(admin, f"snappy:{version}", hold=0.8), range(3)))
     bodies = [b for b, _ in runs]
     assert len({b["pid"] for b in bodies}) == 3, bodies
     assert len({b["loaded_pid"] for b in bodies}) == 1 and bodies[0]["loaded_pid"] not in {b["pid"] for b in bodies}
@@ -163,7 +164,7 @@ def test_threads_left_by_init_refuse_the_snapshot_with_a_reason(system):
 def test_mk1_snapstart_latest_runs_a_builtin_functions_load_once_per_code_version(make_system):
     """MK1_SNAPSTART_LATEST (an mk1 setting, off by default): RuntimeAlpha's load() runs once, in the
     snapshot; three environments at once are three restores of it."""
-    s = make_system(MK1_SNAPSTART_LATEST="1", MK1_ALPHA_LOAD_SECONDS="1.0")
+    s = make_system(MK1_SNAPSTART_LATEST="1", MK1_ALPHA_LOAD_SECONDS="1.0", MK1_ALPHA_GENERATE_SECONDS="0.8")
     admin = s.lambda_client("admin")
     with cf.ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda _: admin.invoke(FunctionName="RuntimeAlpha", Payload=b'{"prompt": "x"}',

@@ -81,7 +81,8 @@ class Dispatcher:
         self.replies: Replies | None = None     # cluster mode: made at start (it creates a queue)
         # Accepted Event calls on disk until they end (admit/journal.py); one process per MK1_HOME:
         # cluster mode's dispatchers share their queues instead.
-        self.journal = None if settings.MK1_CLUSTER else CallJournal(settings.home / "accepted-calls.jsonl")
+        self.journal = None if settings.MK1_CLUSTER else CallJournal(settings.home / "accepted-calls.jsonl",
+                                                                     settings.usage_log)
         self.invoker = Invoker(self)
         self.urls = FunctionUrls(self.invoker)
         self.mappings = SqsMappings(aws.json_client(settings, "sqs"), settings.region, self.invoker.run_triggered,

@@ -66,6 +66,10 @@ class EventCalls:
                     continue   # its queue still holds them
                 for call in sorted(calls, key=lambda c: float(c.body.get("accepted_at", 0))):
                     body = {k: v for k, v in call.body.items() if k not in ("kind", "owner")}
+                    if int(body.get("attempt", 0)) in call.ran:
+                        # It ran and failed, and the dispatcher died before queueing its retry: the
+                        # next attempt (the run counts it against MaximumRetryAttempts as usual).
+                        body["attempt"] = int(body.get("attempt", 0)) + 1
                     body["payload"] = payloads.pack(p.s3, call.payload, body["request_id"])
                     p.results.pending(body["request_id"], name, body.get("user", "unknown"))
                     admission.enqueue_async(body)

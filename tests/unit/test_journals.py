@@ -1,5 +1,7 @@
 """The two journals behind durable state: accepted Event calls (admit/journal.py) and the embedded
 AWS's control-plane changes (infra/moto_state.py)."""
+import json
+
 from chalicelib.admit.journal import CallJournal
 from infra.moto_state import journaled
 
@@ -42,3 +44,20 @@ def test_only_control_plane_changes_are_journaled():
     assert not journaled("POST", "/", "", form, b"Action=ListUsers", "")
     assert not journaled("PUT", "/mk1-code/calls/r1", "", {}, b"x", "/mk1-code/calls/")
     assert journaled("PUT", "/mk1-code/functions/f.zip", "", {}, b"x", "/mk1-code/calls/")
+
+
+def test_a_run_recorded_in_the_usage_log_is_not_run_again(tmp_path):
+    """The dispatcher died after an attempt's usage record, before marking it: the record counts."""
+    path, usage = tmp_path / "calls.jsonl", tmp_path / "usage.log"
+    j = CallJournal(path, usage)
+    j.accepted(_body("ok"), b"{}")
+    j.accepted(_body("failed"), b"{}")
+    j.accepted(_body("waiting"), b"{}")
+    j.close()
+    usage.write_text("\n".join(json.dumps({"request_id": rid, "invocation_type": "Event", "attempt": 0,
+                                           "status": status})
+                               for rid, status in (("ok", "success"), ("failed", "function_error"))) + "\n")
+    again = CallJournal(path, usage)
+    assert set(again.open_calls()) == {"failed", "waiting"}     # "ok" ended with its success
+    assert again.already_ran("ok", 0) and again.already_ran("failed", 0)
+    assert not again.already_ran("failed", 1) and not again.already_ran("waiting", 0)

@@ -35,8 +35,9 @@ class OpenCall:
 
 
 class CallJournal:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, usage_log: Path | None = None):
         self.path = path
+        self.usage_log = usage_log   # attempts with a usage record there ran, marked or not
         self._lock = threading.Lock()
         self._file = None
         self._open: dict[str, OpenCall] = {}
@@ -64,7 +65,31 @@ class CallJournal:
                 self._ended[rid] = float(e.get("at") or time.time())
         cutoff = time.time() - ENDED_KEPT_S
         self._ended = {rid: at for rid, at in self._ended.items() if at >= cutoff}
+        self._recorded_runs()
         self._compact()
+
+    def _recorded_runs(self) -> None:
+        """An attempt whose usage record is in the usage log ran, even if the dispatcher died before
+        marking it here: it is not run again. One whose latest attempt ran and succeeded has ended."""
+        if not self._open or self.usage_log is None or not self.usage_log.exists():
+            return
+        outcome: dict[tuple[str, int], str] = {}
+        with self.usage_log.open("rb") as f:
+            for raw in f:
+                if b'"Event"' not in raw:
+                    continue
+                try:
+                    r = json.loads(raw)
+                except ValueError:
+                    continue
+                if r.get("request_id") in self._open and r.get("invocation_type") == "Event":
+                    outcome[(r["request_id"], int(r.get("attempt") or 0))] = r.get("status", "")
+        for (rid, attempt), status in outcome.items():
+            call = self._open[rid]
+            call.ran.add(attempt)
+            if status == "success" and attempt >= int(call.body.get("attempt", 0)):
+                self._open.pop(rid, None)
+                self._ended[rid] = time.time()
 
     def _compact(self) -> None:
         """Rewrite the file with the open calls only (atomically: a crash leaves the old or the new)."""

@@ -123,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             results["not_measured"][name] = f"failed: {type(e).__name__}: {e}"[:500]
             return None
 
+    def on_system(key: str, tag: str, env: dict, run) -> None:
+        """One figure on a system of its own (h.running_system); one that cannot start is a failure."""
+        nonlocal failures
+        try:
+            with h.running_system(tag, **env) as s:
+                results["figures"][key] = guarded(key, lambda: run(s))
+        except Exception as e:
+            results["not_measured"][key] = f"failed: {e}"
+            failures += 1
+
     def stop(p) -> None:
         if p.proc.poll() is None:
             results["peer"]["rss_mib_after"] = p.rss_mib()
@@ -238,38 +248,23 @@ def main(argv: list[str] | None = None) -> int:
     if 6 in only:
         reps, calls, tput = size["f6"]
         log(f"figure 6: cluster mode, 2 dispatchers ({reps} reps x {calls} warm calls, {tput} calls at the cap)")
-        try:
-            with h.running_system("cl", **SYSTEM_CLUSTER) as s:
-                from .cluster import cluster_mode
-                results["figures"]["6"] = guarded("6", lambda: cluster_mode(
-                    s, reps, calls, tput, results["figures"], log=log))
-        except Exception as e:
-            results["not_measured"]["6"] = f"failed: {e}"
-            failures += 1
+        from .cluster import cluster_mode
+        on_system("6", "cl", SYSTEM_CLUSTER, lambda s: cluster_mode(s, reps, calls, tput, results["figures"], log=log))
 
     # -- figure 7: an SQS event source mapping at the cap
     if 7 in only:
         n = size["f7"]
         log(f"figure 7: SQS event source mapping ({n} messages, batches of 100, 50 ms function, cap 3)")
-        try:
-            with h.running_system("m", **DEFAULTS, MK1_BACKEND="process") as s:
-                from .mappings import mapping_throughput
-                results["figures"]["7"] = guarded("7", lambda: mapping_throughput(s, n, log=log))
-        except Exception as e:
-            results["not_measured"]["7"] = f"failed: {e}"
-            failures += 1
+        from .mappings import mapping_throughput
+        on_system("7", "m", {**DEFAULTS, "MK1_BACKEND": "process"}, lambda s: mapping_throughput(s, n, log=log))
 
     # -- figure 8: SnapStart, a cold start by restore
     if 8 in only:
         n = size["f8"]
         log(f"figure 8: SnapStart cold starts ({n} restores per load, process backend)")
-        try:
-            with h.running_system("ss", **DEFAULTS, MK1_BACKEND="process", MK1_KEEPALIVE_MS="0") as s:
-                from .snapstart import snapstart
-                results["figures"]["8"] = guarded("8", lambda: snapstart(s, n, log=log))
-        except Exception as e:
-            results["not_measured"]["8"] = f"failed: {e}"
-            failures += 1
+        from .snapstart import snapstart
+        on_system("8", "ss", {**DEFAULTS, "MK1_BACKEND": "process", "MK1_KEEPALIVE_MS": "0"},
+                  lambda s: snapstart(s, n, log=log))
         results["not_measured"]["8-docker"] = (
             "no restore on the docker backend (the engine has no checkpoint/restore): a SnapStart version "
             "starts there with a full init, so figure 3's Docker cold start is its cost")
@@ -278,13 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     if 9 in only:
         n = size["f9"]
         log(f"figure 9: response streaming and function URLs ({n} warm URL calls)")
-        try:
-            with h.running_system("hs", **DEFAULTS, MK1_BACKEND="process") as s:
-                from .http_side import http_side
-                results["figures"]["9"] = guarded("9", lambda: http_side(s, n, log=log))
-        except Exception as e:
-            results["not_measured"]["9"] = f"failed: {e}"
-            failures += 1
+        from .http_side import http_side
+        on_system("9", "hs", {**DEFAULTS, "MK1_BACKEND": "process"}, lambda s: http_side(s, n, log=log))
 
     results["seconds"] = round(time.monotonic() - t_start, 1)
     results["figures"] = {k: v for k, v in results["figures"].items() if v}

@@ -80,6 +80,19 @@ def proc_status(pid: int) -> dict:
     return out
 
 
+def deploy_code(system: System, name: str, code: str, runtime: str = "python3.11", **config) -> None:
+    """A function whose zip holds `code` as app.py (handler app.handler), deployed with the Lambda API
+    as a user deploys one; `config`: CreateFunction's other members (Timeout, Environment, ...)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", code)
+    role = system.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
+    system.aws("lambda").create_function(FunctionName=name, Runtime=runtime, Role=role, Handler="app.handler",
+                                         Code={"ZipFile": buf.getvalue()}, **config)
+
+
 def boto3_lambda(system: System, pool: int = 16):
     akid, secret = system.keys(USER)
     return boto3_client(system.url, akid, secret, pool)

@@ -8,13 +8,11 @@ of the invocation that carries it, on an idle mapping (one message at a time).
 """
 from __future__ import annotations
 
-import io
 import json
 import statistics
 import time
-import zipfile
 
-from . import harness  # noqa: F401  (puts tests/ on sys.path)
+from . import harness   # (it also puts tests/ on sys.path)
 
 from helpers import wait_until  # noqa: E402  (tests/helpers.py: harness puts it on sys.path)
 
@@ -28,14 +26,8 @@ CAP, BATCH, FUNCTION_S = 3, 100, 0.05
 
 
 def _function(s, name: str) -> None:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", CODE)
-    role = s.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
-    lam = s.aws("lambda")
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="app.handler",
-                        Code={"ZipFile": buf.getvalue()}, Timeout=30)
-    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=CAP)
+    harness.deploy_code(s, name, CODE, Timeout=30)
+    s.aws("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=CAP)
 
 
 def _queue(s, name: str) -> tuple[str, str]:

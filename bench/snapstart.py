@@ -10,11 +10,9 @@ the same for 0.1 s and 5 s of load().
 """
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import time
-import zipfile
 
 from . import harness as h
 from .stats import ratio, summary
@@ -28,15 +26,9 @@ def handler(event, context):
 
 
 def _deploy(s, name: str, load_s: float) -> str:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", CODE)
-    role = s.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
-    lam = s.aws("lambda")
-    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
-                        Code={"ZipFile": buf.getvalue()}, Timeout=60, SnapStart={"ApplyOn": "PublishedVersions"},
-                        Environment={"Variables": {"LOAD_S": str(load_s)}})
-    return lam.publish_version(FunctionName=name)["Version"]
+    h.deploy_code(s, name, CODE, "python3.12", Timeout=60, SnapStart={"ApplyOn": "PublishedVersions"},
+                  Environment={"Variables": {"LOAD_S": str(load_s)}})
+    return s.aws("lambda").publish_version(FunctionName=name)["Version"]
 
 
 def _calls(client, target: str, n: int) -> list[dict]:

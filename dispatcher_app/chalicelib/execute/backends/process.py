@@ -46,11 +46,13 @@ def _limits(memory_mb: int) -> Callable[[], None]:
 class ProcessHandle:
     restored = False
 
-    def __init__(self, proc: subprocess.Popen, spec: ContainerSpec):
+    def __init__(self, proc: subprocess.Popen | None, spec: ContainerSpec, pid: int | None = None,
+                 output=None):
+        """A started process (proc), or one of another parent's (pid, and its output's read end)."""
         self.proc = proc
-        self.pid = proc.pid
-        self._output = proc.stdout
-        self.id = f"pid-{proc.pid}"
+        self.pid = proc.pid if proc is not None else pid
+        self._output = proc.stdout if proc is not None else output
+        self.id = f"pid-{self.pid}"
         self._spec = spec
         self._peak_mb: float | None = None
         self._status_fd: int | None = None     # /proc/<pid>/status, read with pread
@@ -124,17 +126,7 @@ class RestoredHandle(ProcessHandle):
                  runtime_listener: socket.socket):
         self.snapshot = snapshot
         self.runtime_listener = runtime_listener   # the container serves its Runtime API on it
-        self.proc = None   # type: ignore[assignment]
-        self.pid = pid
-        self._output = os.fdopen(output_fd, "rb")
-        self.id = f"pid-{pid}"
-        self._spec = spec
-        self._peak_mb = None
-        self._status_fd = None
-        self._exited = False
-        self._status_lock = threading.Lock()
-        self._reader = threading.Thread(target=self._pump_output, daemon=True, name=f"out-{spec.container_id}")
-        self._reader.start()
+        super().__init__(None, spec, pid, os.fdopen(output_fd, "rb"))
 
     def _wait(self) -> int:
         return self.snapshot.wait_exit(self.pid)

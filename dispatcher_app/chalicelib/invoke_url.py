@@ -140,8 +140,7 @@ def build_event(req: HttpRequest, url: FunctionUrl, host: str, request_id: str, 
     headers.setdefault("x-forwarded-proto", "http")
     headers.setdefault("x-forwarded-port", host.rsplit(":", 1)[1] if ":" in host else "80")
     headers.setdefault("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{request_id.replace('-', '')[:24]}")
-    raw_query = "&".join(f"{k}={v}" for k, vs in req.query.items() for v in vs) if req.query else \
-        headers.pop(":raw-query", "")
+    raw_query = "&".join(f"{k}={v}" for k, vs in req.query.items() for v in vs)
     cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
     params: dict[str, str] = {}
     for k, v in parse_qsl(raw_query, keep_blank_values=True):
@@ -192,7 +191,6 @@ def response_of(payload: bytes, request_id: str) -> UrlAnswer:
     try:
         result = json.loads(payload) if payload.strip() else None
     except ValueError:
-        result = None
         return UrlAnswer(200, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)],
                          payload, request_id)
     if isinstance(result, dict) and "statusCode" in result:

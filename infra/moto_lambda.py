@@ -143,34 +143,48 @@ def _event_invoke_config_replaced() -> bool:
     return True
 
 
-def _dead_letter_config_kept() -> bool:
-    """moto drops a function's DeadLetterConfig: kept here from create and update, and answered in the
-    function's configuration (GetFunction, ListFunctions), as AWS does."""
+def _kept_in_configuration(field: str, created, updated, answered) -> bool:
+    """A configuration field moto drops, kept on the function (as `mk1_<field>`) and answered in its
+    configuration: `created(spec)` and `updated(function, updates, kept)` give the kept value (or
+    raise AWS's error before moto changes anything), `answered(function, config, kept)` writes it
+    into GetFunction / ListFunctions. One wrapper of moto's three methods per field."""
     from moto.awslambda.models import LambdaFunction
 
-    if getattr(LambdaFunction.get_configuration, "mk1", False):
+    attr = f"mk1_{field}"
+    if getattr(LambdaFunction.get_configuration, attr, False):
         return True
     init, update, describe = LambdaFunction.__init__, LambdaFunction.update_configuration, \
         LambdaFunction.get_configuration
 
     def __init__(self, account_id, spec, region, version=1):
+        value = created(spec)
         init(self, account_id, spec, region, version)
-        self.mk1_dead_letter = spec.get("DeadLetterConfig") or None
+        setattr(self, attr, value)
 
     def update_configuration(self, config_updates):
-        if "DeadLetterConfig" in config_updates:
-            self.mk1_dead_letter = config_updates["DeadLetterConfig"] or None
+        setattr(self, attr, updated(self, config_updates, getattr(self, attr, None)))
         return update(self, config_updates)
 
     def get_configuration(self, on_create=False):
         config = describe(self, on_create)
-        if getattr(self, "mk1_dead_letter", None):
-            config["DeadLetterConfig"] = self.mk1_dead_letter
+        answered(self, config, getattr(self, attr, None))
         return config
-    get_configuration.mk1 = True
+    setattr(get_configuration, attr, True)
     LambdaFunction.__init__, LambdaFunction.update_configuration = __init__, update_configuration
     LambdaFunction.get_configuration = get_configuration
     return True
+
+
+def _dead_letter_config_kept() -> bool:
+    """moto drops a function's DeadLetterConfig: kept here from create and update, and answered in the
+    function's configuration (GetFunction, ListFunctions), as AWS does."""
+    def answered(fn, config, kept):
+        if kept:
+            config["DeadLetterConfig"] = kept
+    return _kept_in_configuration(
+        "dead_letter", lambda spec: spec.get("DeadLetterConfig") or None,
+        lambda fn, updates, kept: (updates["DeadLetterConfig"] or None) if "DeadLetterConfig" in updates else kept,
+        answered)
 
 
 def _mappings_do_not_invoke() -> bool:
@@ -211,12 +225,6 @@ def _snap_start_kept() -> bool:
     for a published version made with ApplyOn=PublishedVersions (its snapshot is what mk1's process
     backend restores), Off for $LATEST. A runtime without SnapStart is refused."""
     from moto.awslambda.exceptions import InvalidParameterValueException
-    from moto.awslambda.models import LambdaFunction
-
-    if getattr(LambdaFunction.get_configuration, "mk1_snap", False):
-        return True
-    init, update, describe = LambdaFunction.__init__, LambdaFunction.update_configuration, \
-        LambdaFunction.get_configuration
 
     def apply_on(config: dict | None, runtime: str | None) -> str:
         value = (config or {}).get("ApplyOn") or "None"
@@ -230,30 +238,20 @@ def _snap_start_kept() -> bool:
                 "Python 3.12 and later, and .NET 8 and later.")
         return value
 
-    def __init__(self, account_id, spec, region, version=1):
-        applied = apply_on(spec.get("SnapStart"), spec.get("Runtime"))
-        init(self, account_id, spec, region, version)
-        self.mk1_snap_start = applied
+    def updated(fn, updates, kept):
+        if "SnapStart" in updates:
+            return apply_on(updates["SnapStart"], updates.get("Runtime") or fn.run_time)
+        if updates.get("Runtime") and (kept or "None") != "None":
+            apply_on({"ApplyOn": kept}, updates["Runtime"])   # a new runtime must support it too
+        return kept
 
-    def update_configuration(self, config_updates):
-        if "SnapStart" in config_updates:
-            self.mk1_snap_start = apply_on(config_updates["SnapStart"],
-                                           config_updates.get("Runtime") or self.run_time)
-        elif config_updates.get("Runtime") and getattr(self, "mk1_snap_start", "None") != "None":
-            apply_on({"ApplyOn": self.mk1_snap_start}, config_updates["Runtime"])
-        return update(self, config_updates)
-
-    def get_configuration(self, on_create=False):
-        config = describe(self, on_create)
-        applied = getattr(self, "mk1_snap_start", "None")
-        published = str(self.version) != "$LATEST"
+    def answered(fn, config, kept):
+        applied = kept or "None"
+        published = str(fn.version) != "$LATEST"
         config["SnapStart"] = {"ApplyOn": applied,
                                "OptimizationStatus": "On" if applied == "PublishedVersions" and published else "Off"}
-        return config
-    get_configuration.mk1_snap = True
-    LambdaFunction.__init__, LambdaFunction.update_configuration = __init__, update_configuration
-    LambdaFunction.get_configuration = get_configuration
-    return True
+    return _kept_in_configuration("snap_start", lambda spec: apply_on(spec.get("SnapStart"), spec.get("Runtime")),
+                                  updated, answered)
 
 
 PATCHES = {"lambda-snap-start": _snap_start_kept, "lambda-mappings-as-data": _mappings_do_not_invoke,
@@ -486,33 +484,12 @@ def _logging_config(requested: dict | None, before: dict | None, name: str) -> d
 
 
 def _logging_config_kept() -> bool:
-    from moto.awslambda.models import LambdaFunction
-
-    if getattr(LambdaFunction.get_configuration, "mk1_logging", False):
-        return True
-    init, update, describe = LambdaFunction.__init__, LambdaFunction.update_configuration, \
-        LambdaFunction.get_configuration
-
-    def __init__(self, account_id, spec, region, version=1):
-        config = _logging_config(spec.get("LoggingConfig"), None, spec.get("FunctionName", ""))
-        init(self, account_id, spec, region, version)
-        self.mk1_logging = config
-
-    def update_configuration(self, config_updates):
-        if "LoggingConfig" in config_updates:
-            self.mk1_logging = _logging_config(config_updates["LoggingConfig"], getattr(self, "mk1_logging", None),
-                                               self.function_name)
-        return update(self, config_updates)
-
-    def get_configuration(self, on_create=False):
-        config = describe(self, on_create)
-        config["LoggingConfig"] = dict(getattr(self, "mk1_logging", None) or
-                                       _logging_config(None, None, self.function_name))
-        return config
-    get_configuration.mk1_logging = True
-    LambdaFunction.__init__, LambdaFunction.update_configuration = __init__, update_configuration
-    LambdaFunction.get_configuration = get_configuration
-    return True
+    def answered(fn, config, kept):
+        config["LoggingConfig"] = dict(kept or _logging_config(None, None, fn.function_name))
+    return _kept_in_configuration(
+        "logging", lambda spec: _logging_config(spec.get("LoggingConfig"), None, spec.get("FunctionName", "")),
+        lambda fn, updates, kept: _logging_config(updates["LoggingConfig"], kept, fn.function_name)
+        if "LoggingConfig" in updates else kept, answered)
 
 
 PATCHES["lambda-logging-config"] = _logging_config_kept

@@ -254,7 +254,35 @@ def _snap_start_kept() -> bool:
                                   updated, answered)
 
 
-PATCHES = {"lambda-snap-start": _snap_start_kept, "lambda-mappings-as-data": _mappings_do_not_invoke,
+def _copies_share_backends() -> bool:
+    """ListFunctions(FunctionVersion=ALL) deep-copies every function's $LATEST (moto's
+    LambdaStorage.all), and a moto LambdaFunction holds its region's CloudWatch Logs backend: each
+    copy copied every log group, stream and event of the region. The dispatcher lists functions that
+    way every second, so moto's CPU and memory grew with (functions x log events): 23 GB and the OOM
+    killer at the end of one full test run, 7.4 M LogEvent objects in 9.5 k copies of the backend.
+    A copy of a function now shares the service backends it points at, as the original does."""
+    import copy as copy_module
+
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.base_backend import BaseBackend
+
+    if getattr(LambdaFunction.__dict__.get("__deepcopy__"), "mk1", False):
+        return True
+    if "__deepcopy__" in LambdaFunction.__dict__:
+        return False   # moto has its own now
+
+    def __deepcopy__(self, memo):
+        new = LambdaFunction.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__getstate__().items():
+            new.__dict__[key] = value if isinstance(value, BaseBackend) else copy_module.deepcopy(value, memo)
+        return new
+    __deepcopy__.mk1 = True
+    LambdaFunction.__deepcopy__ = __deepcopy__
+    return True
+
+
+PATCHES = {"lambda-copies-share-backends": _copies_share_backends, "lambda-snap-start": _snap_start_kept, "lambda-mappings-as-data": _mappings_do_not_invoke,
            "lambda-dead-letter-config": _dead_letter_config_kept, "lambda-code-location": _local_code_location,
            "lambda-version-code": _versions_keep_their_code,
            "lambda-code-route": _wrap_server_app, "lambda-event-invoke-config": _event_invoke_config_replaced}

@@ -240,3 +240,30 @@ def test_an_app_error_is_a_500_that_closes_the_connection(unpatched):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_listing_every_version_does_not_copy_the_logs_backend():
+    """ListFunctions(FunctionVersion=ALL), which the dispatcher sends every second, deep-copies each
+    function (moto's LambdaStorage.all); unpatched, each copy copied the region's whole CloudWatch Logs
+    backend with every log event in it (a full test run: 7.4 M LogEvent objects, 23 GB, the OOM killer).
+    The listing is the same, and its cost no longer grows with the log events."""
+    import time
+    from moto.logs.models import logs_backends
+    assert moto_server.apply()["lambda-copies-share-backends"]
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name="us-east-1")
+        for i in range(5):
+            lam.create_function(FunctionName=f"f{i}", Runtime="python3.11", Role=role, Handler="h.h",
+                                Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
+        logs = logs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+        logs.create_log_group("/aws/lambda/f0", {})
+        logs.create_log_stream("/aws/lambda/f0", "s")
+        now = int(time.time() * 1000)
+        logs.put_log_events("/aws/lambda/f0", "s", [{"timestamp": now, "message": f"line {i}"} for i in range(10000)])
+        from moto.awslambda.models import lambda_backends
+        copies = list(lambda_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]._lambdas.all())
+        assert copies and all(c.logs_backend is logs for c in copies)
+        names = {f["FunctionName"] for f in lam.list_functions(FunctionVersion="ALL")["Functions"]}
+        assert names == {f"f{i}" for i in range(5)}

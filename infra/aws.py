@@ -8,10 +8,9 @@ from botocore.config import Config
 
 from my_mk1_homework.settings import Settings
 
+from . import operator
 from .json_client import JsonClient
 
-# Local endpoints (moto, LocalStack) accept any key; real AWS uses the default chain.
-_LOCAL_KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 
 def _is_local(url: str) -> bool:
@@ -19,8 +18,13 @@ def _is_local(url: str) -> bool:
 
 
 def session(settings: Settings) -> boto3.session.Session:
+    """mk1's components sign as the operator (infra/operator.py) on a local endpoint: the embedded
+    AWS answers no other key for them (infra/aws_gate.py), and LocalStack takes any key. Real AWS
+    (or MK1_AWS_USE_ENV_KEYS) uses the default credential chain."""
     if _is_local(settings.aws_endpoint) and not os.environ.get("MK1_AWS_USE_ENV_KEYS"):
-        return boto3.session.Session(region_name=settings.region, **_LOCAL_KEYS)
+        akid, secret = operator.ensure(settings.credentials_file, settings.region)
+        return boto3.session.Session(region_name=settings.region, aws_access_key_id=akid,
+                                     aws_secret_access_key=secret)
     return boto3.session.Session(region_name=settings.region)
 
 

@@ -4,9 +4,7 @@
 """
 from __future__ import annotations
 
-import configparser
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from my_mk1_homework.settings import Settings
 
-from . import aws, names, package
+from . import aws, names, operator, package
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 
@@ -103,17 +101,16 @@ class Provisioner:
             self.secrets.put_secret_value(SecretId=names.USERS_SECRET, SecretString=body)
 
     def write_credentials(self, keys: dict[str, dict[str, str]]) -> Path:
+        """The users' profiles, written beside whatever else the file holds (the operator's)."""
         path = self.s.credentials_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cfg = configparser.ConfigParser()
-        for akid, v in sorted(keys.items(), key=lambda kv: kv[1]["user"]):
-            cfg[v["user"]] = {"aws_access_key_id": akid, "aws_secret_access_key": v["secret"],
-                              "region": self.s.region}
-        # Created 0600 from the first byte: the secret never sits in a world-readable file.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            cfg.write(f)
-        os.chmod(path, 0o600)
+        with operator.locked(path):
+            cfg = operator.read(path)
+            for user in names.USERS:
+                cfg.remove_section(user)
+            for akid, v in sorted(keys.items(), key=lambda kv: kv[1]["user"]):
+                cfg[v["user"]] = {"aws_access_key_id": akid, "aws_secret_access_key": v["secret"],
+                                  "region": self.s.region}
+            operator.write(path, cfg)
         return path
 
     # -- queues, tables, log groups --

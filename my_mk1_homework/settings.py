@@ -64,6 +64,9 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
     Setting("MK1_AWS_PERSIST", True, _bool,
             "Keep the embedded AWS's control plane (functions, versions, aliases, URLs, IAM, keys, queues) "
             "across its restarts: changes are journaled to MK1_HOME/aws-state.jsonl and replayed at start."),
+    Setting("MK1_AWS_AUTH", True, _bool,
+            "The embedded AWS answers only SigV4-signed requests of a known identity (the users' IAM keys, "
+            "or the operator's: profile operator in MK1_HOME/credentials), and IAM decides what each may do."),
     Setting("MK1_SNAPSTART_LATEST", False, _bool,
             "Restore $LATEST from a snapshot too (SnapStart, process backend): a function's init (load()) "
             "runs once per code version, not once per container. Off: only published versions with "

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 CODE_PATH = "/_mk1/lambda-code/"
 STATE = None   # moto_state.StateJournal, when the control plane is kept (moto_server.main)
+GATE = None    # the credentials file, when requests must be signed (aws_gate.py; moto_server.main)
 _CODE_RE = re.compile(r"^/_mk1/lambda-code/(\d{12})/([a-z0-9-]+)/([^/]+)/([^/]+)$")
 _BASE_URL = {"value": "http://127.0.0.1:4566"}
 
@@ -32,7 +33,9 @@ def set_base_url(url: str) -> None:
 
 
 def code_url(account: str, region: str, name: str, version: str) -> str:
-    return f"{_BASE_URL['value']}{CODE_PATH}{account}/{region}/{name}/{version}"
+    """A presigned link, as AWS's Location is: valid 10 minutes, the only way past the gate to code."""
+    from infra.aws_gate import sign_code_link
+    return _BASE_URL["value"] + sign_code_link(f"{CODE_PATH}{account}/{region}/{name}/{version}")
 
 
 def _local_code_location() -> bool:
@@ -111,6 +114,10 @@ def _wrap_server_app() -> bool:
                 print(f"mk1: replayed {sent} control-plane changes in {took:.2f} s ({failed} refused)",
                       file=sys.stderr, flush=True)
             app = STATE.middleware(app)
+        if GATE is not None:   # outermost: a refused request reaches neither moto nor the journal
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from infra.aws_gate import Gate
+            app = Gate(app, GATE, DEFAULT_ACCOUNT_ID)
         return app
     make.mk1 = True
     moto_server.DomainDispatcherApplication = make

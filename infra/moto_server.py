@@ -287,9 +287,21 @@ def _state_journal():
     return StateJournal(Path(s.home) / "aws-state.jsonl", f"/{names.CODE_BUCKET}/{names.PAYLOAD_PREFIX}")
 
 
+def _gate():
+    """MK1_HOME/credentials (the operator's key is there), unless MK1_AWS_AUTH is off or no MK1_HOME
+    is given (a test's throwaway server)."""
+    import os
+    if not os.environ.get("MK1_HOME"):
+        return None
+    from my_mk1_homework import settings
+    s = settings.load()
+    return s.credentials_file if s.MK1_AWS_AUTH else None
+
+
 def main(argv: list[str] | None = None) -> None:
     moto_lambda.set_base_url(_base_url(sys.argv[1:] if argv is None else argv))
     moto_lambda.STATE = _state_journal()
+    moto_lambda.GATE = _gate()
     applied = apply()
     skipped = [n for n, ok in applied.items() if not ok]
     if skipped:

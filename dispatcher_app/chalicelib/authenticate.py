@@ -108,8 +108,13 @@ def canonical_query(params: dict[str, list[str]]) -> str:
 
 
 def verify(method: str, raw_path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes,
-           keys: KeyStore, now: datetime | None = None) -> Identity:
-    """`headers` with lower-case names. Raises an error of the tree, or returns who signed."""
+           keys: KeyStore, now: datetime | None = None, *, canonical_path: str | None = None,
+           streaming_payloads: bool = False) -> Identity:
+    """`headers` with lower-case names. Raises an error of the tree, or returns who signed.
+
+    `canonical_path`: the path as signed, where the service does not normalise it (S3 signs the path
+    as sent). `streaming_payloads`: accept an aws-chunked upload's STREAMING-* payload hash (its chunk
+    signatures are not checked here; the embedded AWS's S3 uploads only)."""
     auth = headers.get("authorization")
     if not auth:
         raise MissingAuthenticationToken("Missing Authentication Token: sign the request with SigV4 "
@@ -134,11 +139,11 @@ def verify(method: str, raw_path: str, query: dict[str, list[str]], headers: dic
         raise InvalidSignature(f"Signed header(s) missing from the request: {', '.join(missing)}.")
     canonical = "\n".join((
         method.upper(),
-        _canonical_path(raw_path),
+        _canonical_path(raw_path) if canonical_path is None else canonical_path,
         canonical_query(query),
         "".join(f"{h}:{' '.join(headers[h].split())}\n" for h in signed),
         m["signed"],
-        _payload_hash(headers, body)))
+        _payload_hash(headers, body, streaming_payloads)))
     string_to_sign = "\n".join(("AWS4-HMAC-SHA256", amz_date, f"{m['date']}/{m['region']}/{m['service']}/aws4_request",
                                 hashlib.sha256(canonical.encode()).hexdigest()))
     key = _signing_key(entry["secret"], m["date"], m["region"], m["service"])
@@ -171,14 +176,14 @@ def _canonical_path(raw_path: str) -> str:
     return quote(normalize_url_path(raw_path), safe="/~")
 
 
-def _payload_hash(headers: dict[str, str], body: bytes) -> str:
+def _payload_hash(headers: dict[str, str], body: bytes, streaming: bool = False) -> str:
     """The body's SHA-256, as the canonical request carries it. A client may send it as
     X-Amz-Content-SHA256; then it must be the body's (botocore's signer would take it on trust)."""
     actual = hashlib.sha256(body).hexdigest()
     claimed = headers.get("x-amz-content-sha256")
     if claimed is None:
         return actual
-    if claimed == UNSIGNED_PAYLOAD:
+    if claimed == UNSIGNED_PAYLOAD or (streaming and claimed.startswith("STREAMING-")):
         return claimed
     if not hmac.compare_digest(claimed.lower(), actual):
         raise InvalidSignature("The provided 'x-amz-content-sha256' header does not match what was computed.")

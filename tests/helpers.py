@@ -129,6 +129,12 @@ class Peer(Observed):
         stop_process(self.proc, sig)
 
 
+def operator_env(home: Path) -> dict[str, str]:
+    """The environment in which `aws`/`awslocal` sign as the operator of the mk1 whose home this is,
+    as the README has them: the credentials file and its operator profile."""
+    return {"AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"), "AWS_PROFILE": "operator"}
+
+
 class System(Observed):
     """moto + provisioning + one dispatcher process, each on its own free port."""
 
@@ -161,11 +167,12 @@ class System(Observed):
 
     def start_moto(self) -> None:
         # MK1_DISPATCHER_PORT: the function URLs moto names point at this system's dispatcher.
-        # MK1_HOME only with MK1_AWS_PERSIST=1 (as `mk1 up` runs it): moto keeps its control plane
+        # MK1_HOME: moto answers only keys signed by the operator in the home's credentials, or IAM users
+        # (as `mk1 up` runs it). MK1_AWS_PERSIST only when a test asks: then moto keeps its control plane
         # in the home's journal; otherwise it comes back empty, as a LocalStack without persistence.
-        env = {**os.environ, "MK1_DISPATCHER_PORT": str(self.port)}
-        if self.env.get("MK1_AWS_PERSIST") == "1":
-            env.update(MK1_HOME=str(self.home), MK1_AWS_PERSIST="1")
+        env = {**os.environ, "MK1_DISPATCHER_PORT": str(self.port), "MK1_HOME": str(self.home),
+               "MK1_AWS_AUTH": self.env.get("MK1_AWS_AUTH", "1"),
+               "MK1_AWS_PERSIST": "1" if self.env.get("MK1_AWS_PERSIST") == "1" else "0"}
         self.moto = subprocess.Popen(moto_command("127.0.0.1", self.aws_port), env=env,
                                      stdout=(self.home / "moto.log").open("ab"), stderr=subprocess.STDOUT)
         wait_http(f"{self.aws_url}/moto-api/", 30, self.moto)
@@ -207,9 +214,15 @@ class System(Observed):
                             config=Config(retries={"total_max_attempts": 1}, read_timeout=300,
                                           max_pool_connections=64, **cfg))
 
-    def aws(self, service: str):
+    def operator_keys(self) -> tuple[str, str]:   # see operator_env() for a CLI's environment
+        from infra import operator
+        return operator.ensure(self.home / "credentials")
+
+    def aws(self, service: str, user: str | None = None):
+        """A client of the embedded AWS, signed as the operator (or as `user`)."""
+        akid, secret = self.keys(user) if user else self.operator_keys()
         return boto3.client(service, endpoint_url=self.aws_url, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
+                            aws_access_key_id=akid, aws_secret_access_key=secret)
 
     def function(self, name: str, user: str, **kw):
         from my_mk1_homework import Function

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers import wait_until
+from helpers import operator_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -45,7 +45,7 @@ def _zip(code: str, tag: str = "v1") -> bytes:
 
 def _aws_cli(system, *args: str) -> dict:
     """The real aws CLI (v1, from the venv) against the embedded AWS."""
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+    env = {**operator_env(system.home), "AWS_DEFAULT_REGION": "us-east-1",
            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(system.home)}
     out = subprocess.run([str(Path(sys.executable).parent / "aws"), "--endpoint-url", system.aws_url, *args],
                          env=env, capture_output=True, text=True, timeout=60, cwd=system.home)

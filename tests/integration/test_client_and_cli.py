@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import operator_env, wait_until
 from my_mk1_homework import ConnectionError, Function, NotFound, PermissionDenied, Throttled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +124,7 @@ def test_real_aws_cli_invoke_with_generated_profiles(system, tmp_path):
 
 def test_awslocal_operator_commands(system):
     env = {**os.environ, "AWS_ENDPOINT_URL": system.aws_url, "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "DISABLE_DEPRECATION_NOTICE": "1",
+           **operator_env(system.home), "DISABLE_DEPRECATION_NOTICE": "1",
            "LOCALSTACK_HOST": f"127.0.0.1:{system.aws_port}"}
 
     def awslocal(*args):

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import FAST, alive, descendants, free_port, wait_until
+from helpers import FAST, alive, descendants, free_port, operator_env, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def test_up_provisions_serves_and_stops_everything(tmp_path):
     assert f"http://127.0.0.1:{env['MK1_DISPATCHER_PORT']}" in out and f":{env['MK1_UI_PORT']}" in out
     try:
         aws_env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{env['MK1_AWS_PORT']}",
-                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                   "AWS_DEFAULT_REGION": "us-east-1", **operator_env(Path(env["MK1_HOME"])),
                    "DISABLE_DEPRECATION_NOTICE": "1"}
 
         def awslocal(*args):

@@ -68,7 +68,8 @@ class Dispatcher:
                                  self.clock, settings.MK1_USAGE_BATCH_MS / 1000, self.metrics,
                                  logs_batch_s=settings.MK1_LOGS_BATCH_MS / 1000)
         self._queue_sqs = aws.json_client(settings, "sqs")
-        self.results = Results(self.ddb, self.s3)
+        self.results = Results(self.ddb, self.s3,
+                               None if settings.MK1_CLUSTER else settings.home / "async-results.jsonl")
         self.pools: dict[str, FunctionPool] = {}
         self.admissions: dict[str, Admission] = {}
         self._lock = threading.Lock()

@@ -1,7 +1,9 @@
 """Nothing accepted is lost when the embedded AWS and the dispatcher die together (SIGKILL) and come
 back as `make up` brings them back: the control plane (a user's function, its version, alias, URL and
 concurrency) is replayed from MK1_HOME/aws-state.jsonl, and every accepted Event call runs exactly
-once, queued again from MK1_HOME/accepted-calls.jsonl where its queue came back empty."""
+once, queued again from MK1_HOME/accepted-calls.jsonl where its queue came back empty; every
+settled call's result is still answered (MK1_HOME/async-results.jsonl)."""
+import base64
 import io
 import json
 import os
@@ -9,7 +11,10 @@ import signal
 import time
 import zipfile
 
+from botocore.credentials import Credentials
+
 from helpers import wait_until
+from my_mk1_homework.signed import signed_get
 
 CODE = '''
 import time
@@ -39,6 +44,7 @@ def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
     ids = [admin.invoke(FunctionName="durable:live", InvocationType="Event", Payload=json.dumps({"n": i}).encode())
            ["ResponseMetadata"]["RequestId"] for i in range(8)]
     time.sleep(0.5)   # one or two have run; the rest wait in the queue (cap 1, 0.3 s each)
+    settled = [rid for rid in ids if _result(s, rid).get("status") == "succeeded"]
 
     # Both die at once, hard, as in a crash; then come back as `make up` brings them back.
     for proc in (s.dispatcher, s.moto):
@@ -58,3 +64,13 @@ def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
     # Both journals did the work: moto replayed the control plane, the dispatcher re-queued the calls.
     assert "replayed" in (s.home / "moto.log").read_text(errors="replace")
     assert "accepted Event calls again" in s.log()
+    # Every call's result is there to fetch, those settled before the crash too (async-results.jsonl).
+    results = {rid: _result(s, rid) for rid in ids}
+    assert {r.get("status") for r in results.values()} == {"succeeded"}, results
+    assert [json.loads(base64.b64decode(results[rid]["payload"]))["n"] for rid in ids] == list(range(8))
+    assert settled, "no call had settled before the crash: the test shows only the journal's replay"
+
+
+def _result(s, request_id: str) -> dict:
+    status, body = signed_get(s.url, f"/mk1/invocations/{request_id}", Credentials(*s.keys("admin")), "us-east-1")
+    return body if status == 200 else {}

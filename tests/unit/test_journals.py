@@ -1,8 +1,9 @@
-"""The two journals behind durable state: accepted Event calls (admit/journal.py) and the embedded
-AWS's control-plane changes (infra/moto_state.py)."""
+"""The journals behind durable state: accepted Event calls (admit/journal.py), their settled
+results (record/results.py) and the embedded AWS's control-plane changes (infra/moto_state.py)."""
 import json
 
 from chalicelib.admit.journal import CallJournal
+from chalicelib.record.results import KEPT_S, ResultLog
 from infra.moto_state import journaled
 
 
@@ -61,3 +62,17 @@ def test_a_run_recorded_in_the_usage_log_is_not_run_again(tmp_path):
     assert set(again.open_calls()) == {"failed", "waiting"}     # "ok" ended with its success
     assert again.already_ran("ok", 0) and again.already_ran("failed", 0)
     assert not again.already_ran("failed", 1) and not again.already_ran("waiting", 0)
+
+
+def test_settled_results_come_back_the_last_per_call_within_a_day(tmp_path):
+    path, now = tmp_path / "results.jsonl", 1_000_000.0
+    log = ResultLog(path, clock=lambda: now)
+    log.append({"request_id": "old", "status": "succeeded", "updated_at": now - KEPT_S - 1})
+    log.append({"request_id": "a", "status": "failed", "updated_at": now - 10, "payload": "e30="})
+    log.append({"request_id": "a", "status": "succeeded", "updated_at": now - 5, "payload": "e30="})
+    log.append({"request_id": "b", "status": "expired", "updated_at": now - 1})
+    with path.open("ab") as f:
+        f.write(b'{"request_id": "c", "sta')      # a torn line from a crash
+    kept = ResultLog(path, clock=lambda: now).load()
+    assert {rid: r["status"] for rid, r in kept.items()} == {"a": "succeeded", "b": "expired"}
+    assert len(path.read_bytes().splitlines()) == 2    # compacted at load

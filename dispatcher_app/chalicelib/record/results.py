@@ -1,13 +1,19 @@
 """Results of async (Event) invocations, kept so a client can fetch them by request id.
 
 A DynamoDB item holds at most 400 KB: a larger answer goes to S3 (payloads.py) and the
-item keeps its key.
+item keeps its key. The embedded AWS keeps its tables in memory, so each settled result (succeeded,
+failed, expired) is also appended to MK1_HOME/async-results.jsonl and read back when the dispatcher
+starts: a result outlives a crash or restart of both the AWS endpoint and the dispatcher for a day.
 """
 from __future__ import annotations
 
 import base64
+import json
+import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 from infra import names
 
@@ -15,13 +21,69 @@ from chalicelib.admit import payloads
 from chalicelib.model import Outcome
 
 
-class Results:
-    """In memory for speed, in DynamoDB (mk1-async-results) so they outlive the dispatcher."""
+log = logging.getLogger("mk1.results")
 
-    def __init__(self, ddb, s3):
+KEPT_S = 86_400           # a settled result is answered for a day after it settled
+SETTLED = ("succeeded", "failed", "expired")
+
+
+class ResultLog:
+    """The settled results on disk, one JSON line each; read back (the last line per request id,
+    within KEPT_S) and rewritten with only those at start."""
+
+    def __init__(self, path: Path, clock=time.time):
+        self.path, self.clock = path, clock
+        self._lock = threading.Lock()
+        self._file = None
+
+    def load(self) -> dict[str, dict]:
+        kept: dict[str, dict] = {}
+        if not self.path.exists():
+            return kept
+        cutoff = self.clock() - KEPT_S
+        for raw in self.path.read_bytes().splitlines():
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                continue   # a torn last line after a crash
+            if isinstance(item, dict) and item.get("request_id") and float(item.get("updated_at") or 0) >= cutoff:
+                kept[item["request_id"]] = item
+        tmp = self.path.with_suffix(".tmp")   # compacted: a crash leaves the old file or the new one
+        with open(tmp, "wb") as f:
+            f.writelines(self._line(item) for item in kept.values())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        return kept
+
+    def append(self, item: dict) -> None:
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "ab")
+            self._file.write(self._line(item))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    @staticmethod
+    def _line(item: dict) -> bytes:
+        return (json.dumps(item, separators=(",", ":")) + "\n").encode()
+
+
+class Results:
+    """In memory for speed, in DynamoDB (mk1-async-results) so other dispatchers see them, and the
+    settled ones in a ResultLog so they outlive the AWS endpoint's restart too."""
+
+    def __init__(self, ddb, s3, log_path: Path | None = None):
         self.ddb, self.s3 = ddb, s3
         self._mem: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._log = ResultLog(log_path) if log_path else None
+        if self._log is not None:
+            try:
+                self._mem.update(self._log.load())
+            except OSError as e:   # the results of before are lost, the dispatcher still serves
+                log.warning("could not read %s: %s", log_path, e)
 
     def pending(self, request_id: str, function: str, user: str) -> None:
         self._put({"request_id": request_id, "function": function, "user": user, "status": "queued",
@@ -32,10 +94,16 @@ class Results:
         current.pop("payload", None)
         packed = payloads.pack(self.s3, outcome.payload, f"result-{request_id}")
         stored = {"payload": packed["b64"]} if "b64" in packed else {"payload_s3": packed["s3"]}
+        kept = {**current, "status": status, "attempts": attempts, "updated_at": time.time(),
+                "function_error": outcome.error_type if outcome.is_error else None,
+                "payload": base64.b64encode(outcome.payload).decode()}
         with self._lock:   # memory keeps the answer itself; the item may point to S3
-            self._mem[request_id] = {**current, "status": status, "attempts": attempts,
-                                     "function_error": outcome.error_type if outcome.is_error else None,
-                                     "payload": base64.b64encode(outcome.payload).decode()}
+            self._mem[request_id] = kept
+        if self._log is not None and status in SETTLED:
+            try:
+                self._log.append(kept)
+            except OSError as e:
+                log.warning("async result %s not written to %s: %s", request_id, self._log.path, e)
         self._put({**current, "status": status, "attempts": attempts, "updated_at": time.time(),
                    "function_error": outcome.error_type if outcome.is_error else None, **stored}, remember=False)
 

@@ -10,9 +10,11 @@ port opens. The data plane is not journaled: SQS messages, DynamoDB items and lo
 volume and have their own durable copies (the usage log, the accepted-calls journal: see
 docs/OPERATIONS.md), so the journal grows with control-plane changes only.
 
-Replayed requests make new ids where AWS makes random ones (an event source mapping's UUID, an
-access key that Secrets Manager then overwrites with the journaled one); names, versions and
-aliases come back as they were, and function URL ids are derived from the function (moto_lambda.py).
+Replayed requests make new ids where AWS makes random ones (an event source mapping's UUID), except
+IAM access keys: a CreateAccessKey is journaled with the key it answered, and its replay gives the
+new key that id and secret again, so every user's (and the README's) keys keep working across the
+restart. Names, versions and aliases come back as they were, and function URL ids are derived from
+the function (moto_lambda.py).
 """
 from __future__ import annotations
 
@@ -71,6 +73,28 @@ def journaled(method: str, path: str, query: str, headers: dict, body: bytes, pa
     return True
 
 
+_KEY_RE = re.compile(rb"<AccessKeyId>([^<]+)</AccessKeyId>.*?<SecretAccessKey>([^<]+)</SecretAccessKey>", re.S)
+
+
+def _access_key(answer: bytes) -> dict | None:
+    """The key a CreateAccessKey answer (IAM's query XML) made: {"id", "secret"}."""
+    m = _KEY_RE.search(answer or b"")
+    return {"id": m.group(1).decode(), "secret": m.group(2).decode()} if m else None
+
+
+def _give_back_key(made: dict | None, kept: dict) -> None:
+    """The key the replay just made (random) takes the id and secret it had before the restart."""
+    from moto.iam.models import iam_backends
+    if not made:
+        return
+    for _account, partitions in list(iam_backends.items()):
+        for backend in {id(b): b for b in partitions.values()}.values():
+            key = backend.access_keys.pop(made["id"], None)
+            if key is not None:
+                key.access_key_id, key.secret_access_key = kept["id"], kept["secret"]
+                backend.access_keys[kept["id"]] = key
+
+
 class StateJournal:
     def __init__(self, path: Path, payload_prefix: str = ""):
         self.path = path
@@ -79,10 +103,13 @@ class StateJournal:
         self._file = None
         self.replaying = False
 
-    def record(self, method: str, path: str, query: str, headers: dict, body: bytes) -> None:
+    def record(self, method: str, path: str, query: str, headers: dict, body: bytes, answer: bytes = b"") -> None:
         entry = {"m": method, "p": path, "q": query,
                  "h": {k: v for k, v in headers.items() if k in _KEEP_HEADERS},
                  "b": base64.b64encode(body).decode() if body else ""}
+        key = _access_key(answer) if _action(method, path, query, headers, body) == "CreateAccessKey" else None
+        if key:
+            entry["key"] = key
         line = (json.dumps(entry) + "\n").encode()
         with self._lock:
             if self._file is None:
@@ -122,8 +149,9 @@ class StateJournal:
                     environ["HTTP_" + k.upper().replace("-", "_")] = v
                 status: list[str] = []
                 try:
-                    for _ in app(environ, lambda s, h, exc=None: status.append(s)):
-                        pass
+                    answer = b"".join(app(environ, lambda s, h, exc=None: status.append(s)))
+                    if e.get("key"):
+                        _give_back_key(_access_key(answer), e["key"])
                 except Exception as exc:   # one bad entry must not keep moto down
                     log.warning("replaying %s %s failed: %s", e["m"], e["p"], exc)
                     failed += 1
@@ -157,6 +185,6 @@ class StateJournal:
                 return start_response(status, response_headers, exc_info)
             result = list(app(environ, capture))   # the answer is made before it is journaled ...
             if seen and seen[0][:1] == "2":
-                self.record(method, path, query, headers, body)   # ... and leaves only after
+                self.record(method, path, query, headers, body, b"".join(result))   # ... and leaves only after
             return result
         return wsgi

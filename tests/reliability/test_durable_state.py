@@ -46,6 +46,7 @@ def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
     time.sleep(0.5)   # one or two have run; the rest wait in the queue (cap 1, 0.3 s each)
     settled = [rid for rid in ids if _result(s, rid).get("status") == "succeeded"]
 
+    keys = {u: s.keys(u) for u in ("user1", "user2", "admin")}
     # Both die at once, hard, as in a crash; then come back as `make up` brings them back.
     for proc in (s.dispatcher, s.moto):
         os.kill(proc.pid, signal.SIGKILL)
@@ -54,6 +55,7 @@ def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
     s.provision()
     s.start_dispatcher()
 
+    assert {u: s.keys(u) for u in keys} == keys   # the users' keys came back as they were
     lam = s.aws("lambda")
     assert lam.get_alias(FunctionName="durable", Name="live")["FunctionVersion"] == version
     assert lam.get_function_url_config(FunctionName="durable")["FunctionUrl"] == url

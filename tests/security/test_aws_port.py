@@ -138,3 +138,17 @@ def test_the_operator_profile_administers_and_users_keys_still_invoke(system):
     finally:
         ops.put_function_concurrency(FunctionName="RuntimeAlpha", ReservedConcurrentExecutions=3)
     assert signed_invoke(system.url, system.keys("user1"), "RuntimeAlpha", b'{"prompt": "hi"}').status == 200
+
+
+def test_function_processes_carry_no_users_or_operators_keys(system):
+    """A function's environment has no key of mk1's: not the operator's (the dispatcher's own, to the
+    AWS port), not any user's. (On the process backend a function is a process of the same OS user and
+    could read .mk1/credentials itself: docs/SECURITY.md; the Docker backend mounts only its code.)"""
+    system.function("RuntimeAlpha", "admin").invoke({"prompt": "env"})
+    containers = system.status()["functions"]["RuntimeAlpha"]["containers"]
+    pids = [int(c["handle"][4:]) for c in containers if (c["handle"] or "").startswith("pid-")]
+    assert pids
+    secrets = [*system.operator_keys(), *(k for u in ("user1", "user2", "admin") for k in system.keys(u))]
+    for pid in pids:
+        env = open(f"/proc/{pid}/environ", "rb").read()
+        assert not [s for s in secrets if s.encode() in env], pid

@@ -121,10 +121,10 @@ def _ms(v) -> str:
 
 
 def _usage(args, s, path: str) -> dict:
-    akid, secret = load_profile(args.user)
+    akid, secret = load_profile(args.caller)
     from botocore.credentials import Credentials
     query = {k: v for k, v in (("function", args.function), ("since", args.since), ("until", args.until),
-                               ("user", getattr(args, "of_user", None))) if v}
+                               ("user", args.of_user)) if v}
     try:
         status, body = signed_get(s.dispatcher_url, path, Credentials(akid, secret), s.region, query)
     except OSError as e:
@@ -204,12 +204,44 @@ def cmd_logs(args, s) -> int:
 
 
 def cmd_deploy(args, s) -> int:
+    """Provision again; say per function whether its code changed and, if mk1 is running, wait until
+    the dispatcher serves the new code (the next call runs it)."""
+    from infra import aws
     from infra.provision import provision
+    lam = aws.client(s, "lambda")
+    before = {}
+    for fn in ("RuntimeAlpha", "RuntimeBeta"):
+        try:
+            before[fn] = lam.get_function_configuration(FunctionName=fn)["CodeSha256"]
+        except Exception:   # not deployed yet
+            before[fn] = None
     p = provision(s)
+    changed = {fn: sha for fn, sha in p.functions.items() if before.get(fn) != sha}
     for fn, sha in p.functions.items():
-        print(f"{fn}: code {sha}")
+        what = "new" if before.get(fn) is None else "changed" if fn in changed else "unchanged"
+        print(f"{fn}: code {what} ({sha[:12]}…)")
     print(f"credentials: {p.credentials_file}")
+    if changed:
+        _wait_live(s, changed)
     return 0
+
+
+def _wait_live(s, shas: dict[str, str], timeout: float = 15) -> None:
+    started = time.monotonic()
+    try:
+        while True:
+            live = _status_json(s)["functions"]
+            waiting = [fn for fn, sha in shas.items() if live.get(fn, {}).get("code_sha256") != sha]
+            if not waiting:
+                print(f"live: the dispatcher runs the new code of {', '.join(shas)} "
+                      f"({time.monotonic() - started:.1f} s)")
+                return
+            if time.monotonic() - started > timeout:
+                print(f"not live after {timeout:.0f} s: {', '.join(waiting)} (see `mk1 status`)", file=sys.stderr)
+                return
+            time.sleep(0.2)
+    except ConnectionError:
+        print("mk1 is not running: the new code is live when it starts")
 
 
 def cmd_up(args, s) -> int:
@@ -243,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     inv.set_defaults(func=cmd_invoke)
     us = sub.add_parser("usage", help="usage records and the billing report")
     us.add_argument("action", choices=["report", "export"])
-    us.add_argument("--user", default="admin", help="who asks (admin sees everyone's usage)")
-    us.add_argument("--of-user", help="only this user's records")
+    us.add_argument("--user", "--of-user", dest="of_user", help="only this user's records")
+    us.add_argument("--as", dest="caller", default="admin",
+                    help="the profile that asks (default admin, who sees everyone's; a user sees only their own)")
     us.add_argument("--function")
     us.add_argument("--since", help="ISO-8601 start (inclusive)")
     us.add_argument("--until", help="ISO-8601 end (exclusive)")

@@ -78,6 +78,10 @@ def test_cli_commands(system):
     assert r.returncode == 0 and "RuntimeAlpha" in r.stdout
     r = mk1(system, "usage", "report", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["rows"]
+    r = mk1(system, "usage", "report", "--json", "--user", "user1")   # admin asks, filtered to user1
+    assert r.returncode == 0 and {row["user"] for row in json.loads(r.stdout)["rows"]} == {"user1"}
+    r = mk1(system, "usage", "report", "--json", "--as", "user2")     # user2 asks: its own only
+    assert r.returncode == 0 and {row["user"] for row in json.loads(r.stdout)["rows"]} <= {"user2"}
     out = system.home / "export.csv"
     r = mk1(system, "usage", "export", "--format", "csv", "-o", str(out))
     assert r.returncode == 0 and out.read_text().startswith("accepted,attempt,backend,billed_ms")
@@ -149,3 +153,23 @@ def test_awslocal_operator_commands(system):
     assert awslocal("dynamodb", "scan", "--table-name", "mk1-usage")["Count"] >= 1
     assert awslocal("logs", "filter-log-events", "--log-group-name", "/aws/lambda/RuntimeAlpha")["events"]
     assert {"user1", "user2", "admin"} <= {u["UserName"] for u in awslocal("iam", "list-users")["Users"]}
+
+
+def test_deploy_says_what_changed_and_returns_once_it_is_live(system):
+    own = {k: v for k, v in system.env.items() if k.startswith("MK1_")}   # the system's function settings
+    r = mk1(system, "deploy", env=own)
+    assert r.returncode == 0 and "RuntimeAlpha: code unchanged" in r.stdout and "live:" not in r.stdout, r.stdout
+    # someone replaced RuntimeAlpha's code through the AWS API; deploy puts functions/ back, and says so
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("handler.py", "def handler(event, context):\n    return {'response': 'other code'}\n")
+    system.aws("lambda").update_function_code(FunctionName="RuntimeAlpha", ZipFile=buf.getvalue())
+    wait_until(lambda: system.function("RuntimeAlpha", "admin").invoke({"prompt": "x"}).payload,
+               lambda p: p == {"response": "other code"}, what="the replaced code to run")
+    r = mk1(system, "deploy", env=own)
+    assert r.returncode == 0 and "RuntimeAlpha: code changed" in r.stdout and "RuntimeBeta: code unchanged" in r.stdout
+    assert "live: the dispatcher runs the new code of RuntimeAlpha" in r.stdout, r.stdout + r.stderr
+    assert system.function("RuntimeAlpha", "admin").invoke({"prompt": "back again"}).payload["response"] == \
+        "[alpha] again back"

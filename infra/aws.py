@@ -8,7 +8,7 @@ from botocore.config import Config
 
 from my_mk1_homework.settings import Settings
 
-from . import operator
+from . import operator_key
 from .json_client import JsonClient
 
 
@@ -18,11 +18,11 @@ def _is_local(url: str) -> bool:
 
 
 def session(settings: Settings) -> boto3.session.Session:
-    """mk1's components sign as the operator (infra/operator.py) on a local endpoint: the embedded
+    """mk1's components sign as the operator (infra/operator_key.py) on a local endpoint: the embedded
     AWS answers no other key for them (infra/aws_gate.py), and LocalStack takes any key. Real AWS
     (or MK1_AWS_USE_ENV_KEYS) uses the default credential chain."""
     if _is_local(settings.aws_endpoint) and not os.environ.get("MK1_AWS_USE_ENV_KEYS"):
-        akid, secret = operator.ensure(settings.credentials_file, settings.region)
+        akid, secret = operator_key.ensure(settings.credentials_file, settings.region)
         return boto3.session.Session(region_name=settings.region, aws_access_key_id=akid,
                                      aws_secret_access_key=secret)
     return boto3.session.Session(region_name=settings.region)

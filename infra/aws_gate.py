@@ -6,7 +6,7 @@ process could read the users' secret keys from Secrets Manager, grant itself a f
 usage records or replace function code. This WSGI layer, in front of everything moto serves:
 
 - **who**: the `Authorization` header's key id must be the operator's (profile `operator` in
-  MK1_HOME/credentials, infra/operator.py) or an active IAM access key of an IAM user in moto's
+  MK1_HOME/credentials, infra/operator_key.py) or an active IAM access key of an IAM user in moto's
   own IAM (read in this process: a key made a moment ago works at once, a deleted one stops); the
   signature is checked as the dispatcher checks its callers' (chalicelib/authenticate.py: the same
   canonical request, the same 15-minute window);
@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, unquote
 from chalicelib import authenticate, authorize
 from chalicelib.errors import IncompleteSignature, InvalidSignature, MissingAuthenticationToken, UnrecognizedClient
 
-from infra import operator
+from infra import operator_key
 
 log = logging.getLogger("mk1.gate")
 
@@ -79,11 +79,11 @@ class Identities:
 
     def __init__(self, credentials: Path, account: str):
         self.credentials, self.account = credentials, account
-        self.operator = operator.ensure(credentials)
+        self.operator = operator_key.ensure(credentials)
 
     def lookup(self, akid: str) -> dict | None:
         if akid == self.operator[0]:
-            return {"user": operator.PROFILE, "secret": self.operator[1]}
+            return {"user": operator_key.PROFILE, "secret": self.operator[1]}
         user = self._user_of(akid)
         return None if user is None else {"user": user[0], "secret": user[1]}
 
@@ -345,7 +345,7 @@ class Gate:
         form = _form(headers, query, service)
         try:
             who = self._authenticate(environ, method, query, headers, body, service)
-            if who != operator.PROFILE:
+            if who != operator_key.PROFILE:
                 self._authorize(who, service, method, path, query, headers, body)
         except Refusal as r:
             return _answer(start_response, r, form, service)

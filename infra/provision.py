@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from my_mk1_homework.settings import Settings
 
-from . import aws, names, operator, package
+from . import aws, names, operator_key, package
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 
@@ -103,14 +103,14 @@ class Provisioner:
     def write_credentials(self, keys: dict[str, dict[str, str]]) -> Path:
         """The users' profiles, written beside whatever else the file holds (the operator's)."""
         path = self.s.credentials_file
-        with operator.locked(path):
-            cfg = operator.read(path)
+        with operator_key.locked(path):
+            cfg = operator_key.read(path)
             for user in names.USERS:
                 cfg.remove_section(user)
             for akid, v in sorted(keys.items(), key=lambda kv: kv[1]["user"]):
                 cfg[v["user"]] = {"aws_access_key_id": akid, "aws_secret_access_key": v["secret"],
                                   "region": self.s.region}
-            operator.write(path, cfg)
+            operator_key.write(path, cfg)
         return path
 
     # -- queues, tables, log groups --

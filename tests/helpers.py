@@ -215,8 +215,8 @@ class System(Observed):
                                           max_pool_connections=64, **cfg))
 
     def operator_keys(self) -> tuple[str, str]:   # see operator_env() for a CLI's environment
-        from infra import operator
-        return operator.ensure(self.home / "credentials")
+        from infra import operator_key
+        return operator_key.ensure(self.home / "credentials")
 
     def aws(self, service: str, user: str | None = None):
         """A client of the embedded AWS, signed as the operator (or as `user`)."""

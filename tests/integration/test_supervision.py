@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 
 from helpers import FAST, alive, descendants, free_port, wait_until
-from infra import names, operator
+from infra import names, operator_key
 from infra.embedded import command as moto_command, port_is_free
 from my_mk1_homework import Function
 from my_mk1_homework.stack import Backoff
@@ -139,7 +139,7 @@ def test_a_killed_aws_endpoint_is_restarted_and_provisioned_again(tmp_path):
         up.said("AWS endpoint (moto) exited (signal 9); restarting in 0.5 s", "restored 1 usage records",
                 "AWS endpoint (moto) is back")
         assert up.pid("moto") != moto and not alive(moto)
-        akid, secret = operator.ensure(up.home / "credentials")
+        akid, secret = operator_key.ensure(up.home / "credentials")
         aws = {svc: boto3.client(svc, endpoint_url=f"http://127.0.0.1:{up.ports['aws']}", region_name="us-east-1",
                                  aws_access_key_id=akid, aws_secret_access_key=secret)
                for svc in ("lambda", "dynamodb")}

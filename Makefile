@@ -10,8 +10,8 @@ PYTEST_ARGS ?=
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade "pip>=23,<26.3"  # chalice 1.34 needs pip < 26.3
-	@echo "installing Python packages into $(VENV) ..."
-	@$(BIN)/python -m pip install -q -r requirements.txt
+	@echo "installing Python packages into $(VENV) (a first install takes about 2-3 minutes) ..."
+	@$(BIN)/python infra/install.py requirements.txt constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)

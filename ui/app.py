@@ -96,6 +96,7 @@ if clicked:
     else:
         prog, msgs, table, tl_box = batch_slots()
         views.progress(prog, 0, len(calls))
+        views.answers(table, [], len(calls), calls)   # a row per call from the start: waiting
         got: list[data.Answer] = []
         started, last_status = time.time(), 0.0
         for answer in data.run_batch(user, calls, url):
@@ -103,7 +104,7 @@ if clicked:
                 got.append(answer)
                 views.progress(prog, len(got), len(calls))
                 views.messages(msgs, got, user)
-                views.answers(table, got, len(calls))
+                views.answers(table, got, len(calls), calls)
             if up and time.monotonic() - last_status > 0.5:    # the pool, live while the batch runs
                 last_status = time.monotonic()
                 with pool_slot.container():

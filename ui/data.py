@@ -282,8 +282,12 @@ def batch_records(user: str, request_ids: Iterable[str], since: float, timeout: 
 
 # -- the timeline ------------------------------------------------------------------------------
 
+WAIT, INIT, RUN = "waiting in the queue", "init (cold start)", "run"
+PHASES = (WAIT, INIT, RUN)
+
+
 def timeline(answers: list[Answer], records: list[dict]) -> tuple[list[dict], str]:
-    """Bars for the Gantt chart: one per phase (init, run) of each execution.
+    """Bars for the Gantt chart: one per phase (queue wait, init, run) of each execution.
 
     From the usage records where they arrived; for calls without a record, from the answer's
     X-Mk1-Run's started-at and durations (the same span the record will show), or failing those the
@@ -310,10 +314,12 @@ def timeline(answers: list[Answer], records: list[dict]) -> tuple[list[dict], st
         base = {"runtime": a.runtime, "container": container, "request_id": a.request_id,
                 "status": status, "duration_ms": round(dur, 1), "init_ms": round(init_ms, 1),
                 "wait_ms": round(a.wait_ms or 0.0, 1), "call_start": start, "call_end": end}
+        if a.wait_ms:   # before its slot: waiting in the function's queue (drawn, not counted as running)
+            spans.append({**base, "phase": WAIT, "start": start - a.wait_ms / 1000, "end": start})
         if init_ms:
-            spans.append({**base, "phase": "init (cold start)", "start": start,
+            spans.append({**base, "phase": INIT, "start": start,
                           "end": min(end, start + init_ms / 1000)})
-        spans.append({**base, "phase": "run", "start": max(start, end - dur / 1000) if init_ms else start,
+        spans.append({**base, "phase": RUN, "start": max(start, end - dur / 1000) if init_ms else start,
                       "end": end})
     if spans:
         t0 = min(s["start"] for s in spans)

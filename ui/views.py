@@ -31,17 +31,28 @@ def answers_table(answers: list[Answer]) -> pd.DataFrame:
                                        "init ms", "container", "request id"])
 
 
-def answers(slot, answers: list[Answer], total: int) -> None:
-    """The results table and a one-line count, redrawn as each answer arrives."""
+def answers(slot, answers: list[Answer], total: int, calls: list | None = None) -> None:
+    """The results table and a one-line count, redrawn as each answer arrives; while the batch runs,
+    the calls still out have a row each ("waiting": queued for a slot, starting or running)."""
     with slot.container():
         counts = data.summary(answers)
         order = list(STATUS_ORDER) + sorted(set(counts) - set(STATUS_ORDER))
         parts = [f"{counts[s]} {s}" for s in order if s in counts]
-        st.markdown(f"**{len(answers)} of {total} answers**" + (f" — {', '.join(parts)}" if parts else ""))
-        if answers:
-            st.dataframe(answers_table(answers), hide_index=True, column_config={
+        out = total - len(answers)
+        st.markdown(f"**{len(answers)} of {total} answers**" + (f" — {', '.join(parts)}" if parts else "")
+                    + (f" — {out} still waiting" if out and calls is not None else ""))
+        table = answers_table(answers)
+        if calls is not None and out:
+            done = {a.index for a in answers}
+            pending = pd.DataFrame([{"#": i + 1, "runtime": runtime, "status": "⏳ waiting",
+                                     "response": "waiting for a slot, starting or running"}
+                                    for i, (runtime, _prompt) in enumerate(calls) if i not in done],
+                                   columns=table.columns)
+            table = pd.concat([table, pending], ignore_index=True) if len(table) else pending
+        if len(table):
+            st.dataframe(table, hide_index=True, column_config={
                 "response": st.column_config.TextColumn(width="large"),
-                "request id": st.column_config.TextColumn(width="small")})
+                "request id": st.column_config.TextColumn(width="medium")})
 
 
 def messages(slot, answers: list[Answer], user: str) -> None:
@@ -75,21 +86,23 @@ def progress(slot, done: int, total: int) -> None:
     slot.progress(done / total if total else 1.0, text=f"{done} of {total} calls answered")
 
 
+PHASE_COLORS = {data.WAIT: "#c7c7c7", data.INIT: "#9ecae9", data.RUN: "#2f6fa8"}
+
+
 def timeline(spans: list[dict], source: str, reserved: dict[str, int]) -> None:
-    """The Gantt chart of the batch's executions per container, and the peak concurrency."""
+    """The Gantt chart of the batch's executions per container (queue wait, cold start, run, with a
+    legend), and the peak concurrency."""
     if not spans:
         st.info("No execution to draw: no call of this batch ran.")
         return
     df = pd.DataFrame(spans)
     containers = sorted(df["container"].unique())
     chart = alt.Chart(df).mark_bar(cornerRadius=2, height={"band": 0.7}).encode(
-        x=alt.X("start_s:Q", title="seconds since the first start"),
+        x=alt.X("start_s:Q", title="seconds from the batch's first call"),
         x2="end_s:Q",
         y=alt.Y("container:N", sort=containers, title=None, axis=alt.Axis(labelLimit=170)),
-        color=alt.Color("runtime:N", scale=alt.Scale(domain=list(COLORS), range=list(COLORS.values())),
-                        legend=None),   # the container names say the runtime
-        opacity=alt.Opacity("phase:N", scale=alt.Scale(domain=["init (cold start)", "run"], range=[0.35, 1.0]),
-                            legend=None),
+        color=alt.Color("phase:N", scale=alt.Scale(domain=list(PHASE_COLORS), range=list(PHASE_COLORS.values())),
+                        legend=alt.Legend(orient="top", title=None)),
         tooltip=["runtime", "container", "phase", "request_id", "status",
                  alt.Tooltip("start_s:Q", title="start s", format=".3f"),
                  alt.Tooltip("end_s:Q", title="end s", format=".3f"),
@@ -100,7 +113,9 @@ def timeline(spans: list[dict], source: str, reserved: dict[str, int]) -> None:
     text = ", ".join(f"{rt} {n}" + (f" (reserved {reserved[rt]})" if rt in reserved else "")
                      for rt, n in peaks.items())
     st.markdown(f"**max concurrent per runtime: {text}**")
-    st.caption(f"Bars from {source}; the lighter part of a bar is the container's cold start (init).")
+    st.caption(f"Bars from {source}. A call that waited for a slot is drawn on the container that then ran "
+               "it: grey while it waited in the function's queue, light blue while the container started "
+               "(cold start), dark while it ran. Rows are containers; their names say the runtime.")
 
 
 def pool(status: dict | None) -> None:
@@ -165,8 +180,10 @@ def usage_over_time(records: list[dict]) -> None:
     color = alt.Color("function:N", scale=alt.Scale(domain=list(COLORS), range=list(COLORS.values())),
                       legend=alt.Legend(orient="top", title=None))
     x_axis = alt.Axis(format=fmt, labelOverlap=True, title="start (UTC)")
+    # Ordinal buckets: on a continuous time axis a one-second bar over a span of minutes is a hairline.
     count = alt.Chart(df).mark_bar().encode(
-        x=alt.X(f"{unit}(time):T", axis=x_axis), y=alt.Y("count():Q", title="invocations"),
+        x=alt.X(f"{unit}(time):O", axis=alt.Axis(format=fmt, labelOverlap=True, title="start (UTC)", labelAngle=0)),
+        y=alt.Y("count():Q", title="invocations"),
         color=color, tooltip=["function", alt.Tooltip(f"{unit}(time):T", title="at", format=fmt),
                               alt.Tooltip("count():Q", title="invocations")]).properties(height=240)
     dur = alt.Chart(df).mark_circle(size=45, opacity=0.8).encode(

@@ -238,6 +238,7 @@ def test_admin_batch_answers_and_timeline(page):
     assert sum("[alpha] browser the from hello" in r for r in rows) == 4, rows
     assert sum("[beta] QUICK BROWN FOX" in r for r in rows) == 2, rows
     assert "Bars from usage records" in body
+    assert "grey while it waited in the function's queue" in body     # the timeline's legend, said
     assert "not allowed" not in body and "Traceback" not in body
     # the Gantt chart is drawn (Streamlit loads its chart code on first use: the element appears
     # once that chunk is in, which can be after the script run ended), and so are the pool and

@@ -87,3 +87,16 @@ def test_a_ui_beyond_loopback_asks_for_keys_instead_of_a_profile():
     assert data.beyond_loopback("0.0.0.0") and data.beyond_loopback("192.168.1.5")
     typed = data.KeyUser("AKIAEXAMPLE123", "s3cret")
     assert data.keys_of(typed) == ("AKIAEXAMPLE123", "s3cret") and "s3cret" not in str(typed)
+
+
+def test_a_call_that_waited_has_its_queue_wait_drawn_before_it_runs():
+    t = 1_800_000_000.0
+    first = _answer(0, "RuntimeAlpha", "a", "A-1", t + 1, 500)
+    second = _answer(1, "RuntimeAlpha", "b", "A-1", t + 2, 500)
+    second.wait_ms = 500.0       # queued behind "a" (cap 1) for half a second
+    records = [_record("a", "A-1", t, t + 0.5, 500), _record("b", "A-1", t + 0.5, t + 1.0, 500)]
+    spans, _ = data.timeline([first, second], records)
+    assert [(s["request_id"], s["phase"]) for s in spans] == [("a", data.RUN), ("b", data.WAIT), ("b", data.RUN)]
+    wait = spans[1]
+    assert wait["start_s"] == 0 and abs(wait["end_s"] - 0.5) < 1e-3   # it waited from the first call on
+    assert data.max_concurrent_by_runtime(spans) == {"RuntimeAlpha": 1}   # waiting is not running

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: up test bench bench-quick install clean down package-aws
+.PHONY: up test test-embedded test-localstack bench bench-quick install clean down package-aws
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +22,15 @@ up: $(STAMP)
 down: $(STAMP)
 	@$(BIN)/mk1 down
 
-test: $(STAMP)
+# The whole suite on the embedded AWS, then the integration tests marked `localstack` against a
+# host-mode LocalStack (installed on first use under .mk1/localstack-venv: infra/localstack.py).
+test: test-embedded test-localstack
+
+test-embedded: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-localstack: $(STAMP)
+	MK1_TEST_AWS=localstack $(BIN)/python -m pytest tests/integration tests/conformance $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

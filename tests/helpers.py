@@ -4,6 +4,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -136,17 +137,26 @@ def operator_env(home: Path) -> dict[str, str]:
 
 
 class System(Observed):
-    """moto + provisioning + one dispatcher process, each on its own free port."""
+    """moto + provisioning + one dispatcher process, each on its own free port.
+
+    In LocalStack mode (MK1_TEST_AWS_ENDPOINT, set by conftest for `make test-localstack`) the AWS
+    endpoint is that shared LocalStack instead of a moto of its own: each System then signs as an
+    operator whose access key id is a 12-digit number, which LocalStack takes as the account, so
+    every System has an account (and so queues, tables, functions) of its own."""
 
     def __init__(self, home: Path, **env: str):
         self.home = home
         self.aws_port, self.port = free_port(), free_port()
+        self.localstack = os.environ.get("MK1_TEST_AWS_ENDPOINT", "")
         self.env = {**os.environ, **FAST, **env, "MK1_HOME": str(home), "MK1_AWS_PORT": str(self.aws_port),
-                    "MK1_DISPATCHER_PORT": str(self.port), "AWS_ENDPOINT_URL": "",
+                    "MK1_DISPATCHER_PORT": str(self.port), "AWS_ENDPOINT_URL": self.localstack,
                     "MK1_LOG_LEVEL": env.get("MK1_LOG_LEVEL", "INFO"), "PYTHONUNBUFFERED": "1"}
-        self.env.pop("AWS_ENDPOINT_URL")
+        if self.localstack:
+            self.env["MK1_EMBEDDED_AWS"] = "never"
+        else:
+            self.env.pop("AWS_ENDPOINT_URL")
         self.url = f"http://127.0.0.1:{self.port}"
-        self.aws_url = f"http://127.0.0.1:{self.aws_port}"
+        self.aws_url = self.localstack or f"http://127.0.0.1:{self.aws_port}"
         self.moto: subprocess.Popen | None = None
         self.dispatcher: subprocess.Popen | None = None
 
@@ -166,6 +176,9 @@ class System(Observed):
         return self
 
     def start_moto(self) -> None:
+        if self.localstack:
+            self._own_localstack_account()
+            return
         # MK1_DISPATCHER_PORT: the function URLs moto names point at this system's dispatcher.
         # MK1_HOME: moto answers only keys signed by the operator in the home's credentials, or IAM users
         # (as `mk1 up` runs it). MK1_AWS_PERSIST only when a test asks: then moto keeps its control plane
@@ -176,6 +189,20 @@ class System(Observed):
         self.moto = subprocess.Popen(moto_command("127.0.0.1", self.aws_port), env=env,
                                      stdout=(self.home / "moto.log").open("ab"), stderr=subprocess.STDOUT)
         wait_http(f"{self.aws_url}/moto-api/", 30, self.moto)
+
+    def _own_localstack_account(self) -> None:
+        from infra import operator_key
+        path = self.home / "credentials"
+        with operator_key.locked(path):
+            cfg = operator_key.read(path)
+            if operator_key.PROFILE not in cfg:
+                account = "".join(random.choice("0123456789") for _ in range(11))
+                cfg[operator_key.PROFILE] = {"aws_access_key_id": "1" + account, "aws_secret_access_key": "test",
+                                         "region": "us-east-1"}
+                operator_key.write(path, cfg)
+
+    def account(self) -> str:
+        return self.aws("sts").get_caller_identity()["Account"]
 
     def provision(self):
         from infra.provision import provision

@@ -15,8 +15,12 @@ import re
 import threading
 import time
 
+import pytest
+
 from lambda_http import b64json
 from my_mk1_homework.run_header import run_of
+
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
 
 
 def _invoke(client, name, event=None, **kw):

@@ -8,6 +8,8 @@ from botocore.exceptions import ClientError
 from helpers import peak_concurrency, wait_until
 from my_mk1_homework import Throttled
 
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
+
 
 def _burst(fn, n, prompt="p"):
     out, lock = [], threading.Lock()

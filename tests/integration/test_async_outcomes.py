@@ -11,7 +11,11 @@ import io
 import json
 import zipfile
 
+import pytest
+
 from helpers import wait_until
+
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
 
 CODE = '''
 def handler(event, context):

@@ -11,6 +11,8 @@ import pytest
 from helpers import operator_env, wait_until
 from my_mk1_homework import ConnectionError, Function, NotFound, PermissionDenied, Throttled
 
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

@@ -12,6 +12,8 @@ import pytest
 from helpers import wait_until
 from my_mk1_homework import FunctionError, InvocationTimeout
 
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
+
 
 def containers(sys_, fn):
     return sys_.status()["functions"][fn]["containers"]

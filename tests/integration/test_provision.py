@@ -3,7 +3,11 @@ import json
 import os
 import stat
 
+import pytest
+
 from infra import names
+
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
 
 
 def test_provisioned_resources(system):

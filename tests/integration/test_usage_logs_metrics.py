@@ -1,8 +1,12 @@
 """Usage records, the usage table, CloudWatch REPORT lines, /metrics and restart safety."""
 import urllib.request
 
+import pytest
+
 from chalicelib.record.queries import query, report
 from helpers import wait_until
+
+pytestmark = pytest.mark.localstack   # runs on LocalStack too (make test-localstack)
 
 FIELDS = {"request_id", "user", "function", "invocation_type", "accepted", "start", "end", "duration_ms", "billed_ms",
           "init_ms", "wait_ms", "memory_mb", "max_memory_used_mb", "status", "container_id", "backend"}

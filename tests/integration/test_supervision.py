@@ -242,3 +242,35 @@ def test_down_drains_a_running_call_before_the_aws_endpoint_stops(tmp_path):
     # The dispatcher's last writes (its usage record, the call's log lines) found the endpoint up.
     assert "writing usage/logs failed" not in (up.home / "dispatcher.log").read_text()
     assert not (up.home / "up.pid").exists()
+
+
+def test_a_killed_mk1_up_started_again_runs_every_accepted_call_once(tmp_path):
+    """`mk1 up` itself killed (SIGKILL: everything it started dies with it) with Event calls running
+    and queued, then `mk1 up` again, as an operator would: each accepted call runs exactly once, from
+    the journals under MK1_HOME (the AWS endpoint came back with its state; the calls were re-queued)."""
+    up = Up(tmp_path, MK1_ALPHA_GENERATE_SECONDS="0.4")
+    cfg = configparser.ConfigParser()
+    cfg.read(up.home / "credentials")
+    fn = Function("RuntimeAlpha", "admin", access_key_id=cfg["admin"]["aws_access_key_id"],
+                  secret_access_key=cfg["admin"]["aws_secret_access_key"], endpoint=up.url, read_timeout=60)
+    try:
+        ids = [fn.spawn(f"event {i}").request_id for i in range(8)]   # cap 3: some run, the rest wait
+        wait_until(lambda: up.status()["functions"]["RuntimeAlpha"]["in_use"], lambda n: n >= 1,
+                   what="calls running")
+    finally:
+        up.proc.kill()
+        up.proc.wait(10)
+        up.proc.stdout.close()
+    wait_until(lambda: port_is_free("127.0.0.1", up.ports["dispatcher"]) and port_is_free("127.0.0.1", up.ports["aws"]),
+               timeout=15, what="the killed stack's ports to be free")
+    again = Up(tmp_path, MK1_ALPHA_GENERATE_SECONDS="0.4")
+    try:
+        def successes() -> dict:
+            runs = [r for r in again.usage_log() if r["request_id"] in ids and r["status"] == "success"]
+            return {rid: sum(1 for r in runs if r["request_id"] == rid) for rid in ids}
+        wait_until(successes, lambda c: all(c.values()), timeout=60, what="every accepted call to have run")
+        wait_until(lambda: again.status()["functions"]["RuntimeAlpha"], lambda f: not f["in_use"] and not f["waiting"],
+                   timeout=30, what="nothing left running or waiting")
+        assert set(successes().values()) == {1}, successes()
+    finally:
+        again.stop()

@@ -21,14 +21,20 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
+def _start(a: Answer) -> str:
+    """'warm', or a cold start's init time in ms ('' for a call that did not run)."""
+    if a.cold is None:
+        return ""
+    return f"{a.init_ms:.1f}" if a.cold and a.init_ms is not None else ("cold" if a.cold else "warm")
+
+
 def answers_table(answers: list[Answer]) -> pd.DataFrame:
-    rows = [{"#": a.index + 1, "runtime": a.runtime, "status": a.status,
-             "response": a.text, "duration ms": _ms(a.duration_ms), "wait ms": _ms(a.wait_ms),
-             "start": "" if a.cold is None else ("cold" if a.cold else "warm"),
-             "init ms": _ms(a.init_ms), "container": a.container or "", "request id": a.request_id}
+    rows = [{"#": a.index + 1, "runtime": a.runtime, "status": a.status, "response": a.text,
+             "duration ms": _ms(a.duration_ms), "wait ms": _ms(a.wait_ms), "cold start ms": _start(a),
+             "container": a.container or "", "request id": a.request_id}
             for a in sorted(answers, key=lambda a: a.index)]
-    return pd.DataFrame(rows, columns=["#", "runtime", "status", "response", "duration ms", "wait ms", "start",
-                                       "init ms", "container", "request id"])
+    return pd.DataFrame(rows, columns=["#", "runtime", "status", "response", "duration ms", "wait ms",
+                                       "cold start ms", "container", "request id"])
 
 
 def answers(slot, answers: list[Answer], total: int, calls: list | None = None) -> None:
@@ -51,8 +57,12 @@ def answers(slot, answers: list[Answer], total: int, calls: list | None = None) 
             table = pd.concat([table, pending], ignore_index=True) if len(table) else pending
         if len(table):
             st.dataframe(table, hide_index=True, column_config={
-                "response": st.column_config.TextColumn(width="large"),
-                "request id": st.column_config.TextColumn(width="medium")})
+                # the ids whole (a user looks them up in `mk1 logs` and the usage records); a longer
+                # response is cut, and shown whole when its cell is opened
+                "#": st.column_config.NumberColumn(width=40),
+                "response": st.column_config.TextColumn(width=230),
+                "container": st.column_config.TextColumn(width=185),
+                "request id": st.column_config.TextColumn(width=290)})
 
 
 def messages(slot, answers: list[Answer], user: str) -> None:

@@ -95,7 +95,8 @@ def test_successful_batch(up):
     assert set(df["status"]) == {"ok"}
     assert sorted(df["runtime"]) == ["RuntimeAlpha"] * 2 + ["RuntimeBeta"] * 2
     assert set(df[df.runtime == "RuntimeAlpha"]["response"]) == {"[alpha] world hello"}
-    assert all(df["duration ms"] > 0) and set(df["start"]) <= {"cold", "warm"}
+    assert all(df["duration ms"] > 0)
+    assert all(v == "warm" or float(v) > 0 for v in df["cold start ms"])   # warm, or its init time
     md = texts(at.markdown)
     assert "4 of 4 answers" in md
     assert "max concurrent per runtime: RuntimeAlpha" in md and "RuntimeBeta" in md

@@ -16,7 +16,8 @@ usage records or replace function code. This WSGI layer, in front of everything 
   and the resource (the function, table, queue or bucket the request names; `*` otherwise);
 - **what is open**: `GET /moto-api/` alone (a liveness probe: the dashboard page, not its data),
   and a function's code by the presigned link GetFunction answers (`Code.Location`, valid 10
-  minutes, as AWS's).
+  minutes, as AWS's). A presigned URL (SigV4 in the query string, or S3's older form) is checked as
+  its signer's request: the same key lookup, then IAM.
 
 Refusals are AWS's common errors (IAM API Reference, "Common Error Types"), each in the form of
 the protocol it came in, so boto3, the aws CLI and awslocal raise them as they would on AWS:
@@ -25,6 +26,7 @@ for JSON and REST-JSON services), SignatureDoesNotMatch (InvalidSignatureExcepti
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import io
@@ -282,6 +284,7 @@ def _answer(start_response, refusal: Refusal, form: str, service: str):
         headers += [("Content-Type", "application/json"), ("x-amzn-ErrorType", refusal.json_code)]
     elif service == "s3":
         code, message = _S3_WORDS.get(refusal.code, (refusal.code, refusal.message))
+        message = message or refusal.message
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
                 f"<Message>{_xml(message)}</Message><RequestId>{rid}</RequestId></Error>").encode()
         headers += [("Content-Type", "application/xml")]
@@ -300,7 +303,7 @@ def _answer(start_response, refusal: Refusal, form: str, service: str):
 _S3_WORDS = {"InvalidClientTokenId": ("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist "
                                       "in our records."),
              "MissingAuthenticationToken": ("AccessDenied", "Access Denied"),
-             "AccessDenied": ("AccessDenied", "Access Denied"),
+             "AccessDenied": ("AccessDenied", None),   # the refusal's own words (IAM's, or an expiry)
              "SignatureDoesNotMatch": ("SignatureDoesNotMatch", "The request signature we calculated does not match "
                                        "the signature you provided. Check your key and signing method.")}
 
@@ -341,12 +344,12 @@ class Gate:
                                                    "does not match"), "s3", "s3")
         headers = _headers(environ)
         body = _body(environ)
-        service = _scope_service(headers.get("authorization", ""))
+        region, service = _scope(headers, query)
         form = _form(headers, query, service)
         try:
             who = self._authenticate(environ, method, query, headers, body, service)
             if who != operator_key.PROFILE:
-                self._authorize(who, service, method, path, query, headers, body)
+                self._authorize(who, service, region, method, path, query, headers, body)
         except Refusal as r:
             return _answer(start_response, r, form, service)
         return self.app(environ, start_response)
@@ -357,6 +360,10 @@ class Gate:
         if "://" in raw_path:   # an absolute request-target
             raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
         try:
+            if not headers.get("authorization") and "X-Amz-Signature" in query:
+                return verify_presigned(method, raw_path, query, headers, self.identities, service)
+            if not headers.get("authorization") and "Signature" in query and "AWSAccessKeyId" in query:
+                return verify_presigned_v2(method, raw_path, query, headers, self.identities)
             identity = authenticate.verify(method, raw_path, query, headers, body, self.identities,
                                            canonical_path=raw_path if service == "s3" else None,
                                            streaming_payloads=True)
@@ -367,8 +374,7 @@ class Gate:
             raise Refusal(code, message, status, json_code) from None
         return identity.user
 
-    def _authorize(self, user, service, method, path, query, headers, body) -> None:
-        region = _scope_region(headers.get("authorization", ""))
+    def _authorize(self, user, service, region, method, path, query, headers, body) -> None:
         op, params = self.operations.operation(service, method, path, query, headers, body)
         action = iam_action(service, op or "Unknown")
         resource = resource_of(service, params, region, self.account)
@@ -405,11 +411,92 @@ def _body(environ) -> bytes:
 _SCOPE = re.compile(r"Credential=[^/]*/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
-def _scope_service(authorization: str) -> str:
-    m = _SCOPE.search(authorization)
-    return m.group(2) if m else ""
+def _scope(headers: dict, query: dict) -> tuple[str, str]:
+    """(region, service) of the request's credential scope: its Authorization header's, or a presigned
+    URL's X-Amz-Credential."""
+    text = headers.get("authorization", "") or "Credential=" + (query.get("X-Amz-Credential") or [""])[0]
+    m = _SCOPE.search(text)
+    if m is None and "AWSAccessKeyId" in query and "Signature" in query:
+        return "us-east-1", "s3"   # S3's older presigned form names no scope; only S3 takes it
+    return (m.group(1), m.group(2)) if m else ("us-east-1", "")
 
 
-def _scope_region(authorization: str) -> str:
-    m = _SCOPE.search(authorization)
-    return m.group(1) if m else "us-east-1"
+# -- presigned URLs (SigV4 in the query string) ---------------------------------------------------
+# https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html: the signature covers
+# the query without X-Amz-Signature; the payload is UNSIGNED-PAYLOAD; valid X-Amz-Expires seconds
+# (at most 7 days) from X-Amz-Date.
+MAX_PRESIGNED_S = 7 * 86_400
+_CREDENTIAL = re.compile(r"^(?P<akid>[A-Za-z0-9]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)"
+                         r"/aws4_request$")
+
+
+def verify_presigned(method: str, raw_path: str, query: dict[str, list[str]], headers: dict[str, str],
+                     keys, service: str, now: float | None = None) -> str:
+    """Who presigned this URL (the key's user), or an error of the tree."""
+    def one(name: str) -> str:
+        return (query.get(name) or [""])[0]
+    if one("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+        raise IncompleteSignature("X-Amz-Algorithm must be AWS4-HMAC-SHA256.")
+    m = _CREDENTIAL.match(one("X-Amz-Credential"))
+    if m is None or not one("X-Amz-Signature") or not one("X-Amz-SignedHeaders"):
+        raise IncompleteSignature("A presigned URL needs X-Amz-Credential, X-Amz-SignedHeaders and X-Amz-Signature.")
+    entry = keys.lookup(m["akid"])
+    if entry is None:
+        raise UnrecognizedClient("The security token included in the request is invalid.")
+    amz_date = one("X-Amz-Date")
+    signed_at = authenticate._amz_date(amz_date)
+    try:
+        expires = int(one("X-Amz-Expires"))
+    except ValueError:
+        raise IncompleteSignature("X-Amz-Expires must be a number of seconds.") from None
+    now = time.time() if now is None else now
+    if not 0 < expires <= MAX_PRESIGNED_S or now > signed_at + expires or signed_at > now + authenticate.MAX_SKEW_S:
+        raise Refusal("AccessDenied", "Request has expired")   # S3's words for a stale presigned URL
+    signed = one("X-Amz-SignedHeaders").split(";")
+    if "host" not in signed or any(h not in headers for h in signed):
+        raise InvalidSignature("The host header, and every header the URL names, must be sent as signed.")
+    canonical = "\n".join((
+        method.upper(), raw_path if service == "s3" else authenticate._canonical_path(raw_path),
+        authenticate.canonical_query({k: v for k, v in query.items() if k != "X-Amz-Signature"}),
+        "".join(f"{h}:{' '.join(headers[h].split())}\n" for h in signed), ";".join(signed),
+        authenticate.UNSIGNED_PAYLOAD if service == "s3" else hashlib.sha256(b"").hexdigest()))
+    to_sign = "\n".join(("AWS4-HMAC-SHA256", amz_date, f"{m['date']}/{m['region']}/{m['service']}/aws4_request",
+                          hashlib.sha256(canonical.encode()).hexdigest()))
+    key = authenticate._signing_key(entry["secret"], m["date"], m["region"], m["service"])
+    if not hmac.compare_digest(hmac.digest(key, to_sign.encode(), "sha256").hex(), one("X-Amz-Signature")):
+        raise InvalidSignature("The request signature we calculated does not match the signature you provided.")
+    return entry["user"]
+
+
+# S3's older query-string form, which boto3's generate_presigned_url still makes for S3 on a custom
+# endpoint: https://docs.aws.amazon.com/AmazonS3/latest/userguide/RESTAuthentication.html (HMAC-SHA1 of
+# verb, Content-MD5, Content-Type, Expires and the resource with its sub-resources).
+_SUBRESOURCES = ("acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+                 "policy", "requestPayment", "response-cache-control", "response-content-disposition",
+                 "response-content-encoding", "response-content-language", "response-content-type",
+                 "response-expires", "restore", "tagging", "torrent", "uploadId", "uploads", "versionId",
+                 "versioning", "versions", "website")
+
+
+def verify_presigned_v2(method: str, raw_path: str, query: dict[str, list[str]], headers: dict[str, str],
+                        keys, now: float | None = None) -> str:
+    def one(name: str) -> str:
+        return (query.get(name) or [""])[0]
+    entry = keys.lookup(one("AWSAccessKeyId"))
+    if entry is None:
+        raise UnrecognizedClient("The security token included in the request is invalid.")
+    try:
+        expires = int(one("Expires"))
+    except ValueError:
+        raise IncompleteSignature("Expires must be a number of seconds since the epoch.") from None
+    if (time.time() if now is None else now) > expires:
+        raise Refusal("AccessDenied", "Request has expired")
+    sub = sorted((k, v[0]) for k, v in query.items() if k in _SUBRESOURCES)
+    resource = raw_path + ("?" + "&".join(f"{k}={v}" if v else k for k, v in sub) if sub else "")
+    amz = "".join(f"{k}:{v.strip()}\n" for k, v in sorted(headers.items()) if k.startswith("x-amz-"))
+    to_sign = "\n".join((method.upper(), headers.get("content-md5", ""), headers.get("content-type", ""),
+                         str(expires), amz + resource))
+    expected = base64.b64encode(hmac.digest(entry["secret"].encode(), to_sign.encode(), "sha1")).decode()
+    if not hmac.compare_digest(expected, one("Signature")):
+        raise InvalidSignature("The request signature we calculated does not match the signature you provided.")
+    return entry["user"]

@@ -14,6 +14,7 @@ import urllib.request
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from helpers import wait_until
@@ -152,3 +153,41 @@ def test_function_processes_carry_no_users_or_operators_keys(system):
     for pid in pids:
         env = open(f"/proc/{pid}/environ", "rb").read()
         assert not [s for s in secrets if s.encode() in env], pid
+
+
+def test_presigned_s3_urls_work_as_on_aws_and_only_as_signed(system):
+    """SigV4 in the query string (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html):
+    a URL the operator presigns downloads the object unsigned; a changed signature, an expired URL,
+    or one presigned by a user whose IAM policies do not allow s3:GetObject is refused."""
+    s3 = system.aws("s3")
+    s3.put_object(Bucket=names.CODE_BUCKET, Key="presign/hello.txt", Body=b"hello presigned")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": names.CODE_BUCKET, "Key": "presign/hello.txt"},
+                                    ExpiresIn=60)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.read() == b"hello presigned"
+    akid, secret = system.operator_keys()   # and the SigV4 form (X-Amz-Signature)
+    s3v4 = boto3.client("s3", endpoint_url=system.aws_url, region_name="us-east-1", aws_access_key_id=akid,
+                        aws_secret_access_key=secret, config=Config(signature_version="s3v4"))
+    url4 = s3v4.generate_presigned_url("get_object", Params={"Bucket": names.CODE_BUCKET, "Key": "presign/hello.txt"},
+                                       ExpiresIn=60)
+    assert "X-Amz-Signature=" in url4
+    with urllib.request.urlopen(url4, timeout=10) as r:
+        assert r.read() == b"hello presigned"
+
+    def refused(u: str) -> tuple[int, bytes]:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(u, timeout=10)
+        return e.value.code, e.value.read()
+    for signed in (url, url4):
+        at = signed.index("Signature=") + len("Signature=")
+        forged = signed[:at] + ("A" if signed[at] != "A" else "B") + signed[at + 1:]
+        assert refused(forged)[0] == 403
+    short = s3.generate_presigned_url("get_object", Params={"Bucket": names.CODE_BUCKET, "Key": "presign/hello.txt"},
+                                      ExpiresIn=1)
+    time.sleep(2)
+    code, body = refused(short)
+    assert code == 403 and b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body
+    by_user1 = system.aws("s3", "user1").generate_presigned_url(
+        "get_object", Params={"Bucket": names.CODE_BUCKET, "Key": "presign/hello.txt"}, ExpiresIn=60)
+    code, body = refused(by_user1)
+    assert code == 403 and b"s3:GetObject" in body

@@ -34,7 +34,7 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
-from helpers import System, free_port  # noqa: E402,F401  (tests/helpers.py)
+from helpers import System, deploy_code, free_port  # noqa: E402,F401  (tests/helpers.py)
 
 from my_mk1_homework.run_header import number, run_of  # noqa: E402,F401  (X-Mk1-Run's fields)
 
@@ -78,19 +78,6 @@ def proc_status(pid: int) -> dict:
     except OSError:
         pass
     return out
-
-
-def deploy_code(system: System, name: str, code: str, runtime: str = "python3.11", **config) -> None:
-    """A function whose zip holds `code` as app.py (handler app.handler), deployed with the Lambda API
-    as a user deploys one; `config`: CreateFunction's other members (Timeout, Environment, ...)."""
-    import io
-    import zipfile
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", code)
-    role = system.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
-    system.aws("lambda").create_function(FunctionName=name, Runtime=runtime, Role=role, Handler="app.handler",
-                                         Code={"ZipFile": buf.getvalue()}, **config)
 
 
 def boto3_lambda(system: System, pool: int = 16):

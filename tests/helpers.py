@@ -345,6 +345,19 @@ while True:
 '''
 
 
+def deploy_code(system: "System", name: str, code: str, runtime: str = "python3.11", **config) -> None:
+    """A function whose zip holds `code` as app.py (handler app.handler), deployed with the Lambda API
+    as a user deploys one; `config`: CreateFunction's other members (Timeout, Environment, ...)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", code)
+    role = system.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
+    system.aws("lambda").create_function(FunctionName=name, Runtime=runtime, Role=role, Handler="app.handler",
+                                         Code={"ZipFile": buf.getvalue()}, **config)
+
+
 def deploy_streamer(system, name: str) -> None:
     """A custom-runtime function that streams its answer (STREAMING_BOOTSTRAP)."""
     import io

@@ -13,17 +13,15 @@ is retried on error and may be delivered more than once; mk1 runs each attempt o
 - never more than the reserved concurrency ran at once (from the records' intervals);
 - the system answers a new call afterwards.
 """
-import io
 import json
 import os
 import signal
 import threading
 import time
-import zipfile
 
 import pytest
 
-from helpers import wait_until
+from helpers import deploy_code, wait_until
 from relhelp import peak_overlap, records_by_id
 
 CAP = 2
@@ -37,14 +35,8 @@ def handler(event, context):
 
 def _deploy(s) -> set[str]:
     """The function, deployed with a cap of CAP; the request ids of the calls that saw it running."""
-    lam = s.aws("lambda")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", CODE)
-    role = s.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
-    lam.create_function(FunctionName="matrix", Runtime="python3.11", Handler="app.handler", Role=role,
-                        Code={"ZipFile": buf.getvalue()}, Timeout=10)
-    lam.put_function_concurrency(FunctionName="matrix", ReservedConcurrentExecutions=CAP)
+    deploy_code(s, "matrix", CODE, Timeout=10)
+    s.aws("lambda").put_function_concurrency(FunctionName="matrix", ReservedConcurrentExecutions=CAP)
     admin, ids = s.lambda_client("admin"), set()
 
     def runs() -> bool:

@@ -4,16 +4,14 @@ concurrency) is replayed from MK1_HOME/aws-state.jsonl, and every accepted Event
 once, queued again from MK1_HOME/accepted-calls.jsonl where its queue came back empty; every
 settled call's result is still answered (MK1_HOME/async-results.jsonl)."""
 import base64
-import io
 import json
 import os
 import signal
 import time
-import zipfile
 
 from botocore.credentials import Credentials
 
-from helpers import wait_until
+from helpers import deploy_code, wait_until
 from my_mk1_homework.signed import signed_get
 
 CODE = '''
@@ -26,13 +24,8 @@ def handler(event, context):
 
 def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
     s = make_system(MK1_AWS_PERSIST="1")
+    deploy_code(s, "durable", CODE, Timeout=10)
     lam = s.aws("lambda")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("app.py", CODE)
-    role = s.aws("iam").get_role(RoleName="mk1-lambda-role")["Role"]["Arn"]
-    lam.create_function(FunctionName="durable", Runtime="python3.11", Handler="app.handler", Role=role,
-                        Code={"ZipFile": buf.getvalue()}, Timeout=10)
     version = lam.publish_version(FunctionName="durable")["Version"]
     lam.create_alias(FunctionName="durable", Name="live", FunctionVersion=version)
     url = lam.create_function_url_config(FunctionName="durable", AuthType="NONE")["FunctionUrl"]

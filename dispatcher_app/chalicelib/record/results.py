@@ -94,9 +94,9 @@ class Results:
         current.pop("payload", None)
         packed = payloads.pack(self.s3, outcome.payload, f"result-{request_id}")
         stored = {"payload": packed["b64"]} if "b64" in packed else {"payload_s3": packed["s3"]}
-        kept = {**current, "status": status, "attempts": attempts, "updated_at": time.time(),
-                "function_error": outcome.error_type if outcome.is_error else None,
-                "payload": base64.b64encode(outcome.payload).decode()}
+        now = {**current, "status": status, "attempts": attempts, "updated_at": time.time(),
+               "function_error": outcome.error_type if outcome.is_error else None}
+        kept = {**now, "payload": base64.b64encode(outcome.payload).decode()}
         with self._lock:   # memory keeps the answer itself; the item may point to S3
             self._mem[request_id] = kept
         if self._log is not None and status in SETTLED:
@@ -104,8 +104,7 @@ class Results:
                 self._log.append(kept)
             except OSError as e:
                 log.warning("async result %s not written to %s: %s", request_id, self._log.path, e)
-        self._put({**current, "status": status, "attempts": attempts, "updated_at": time.time(),
-                   "function_error": outcome.error_type if outcome.is_error else None, **stored}, remember=False)
+        self._put({**now, **stored}, remember=False)
 
     def _put(self, item: dict, remember: bool = True) -> None:
         if remember:

@@ -44,6 +44,7 @@ from chalicelib import authenticate, authorize
 from chalicelib.errors import IncompleteSignature, InvalidSignature, MissingAuthenticationToken, UnrecognizedClient
 
 from infra import operator_key
+from infra.moto_lambda import CODE_PATH
 
 log = logging.getLogger("mk1.gate")
 
@@ -336,7 +337,6 @@ class Gate:
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if method in ("GET", "HEAD") and path == "/moto-api/":
             return self.app(environ, start_response)
-        from infra.moto_lambda import CODE_PATH
         if path.startswith(CODE_PATH):
             if code_link_valid(path, query):
                 return self.app(environ, start_response)

@@ -206,11 +206,11 @@ def cmd_logs(args, s) -> int:
 def cmd_deploy(args, s) -> int:
     """Provision again; say per function whether its code changed and, if mk1 is running, wait until
     the dispatcher serves the new code (the next call runs it)."""
-    from infra import aws
+    from infra import aws, names
     from infra.provision import provision
     lam = aws.client(s, "lambda")
     before = {}
-    for fn in ("RuntimeAlpha", "RuntimeBeta"):
+    for fn in names.FUNCTIONS:
         try:
             before[fn] = lam.get_function_configuration(FunctionName=fn)["CodeSha256"]
         except Exception:   # not deployed yet

@@ -10,13 +10,13 @@ stand in for 8000 and 4566. `make up` / `make test` / `make down` themselves are
 import os
 import re
 import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 
 from helpers import FAST
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 SKIP = re.compile(r"^\s*make (up|test|down)\b")
 

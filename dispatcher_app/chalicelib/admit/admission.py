@@ -27,7 +27,8 @@ log = logging.getLogger("mk1.admit")
 
 REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
 DEFAULT_UNRESERVED_CAP = 10      # a function with no reserved concurrency (mk1 always sets 3)
-WAITER_CHECK_S = 0.25            # how often a waiting caller checks its deadline and connection
+HANGUP_CHECK_S = 0.25            # how often the watch looks for waiting callers that hung up
+DEADLINE_CHECK_MAX_S = 10.0      # a waiting thread's longest sleep (a deadline on a fake clock moves)
 
 
 class Admission:
@@ -49,8 +50,11 @@ class Admission:
         self.running = True
         self.slots = slots
         slots.bind(self)
+        self._stopped = threading.Event()
         self._pump = threading.Thread(target=self._pump_loop, daemon=True, name=f"pump-{function}")
         self._pump.start()
+        self._watch = threading.Thread(target=self._watch_loop, daemon=True, name=f"watch-{function}")
+        self._watch.start()
 
     def cap(self) -> int:
         c = self._cap()
@@ -78,7 +82,7 @@ class Admission:
         with self.cond:
             slot = self.slots.take_free_locked(cap)
             if slot is not None:
-                return slot
+                    return slot
             waiting = self.waiting()
             if waiting >= self.max_depth:
                 raise TooManyRequests(self.busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",
@@ -95,7 +99,7 @@ class Admission:
             self.queue.send_ordered({**body, "request_id": request_id, "kind": "sync", "function": self.function,
                                      "owner": self.instance_id, "expires": self.clock.time() + wait_s + 5},
                                     on_fail=lambda err, w=w: self._send_failed(w, err))
-        return self._wait(w, cap, alive)
+        return self._wait(w, cap)
 
     def _now_or_never(self, cap: int) -> Slot:
         with self.cond:
@@ -115,22 +119,22 @@ class Admission:
             self.waiters.pop(w.request_id, None)
         w.event.set()
 
-    def _wait(self, w: Waiter, cap: int, alive: Callable[[], bool]):
+    def _wait(self, w: Waiter, cap: int):
         try:
-            return self._wait_for_grant(w, cap, alive)
+            return self._wait_for_grant(w, cap)
         finally:
             self.slots.awake(w)
 
-    def _wait_for_grant(self, w: Waiter, cap: int, alive: Callable[[], bool]):
-        # A hand-off sets the event at once; the timeout only paces the deadline and
-        # hang-up checks (kept coarse: a thousand waiters must not keep two cores busy).
+    def _wait_for_grant(self, w: Waiter, cap: int):
+        # The event is set by a hand-off, a failure, or the watch when the caller hung up. The
+        # thread wakes on its own only at its deadline (or when the slot source watches a waiting
+        # call, cluster mode): a thousand waiting threads each waking every quarter second to look
+        # at its own connection were a thousand GIL hand-offs in front of every call being taken in.
         try:
-            while not w.event.wait(WAITER_CHECK_S):
+            while not w.event.wait(self._sleep_s(w)):
                 self.slots.watch(w)
-                expired = self.clock.monotonic() >= w.deadline
-                gone = not alive()
-                if (expired or gone) and self.slots.cancel(w):
-                    self._gave_up(w, cap, gone)
+                if self.clock.monotonic() >= w.deadline and self.slots.cancel(w):
+                    self._gave_up(w, cap, gone=False)
         except (ClientGone, Mk1Error):
             raise
         except BaseException:
@@ -141,7 +145,32 @@ class Admission:
                     self.queue.delete_later(w.receipt)
                 self.slots.granted_slot(w, 0.0).release()
             raise
+        if w.gone:
+            self._gave_up(w, cap, gone=True)
         return self._granted(w)
+
+    def _sleep_s(self, w: Waiter) -> float:
+        until = min(w.deadline - self.clock.monotonic(), DEADLINE_CHECK_MAX_S)
+        if self.slots.watch_every_s is not None:
+            until = min(until, self.slots.watch_every_s)
+        return max(until, 0.0)
+
+    def _watch_loop(self) -> None:
+        """Callers that hung up while waiting leave the queue: one thread looks at every waiting
+        caller's connection (a peek each, ~2 us) and wakes only those that are gone."""
+        while not self._stopped.wait(HANGUP_CHECK_S):
+            with self.cond:
+                waiting = [w for w in self.waiters.values() if not (w.granted or w.cancelled)]
+            for w in waiting:
+                if not w.alive():
+                    self.hung_up(w)
+
+    def hung_up(self, w: Waiter) -> None:
+        """Its thread leaves with ClientGone (a 'cancelled' record, unbilled) unless a slot reached
+        it first, which it then uses (its answer goes nowhere; the call was the caller's)."""
+        if self.slots.cancel(w):
+            w.gone = True
+            w.event.set()
 
     def _gave_up(self, w: Waiter, cap: int, gone: bool) -> None:
         if isinstance(w.failed, Mk1Error):
@@ -230,6 +259,7 @@ class Admission:
             self.slots.on_messages(messages)
 
     def stop(self) -> None:
+        self._stopped.set()
         with self.cond:
             self.running = False
             self.cond.notify_all()

@@ -28,6 +28,8 @@ PREFETCH = 30
 
 
 class LocalSlots:
+    watch_every_s = None   # a waiting call here needs no watching: its slot comes from this process
+
     def __init__(self) -> None:
         self.a: Admission = None  # type: ignore[assignment]   # set by bind()
         self.held: deque[tuple[dict, str]] = deque()
@@ -148,9 +150,10 @@ class LocalSlots:
                 continue
             w = a.waiters.pop(body.get("request_id"), None)
             if w is not None and not w.cancelled and not w.alive():
-                # Hung up since its last check: the slot goes to the next call, and this caller's
-                # thread, at its next check, leaves with ClientGone (a 'cancelled' record, unbilled).
-                w.cancelled = True
+                # Hung up since the watch last looked: the slot goes to the next call, and this
+                # caller's thread leaves with ClientGone (a 'cancelled' record, unbilled).
+                w.cancelled = w.gone = True
+                w.event.set()
             if w is None or w.cancelled:
                 # Its caller gave up, or belonged to a dispatcher that is gone: nothing to run.
                 a.queue.delete_later(receipt)

@@ -135,6 +135,10 @@ class ClusterSlots:
                 w.deadline = self.a.clock.monotonic() + self.timeout_s() + ANSWER_MARGIN_S
         return won
 
+    @property
+    def watch_every_s(self) -> float:
+        return self.leases.lease_s / 4   # watch() itself acts once a lease period
+
     def watch(self, w: Waiter) -> None:
         """A call waiting longer than a lease period may be running on another dispatcher: if that
         one holds no live lease for it at two checks a lease period apart, it died mid-call and

@@ -56,12 +56,33 @@ APP_DIR = Path(__file__).resolve().parents[2]   # dispatcher_app/
 log = logging.getLogger("mk1.server")
 
 
+def _somaxconn(default: int = 4096) -> int:
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):   # not Linux: listen() caps the number itself
+        return default
+
+
+def _has_bytes(sock: socket.socket) -> bool:
+    """Has the client sent something (or closed: a thread sees the end and closes it)?"""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        return True
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:   # reset: a thread's first read fails and closes it
+        return True
+
+
 class Server(ThreadedHTTPServer):
     """http.server's threaded server, bounded (module docstring): at most `max_threads` connections
     on threads, the accept loop answering one more 503 itself; waiting connections in `idle`."""
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 256
+    # The listen backlog: connections the kernel completes before the accept loop takes them. Full,
+    # it drops the next SYN, which the client sends again 1 s later (then 3 s): http.server's 256
+    # put a second into calls of a burst. The kernel caps it at net.core.somaxconn.
+    request_queue_size = _somaxconn()
 
     def __init__(self, address, handler_cls) -> None:
         super().__init__(address, handler_cls)
@@ -75,6 +96,12 @@ class Server(ThreadedHTTPServer):
         self._turned_away, self._told = 0, 0.0
 
     def process_request(self, request, client_address) -> None:
+        if not _has_bytes(request):
+            # Nothing sent yet: it waits in the idle pool, on no thread, like a connection between
+            # requests. A burst of fresh connections (the listen backlog lets thousands in at once)
+            # then costs no thread each until its request comes, nor a 503 beyond max_threads.
+            self.idle.add(request, client_address)
+            return
         try:
             self._thread_places.pop()
         except IndexError:

@@ -142,6 +142,10 @@ def rows(results: dict) -> list[list[str]]:
                 out.append(_row("4", "    the rest: latency - front door - wait - duration, ms",
                                 f4["queued_path_overhead_ms"]["median"], f4["queued_path_overhead_ms"]["p99"], None,
                                 "-", "-", "-"))
+            if f4.get("connect_ms"):
+                out.append(_row("4", "  before sending: connect, ms (p99 col) / connects retried after a dropped SYN",
+                                f4["connect_ms"]["median"], f4["connect_ms"]["p99"], None, "-", "-",
+                                f"{f4.get('connects_retried', 0)} retried"))
             out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
                             f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
             if f4.get("runtime_loop_calls_per_s"):

@@ -325,8 +325,9 @@ def _dispatcher_errors(system) -> dict:
 
 
 def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False, stall_s: float = 60,
-                log=print) -> dict:
-    """N calls submitted at once to one function (cap 3): answered? FIFO? overhead? peak RSS?"""
+                log=print, rate_per_s: float | None = None) -> dict:
+    """N calls submitted at once (or at rate_per_s) to one function (cap 3): answered? FIFO?
+    overhead? peak RSS?"""
     akid, secret = system.keys(h.USER)
     warm = h.boto3_lambda(system)
     # three warm environments, so the burst measures queueing rather than cold starts
@@ -350,7 +351,7 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         from .profile import Spy
         spy = Spy(pid, "queue", rate=50)   # ~1,000 threads to sample: keep py-spy's own cost low
     meter = h.CpuMeter(system)
-    b = h.burst(system.url, akid, secret, BETA, n, stall_s=stall_s)
+    b = h.burst(system.url, akid, secret, BETA, n, stall_s=stall_s, rate_per_s=rate_per_s)
     cpu = meter.stop(n)
     prof = spy.stop(n) if spy else None
     stop.set()
@@ -369,7 +370,7 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         if len(records) >= len(ids) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    out: dict = {"calls": n, "answered_ok": len(ok), "failed": n - len(ok),
+    out: dict = {"calls": n, "rate_per_s": rate_per_s, "answered_ok": len(ok), "failed": n - len(ok),
                  "failure_samples": [r.get("error") or r.get("body") for r in bad][:5],
                  "generate_s": generate_s, "cap": CAP, "submit_s": round(b["submit_s"], 3),
                  "wall_s": round(b["wall_s"], 3), "usage_records": len(records), "stalled": b["stalled"],

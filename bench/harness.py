@@ -293,9 +293,10 @@ def run_clients(make_client: Callable[[], object], call: Callable[[object], tupl
 
 # -- a burst: N calls submitted at once over N connections (asyncio, raw HTTP/1.1) --
 def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: float = 900,
-          stall_s: float = 60) -> dict:
-    """Open N connections one after another as fast as one client can and send a signed Invoke on
-    each without waiting; then read all the answers. Returns per-call rows in submission order.
+          stall_s: float = 60, rate_per_s: float | None = None) -> dict:
+    """Open N connections one after another as fast as one client can (or rate_per_s) and send a
+    signed Invoke on each without waiting; then read all the answers. Returns per-call rows in
+    submission order.
 
     If no answer at all arrives for `stall_s` while calls are outstanding, the rest are abandoned
     (rows with status 0, "stalled") and `stalled` is set: the system stopped making progress."""
@@ -332,7 +333,9 @@ def burst(url: str, akid: str, secret: str, function: str, n: int, timeout_s: fl
     async def main() -> dict:
         tasks, writers, sent_at, sent_wall, connect_ms = [], [], [], [], []
         t_first = time.perf_counter()
-        for _ in range(n):
+        for i in range(n):
+            if rate_per_s:
+                await asyncio.sleep(max(0.0, t_first + i / rate_per_s - time.perf_counter()))
             # Time in connect counts: a SYN the listen backlog drops is retried after 1 s, 3 s,
             # which a latency taken from the send would not show.
             connecting = time.perf_counter()

@@ -155,7 +155,8 @@ def main() -> int:
     suffix = "" if results.get("mode") == "full" else f" [{results.get('mode')}]"
     made = []
     fig4b = lambda f, o, t: fig4(f, o, t, "fig4b_queue_500.png")  # noqa: E731
-    for key, fn in (("1", fig1), ("2", fig2), ("3", fig3), ("4", fig4), ("4b", fig4b), ("5", fig5)):
+    fig4p = lambda f, o, t: fig4(f, o, t, "fig4p_queue_paced.png")  # noqa: E731
+    for key, fn in (("1", fig1), ("2", fig2), ("3", fig3), ("4", fig4), ("4b", fig4b), ("4p", fig4p), ("5", fig5)):
         f = results.get("figures", {}).get(key)
         if f:
             name = fn(f, out, suffix)

@@ -119,49 +119,50 @@ def rows(results: dict) -> list[list[str]]:
         else:
             why = nm.get(f"3-{backend}", "not run")
             out.append(["3", f"cold start {backend}", why, "", "", "", "", "", f"< {limit} ms", "n/a"])
-    for key in ("4", "4b"):
+    for key in ("4", "4b", "4p"):
         f4 = F.get(key)
         if f4:
             fifo = f4.get("fifo", {})
             stalled = " (STALLED)" if f4.get("stalled") else ""
-            out.append(["4", f"{f4['calls']} queued calls: answered{stalled}", f"{f4['answered_ok']}/{f4['calls']}",
+            sent = f" sent at {f4['rate_per_s']:.0f}/s" if f4.get("rate_per_s") else ""
+            out.append([key, f"{f4['calls']} queued calls{sent}: answered{stalled}", f"{f4['answered_ok']}/{f4['calls']}",
                         "", "", "", "-", "-", "all", _yes(f4["goal"]["all_answered"])])
-            out.append(["4", "  FIFO: inversions, grants / starts (entries >= 10 ms apart)",
+            out.append([key, "  FIFO: inversions, grants / starts (entries >= 10 ms apart)",
                         f"{fifo.get('queue_order_inversions_entries_10ms_apart')} / "
                         f"{fifo.get('inversions_entries_10ms_apart')}",
                         f"all pairs: {fifo.get('inversions')}/{fifo.get('pairs')}", "", "", "-", "-", "0",
                         _yes(f4["goal"]["fifo_kept"])])
-            out.append(_row("4", "  slot time per queued call beyond the function, ms",
+            out.append(_row(key, "  slot time per queued call beyond the function, ms",
                             f4.get("slot_overhead_per_call_ms"), None, None, "-", "-", "-"))
-            out.append(_row("4", "  non-wait overhead per call (latency - wait - duration), ms",
+            out.append(_row(key, "  non-wait overhead per call (latency - wait - duration), ms",
                             f4["non_wait_overhead_ms"]["median"], f4["non_wait_overhead_ms"]["p99"], None, "-", "-",
                             "-"))
             if f4.get("queued_path_overhead_ms"):
-                out.append(_row("4", "    of it, sent -> joined the queue (the front door), ms",
+                out.append(_row(key, "    of it, sent -> joined the queue (the front door), ms",
                                 f4["before_entry_ms"]["median"], f4["before_entry_ms"]["p99"], None, "-", "-", "-"))
-                out.append(_row("4", "    the rest: latency - front door - wait - duration, ms",
+                out.append(_row(key, "    the rest: latency - front door - wait - duration, ms",
                                 f4["queued_path_overhead_ms"]["median"], f4["queued_path_overhead_ms"]["p99"], None,
                                 "-", "-", "-"))
             if f4.get("connect_ms"):
-                out.append(_row("4", "  before sending: connect, ms (p99 col) / connects retried after a dropped SYN",
+                out.append(_row(key, "  before sending: connect, ms (p99 col) / connects retried after a dropped SYN",
                                 f4["connect_ms"]["median"], f4["connect_ms"]["p99"], None, "-", "-",
                                 f"{f4.get('connects_retried', 0)} retried"))
-            out.append(_row("4", f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
+            out.append(_row(key, f"  drain rate, calls/s (ideal {f4.get('ideal_calls_per_s', 0):.0f})",
                             f4.get("drain_calls_per_s"), None, f4.get("ideal_calls_per_s"), "-", "-", "-", digits=1))
             if f4.get("runtime_loop_calls_per_s"):
-                out.append(_row("4", "  drain rate, calls/s (floor col: the runtime loop alone, same function)",
+                out.append(_row(key, "  drain rate, calls/s (floor col: the runtime loop alone, same function)",
                                 f4.get("drain_calls_per_s"), None, f4["runtime_loop_calls_per_s"], "-",
                                 ">= 0.97 x floor", "met" if (f4.get("ratio_to_runtime_loop") or 0) >= 0.97
                                 else "not met", digits=1))
             if f4.get("runtime_loop_calls_per_s") and f4.get("drain_after_intake_calls_per_s"):
-                out.append(_row("4", "    the same, once every call had joined the queue (intake over)",
+                out.append(_row(key, "    the same, once every call had joined the queue (intake over)",
                                 f4["drain_after_intake_calls_per_s"], None, f4["runtime_loop_calls_per_s"], "-",
                                 "-", "-", digits=1))
             if f4.get("slot_utilisation") is not None:
-                out.append(["4", "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
+                out.append([key, "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
                             "", "", "", "-", "-", "-", "-"])
             d = f4["dispatcher"]
-            out.append(["4", "  dispatcher peak RSS (VmHWM), MiB", fmt(d["peak_rss_mib"], 1), "",
+            out.append([key, "  dispatcher peak RSS (VmHWM), MiB", fmt(d["peak_rss_mib"], 1), "",
                         f"before: {fmt(d['before'].get('VmHWM'), 1)}", "", "-", "-", "-",
                         f"{d['peak_threads']} threads"])
         elif key == "4" and "4" in nm:

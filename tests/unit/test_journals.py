@@ -1,5 +1,6 @@
 """The journals behind durable state: accepted Event calls (admit/journal.py), their settled
 results (record/results.py) and the embedded AWS's control-plane changes (infra/moto_state.py)."""
+import base64
 import json
 
 from chalicelib.admit.journal import CallJournal
@@ -76,3 +77,47 @@ def test_settled_results_come_back_the_last_per_call_within_a_day(tmp_path):
     kept = ResultLog(path, clock=lambda: now).load()
     assert {rid: r["status"] for rid, r in kept.items()} == {"a": "succeeded", "b": "expired"}
     assert len(path.read_bytes().splitlines()) == 2    # compacted at load
+
+
+class _Table:
+    """DynamoDB's GetItem/PutItem on one table, in memory; `lost()` is the endpoint restarting."""
+
+    def __init__(self):
+        self.items: dict[str, dict] = {}
+
+    def put_item(self, TableName, Item):
+        self.items[Item["request_id"]["S"]] = Item
+
+    def get_item(self, TableName, Key):
+        item = self.items.get(Key["request_id"]["S"])
+        return {"Item": item} if item else {}
+
+    def lost(self):
+        self.items.clear()
+
+
+def test_async_results_in_memory_stay_bounded_and_older_ones_are_still_answered(tmp_path):
+    """A long run of Event calls: memory keeps the newest answers within its limit and those a day
+    old leave it; the others are answered from DynamoDB, or from the log once the endpoint lost them."""
+    from chalicelib.model import Outcome
+    from chalicelib.record.results import Results
+    now = [1_800_000_000.0]
+    table = _Table()
+    results = Results(table, s3=None, log_path=tmp_path / "async-results.jsonl", clock=lambda: now[0],
+                      mem_payload_bytes=64 * 1024)
+    answer = b"x" * 3000   # ~4 KB as base64: sixteen fit the limit
+    for i in range(200):
+        results.pending(f"r{i}", "F", "user1")
+        results.update(f"r{i}", "succeeded", Outcome("success", answer + str(i).encode()), 1)
+        now[0] += 1
+    assert len(results) <= 17
+    assert results.get("r199")["status"] == "succeeded"
+    old = results.get("r3")                       # left memory: DynamoDB has it
+    assert old["status"] == "succeeded" and base64.b64decode(old["payload"]).endswith(b"x3")
+    table.lost()                                  # the endpoint restarted: the log has it
+    again = results.get("r3")
+    assert again["status"] == "succeeded" and base64.b64decode(again["payload"]).endswith(b"x3")
+    assert results.get("never") is None
+    now[0] += KEPT_S + 1                          # a day on: settled results leave memory
+    results.pending("fresh", "F", "user1")
+    assert len(results) == 1 and results.get("r199") is None

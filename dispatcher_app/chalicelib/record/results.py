@@ -4,6 +4,10 @@ A DynamoDB item holds at most 400 KB: a larger answer goes to S3 (payloads.py) a
 item keeps its key. The embedded AWS keeps its tables in memory, so each settled result (succeeded,
 failed, expired) is also appended to MK1_HOME/async-results.jsonl and read back when the dispatcher
 starts: a result outlives a crash or restart of both the AWS endpoint and the dispatcher for a day.
+
+Memory holds the recent ones only: results settled over a day ago leave it, and so do the oldest
+once the answers held pass MEM_PAYLOAD_BYTES (a long run of Event calls grew the dispatcher without
+bound). One that left memory is read from DynamoDB, or from the log if the endpoint lost it.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from chalicelib.model import Outcome
 log = logging.getLogger("mk1.results")
 
 KEPT_S = 86_400           # a settled result is answered for a day after it settled
+MEM_PAYLOAD_BYTES = 64 << 20   # answers (base64) held in memory; older ones are read back
 SETTLED = ("succeeded", "failed", "expired")
 
 
@@ -65,6 +70,24 @@ class ResultLog:
             self._file.flush()
             os.fsync(self._file.fileno())
 
+    def find(self, request_id: str) -> dict | None:
+        """The last line for this call within KEPT_S: a scan of the file, for a result that is in
+        neither memory nor the AWS endpoint (rare: it left memory, then the endpoint restarted)."""
+        if not self.path.exists():
+            return None
+        needle, found = json.dumps(request_id).encode(), None
+        cutoff = self.clock() - KEPT_S
+        with self._lock, open(self.path, "rb") as f:
+            for raw in f:
+                if needle in raw:
+                    try:
+                        item = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if item.get("request_id") == request_id and float(item.get("updated_at") or 0) >= cutoff:
+                        found = item
+        return found
+
     @staticmethod
     def _line(item: dict) -> bytes:
         return (json.dumps(item, separators=(",", ":")) + "\n").encode()
@@ -74,31 +97,38 @@ class Results:
     """In memory for speed, in DynamoDB (mk1-async-results) so other dispatchers see them, and the
     settled ones in a ResultLog so they outlive the AWS endpoint's restart too."""
 
-    def __init__(self, ddb, s3, log_path: Path | None = None):
-        self.ddb, self.s3 = ddb, s3
+    def __init__(self, ddb, s3, log_path: Path | None = None, clock=time.time,
+                 mem_payload_bytes: int = MEM_PAYLOAD_BYTES):
+        self.ddb, self.s3, self.clock = ddb, s3, clock
+        # By request id, in the order they last changed: the oldest leave first (_trim_locked).
         self._mem: dict[str, dict] = {}
+        self._mem_bytes, self._mem_limit = 0, mem_payload_bytes
         self._lock = threading.Lock()
-        self._log = ResultLog(log_path) if log_path else None
+        self._log = ResultLog(log_path, clock) if log_path else None
         if self._log is not None:
             try:
-                self._mem.update(self._log.load())
+                loaded = self._log.load()
             except OSError as e:   # the results of before are lost, the dispatcher still serves
                 log.warning("could not read %s: %s", log_path, e)
+                loaded = {}
+            with self._lock:
+                for request_id, item in sorted(loaded.items(), key=lambda kv: float(kv[1].get("updated_at") or 0)):
+                    self._remember_locked(request_id, item)
 
     def pending(self, request_id: str, function: str, user: str) -> None:
         self._put({"request_id": request_id, "function": function, "user": user, "status": "queued",
-                   "attempts": 0, "updated_at": time.time()})
+                   "attempts": 0, "updated_at": self.clock()})
 
     def update(self, request_id: str, status: str, outcome: Outcome, attempts: int) -> None:
         current = self.get(request_id) or {"request_id": request_id}
         current.pop("payload", None)
         packed = payloads.pack(self.s3, outcome.payload, f"result-{request_id}")
         stored = {"payload": packed["b64"]} if "b64" in packed else {"payload_s3": packed["s3"]}
-        now = {**current, "status": status, "attempts": attempts, "updated_at": time.time(),
+        now = {**current, "status": status, "attempts": attempts, "updated_at": self.clock(),
                "function_error": outcome.error_type if outcome.is_error else None}
         kept = {**now, "payload": base64.b64encode(outcome.payload).decode()}
         with self._lock:   # memory keeps the answer itself; the item may point to S3
-            self._mem[request_id] = kept
+            self._remember_locked(request_id, kept)
         if self._log is not None and status in SETTLED:
             try:
                 self._log.append(kept)
@@ -109,19 +139,48 @@ class Results:
     def _put(self, item: dict, remember: bool = True) -> None:
         if remember:
             with self._lock:
-                self._mem[item["request_id"]] = item
+                self._remember_locked(item["request_id"], item)
         self.ddb.put_item(TableName=names.RESULTS_TABLE, Item={
             k: ({"NULL": True} if v is None else {"N": str(v)} if isinstance(v, (int, float)) else {"S": str(v)})
             for k, v in item.items()})
+
+    def _remember_locked(self, request_id: str, item: dict) -> None:
+        old = self._mem.pop(request_id, None)   # popped: it moves to the newest end
+        if old is not None:
+            self._mem_bytes -= len(old.get("payload") or "")
+        self._mem[request_id] = item
+        self._mem_bytes += len(item.get("payload") or "")
+        self._trim_locked()
+
+    def _trim_locked(self) -> None:
+        """The oldest leave memory while the answers held exceed the limit, or once they are over
+        KEPT_S old. What left is still in DynamoDB (and, settled, in the log)."""
+        cutoff = self.clock() - KEPT_S
+        while self._mem:
+            request_id, oldest = next(iter(self._mem.items()))
+            over = self._mem_bytes > self._mem_limit and len(self._mem) > 1
+            if not (over or float(oldest.get("updated_at") or 0) < cutoff):
+                return
+            del self._mem[request_id]
+            self._mem_bytes -= len(oldest.get("payload") or "")
+
+    def __len__(self) -> int:
+        return len(self._mem)
 
     def get(self, request_id: str) -> dict | None:
         with self._lock:
             if request_id in self._mem:
                 return dict(self._mem[request_id])
-        resp = self.ddb.get_item(TableName=names.RESULTS_TABLE, Key={"request_id": {"S": request_id}})
+        try:
+            resp = self.ddb.get_item(TableName=names.RESULTS_TABLE, Key={"request_id": {"S": request_id}})
+        except Exception:   # the endpoint is down: a settled result is in the log; else 503 as before
+            found = self._log.find(request_id) if self._log is not None else None
+            if found is None:
+                raise
+            return found
         item = resp.get("Item")
-        if not item:
-            return None
+        if not item:   # the endpoint restarted and lost it: a settled one is in the log
+            return self._log.find(request_id) if self._log is not None else None
         out = {k: (None if "NULL" in v else float(v["N"]) if "N" in v else v["S"]) for k, v in item.items()}
         if out.get("payload_s3"):
             out["payload"] = base64.b64encode(payloads.unpack(self.s3, {"s3": out.pop("payload_s3")})).decode()

@@ -6,9 +6,10 @@ A bounded front door. A connection that is moving a request is served on a threa
 (http.server's model, kept for the warm path: one blocking recv and one send a call, on one
 thread); a connection that waits has no thread:
 
-- Waiting connections: one silent for TICK_SECONDS between requests (a fresh one that sent
-  nothing, a keep-alive one between calls) gives its thread up to the idle pool (`IdlePool`),
-  one thread watching every waiting connection with one selector. Its next request gets it a
+- Waiting connections: a new one that has sent nothing when it is accepted goes straight to the
+  idle pool (`IdlePool`), one thread watching every waiting connection with one selector; one
+  silent for TICK_SECONDS between requests (a keep-alive one between calls) gives its thread up
+  to the pool. Its next request gets it a
   thread again; its close costs that one thread a few microseconds; after IDLE_SECONDS the pool
   closes it. So however many idle connections close together, no thread wakes for them, and
   /health is answered at once (tests/security/test_front_door.py: 3,000 of them). Threads, each

@@ -6,10 +6,10 @@ A bounded front door. A connection that is moving a request is served on a threa
 (http.server's model, kept for the warm path: one blocking recv and one send a call, on one
 thread); a connection that waits has no thread:
 
-- Waiting connections: a new one that has sent nothing when it is accepted goes straight to the
-  idle pool (`IdlePool`), one thread watching every waiting connection with one selector; one
-  silent for TICK_SECONDS between requests (a keep-alive one between calls) gives its thread up
-  to the pool. Its next request gets it a
+- Waiting connections: one silent for TICK_SECONDS between requests (a fresh one that sent
+  nothing, a keep-alive one between calls) gives its thread up to the idle pool (`IdlePool`), one
+  thread watching every waiting connection with one selector; with over half the threads taken, a
+  fresh one that has sent nothing goes to the pool as it is accepted. Its next request gets it a
   thread again; its close costs that one thread a few microseconds; after IDLE_SECONDS the pool
   closes it. So however many idle connections close together, no thread wakes for them, and
   /health is answered at once (tests/security/test_front_door.py: 3,000 of them). Threads, each
@@ -92,15 +92,18 @@ class Server(ThreadedHTTPServer):
         # append are atomic under the GIL and take no lock: a semaphore's lock, released by every
         # ending connection's thread, is a convoy when a thousand end at once.
         self._thread_places = collections.deque([None] * self.max_threads)
+        self._scarce = self.max_threads // 2   # fewer places left than this: silent ones wait in the pool
         self.stall_places = collections.deque([None] * MAX_STALLED)
         self.idle = IdlePool(self, idle_limit)
         self._turned_away, self._told = 0, 0.0
 
     def process_request(self, request, client_address) -> None:
-        if not _has_bytes(request):
-            # Nothing sent yet: it waits in the idle pool, on no thread, like a connection between
-            # requests. A burst of fresh connections (the listen backlog lets thousands in at once)
-            # then costs no thread each until its request comes, nor a 503 beyond max_threads.
+        if len(self._thread_places) < self._scarce and not _has_bytes(request):
+            # Threads are scarce and it has sent nothing yet: it waits in the idle pool, on no
+            # thread, like a connection between requests, so a burst of silent connections (the
+            # listen backlog lets thousands in at once) is not answered 503 at max_threads. With
+            # threads to spare it gets one at once: through the pool its request would wait for
+            # the pool's thread, which starts threads one at a time as the accept loop does.
             self.idle.add(request, client_address)
             return
         try:

@@ -454,6 +454,7 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         # The drain once every call has joined the queue: the burst's intake (a thousand requests
         # parsed, authenticated and sent to SQS) no longer shares the 2 cores with the functions.
         last_entry = max(ent)
+        out["intake_calls_per_s"] = round(len(ent) / (last_entry - min(ent)), 1) if last_entry > min(ent) else None
         late_runs = [x for x in records if _ts(x["start"]) >= last_entry]
         if len(late_runs) >= 30:
             late_span = max(_ts(x["end"]) for x in late_runs) - min(_ts(x["start"]) for x in late_runs)

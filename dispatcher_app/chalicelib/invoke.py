@@ -259,10 +259,10 @@ class Invoker:
         p.metrics.wait.labels(config.name).observe(wait_ms / 1000)
 
     def record_unrun(self, request_id: str, identity: Identity, config: FunctionConfig, itype: str,
-                     status: str, accepted: float) -> None:
+                     status: str, accepted: float, written: threading.Event | None = None) -> None:
         p = self.p
         p.recorder.usage(unrun_record(request_id, identity.user, config, itype, status, accepted,
-                                      p.clock.time(), p.backend.name))
+                                      p.clock.time(), p.backend.name), written)
         p.metrics.invocations.labels(config.name, identity.user, status).inc()
 
 

@@ -102,7 +102,13 @@ class EventCalls:
             config = self.p.registry.version(name, body.get("version"))
             if self.p.clock.time() - float(body.get("accepted_at", 0)) > config.events.max_age_s:
                 slot.release()
-                self._expire(body, config)
+                recorded = threading.Event()
+                self._expire(body, config, recorded)
+                if not recorded.wait(RECORD_DURABLE_WAIT_S):
+                    log.warning("async %s: usage record not yet written; leaving its message for redelivery",
+                                request_id)
+                    return
+                self._ended(request_id)
             else:
                 with slot:
                     run = self.inv.execute(self.inv.queued_invocation(body, config, payloads.unpack(
@@ -110,22 +116,27 @@ class EventCalls:
                 recorded = threading.Event()
                 self.inv.record(request_id, Identity(body.get("user", "unknown"), ""), config, "Event", run, 0.0,
                                 float(body.get("accepted_at", 0)), attempt=body.get("attempt", 0), written=recorded)
-                self._settle(body, run, admission, config)
-                # The message goes only once the call's usage record is in the table: a dispatcher
-                # dying in between makes SQS deliver the call again (at least once, never lost).
+                ended = self._settle(body, run, admission, config)
+                # The message goes, and the journal says the call ended, only once its usage record
+                # is in the table: a dispatcher dying in between makes SQS (or the journal, when the
+                # AWS endpoint died too) deliver the call again (at least once, never lost). Ended
+                # first, a hard kill within the record's batch lost its record for good.
                 if not recorded.wait(RECORD_DURABLE_WAIT_S):
                     log.warning("async %s: usage record not yet written; leaving its message for redelivery",
                                 request_id)
                     return
                 if journal is not None:
                     journal.ran(request_id, int(body.get("attempt", 0)))
+                if ended:
+                    self._ended(request_id)
             admission.queue.delete(receipt)
         except Exception:
             # The message stays in SQS and comes back after its visibility timeout: not lost.
             log.exception("async invocation %s could not be completed; SQS will redeliver it", request_id)
 
-    def _settle(self, body: dict, run: Execution, admission, config: FunctionConfig) -> None:
-        """Its result, and a retry (with backoff), or its end: the DLQs and the destinations."""
+    def _settle(self, body: dict, run: Execution, admission, config: FunctionConfig) -> bool:
+        """Its result, and a retry (with backoff), or its end: the DLQs and the destinations. True if
+        the call ended (no retry follows); the caller tells the journal once its record is written."""
         p, request_id = self.p, body["request_id"]
         attempt = int(body.get("attempt", 0))
         retries = p.s.MK1_ASYNC_RETRIES if config.events.max_retries is None else config.events.max_retries
@@ -136,33 +147,33 @@ class EventCalls:
                 p.journal.accepted({k: v for k, v in retry.items() if k not in ("kind", "owner")}, self._event(body))
             admission.enqueue_async(retry, delay_s=max(1, round(delay)))
             p.results.update(request_id, "retrying", run.outcome, attempt + 1)
+            return False
         elif run.outcome.is_error:
             admission.queue.to_dlq({**body, "error": run.outcome.payload.decode("utf-8", "replace"),
                                     "attempts": attempt + 1})
             p.results.update(request_id, "failed", run.outcome, attempt + 1)
             self._outcome(body, config, "RetriesExhausted", attempt + 1, run.outcome)
-            self._ended(request_id)
+            return True
         else:
             p.results.update(request_id, "succeeded", run.outcome, attempt + 1)
             self._outcome(body, config, "Success", attempt + 1, run.outcome)
             payloads.discard(p.s3, body["payload"])
-            self._ended(request_id)
+            return True
 
     def _ended(self, request_id: str) -> None:
         if self.p.journal is not None:
             self.p.journal.ended(request_id)
 
-    def _expire(self, body: dict, config: FunctionConfig) -> None:
+    def _expire(self, body: dict, config: FunctionConfig, recorded: threading.Event) -> None:
         """Past MaximumEventAgeInSeconds: not run; a record of it, and its failure destinations."""
         p, request_id = self.p, body["request_id"]
         accepted = float(body.get("accepted_at", 0))
         self.inv.record_unrun(request_id, Identity(body.get("user", "unknown"), ""), config, "Event", "expired",
-                              accepted)
+                              accepted, written=recorded)
         outcome = Outcome("expired", b'{"errorMessage": "Event age exceeded", "errorType": "EventAgeExceeded"}',
                           "EventAgeExceeded")
         p.results.update(request_id, "expired", outcome, int(body.get("attempt", 0)))
         self._outcome(body, config, "EventAgeExceeded", int(body.get("attempt", 0)), None)
-        self._ended(request_id)
 
     def _outcome(self, body: dict, config: FunctionConfig, condition: str, attempts: int,
                  outcome: Outcome | None) -> None:

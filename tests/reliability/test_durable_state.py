@@ -69,3 +69,28 @@ def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
 def _result(s, request_id: str) -> dict:
     status, body = signed_get(s.url, f"/mk1/invocations/{request_id}", Credentials(*s.keys("admin")), "us-east-1")
     return body if status == 200 else {}
+
+
+def test_an_event_call_killed_before_its_record_is_written_runs_again(make_system):
+    """An Event call settles (its result is there) a moment before its usage record is written (the
+    records go out in batches). Both die hard in between: the journal must not say the call ended
+    until its record is written, or the record is lost for good. Batches of 3 s make the window wide."""
+    s = make_system(MK1_AWS_PERSIST="1", MK1_USAGE_BATCH_MS="3000")
+    deploy_code(s, "durable", CODE, Timeout=10)
+    admin = s.lambda_client("admin")
+    wait_until(lambda: admin.invoke(FunctionName="durable", Payload=b'{"n": -1}')["StatusCode"] == 200,
+               timeout=20, what="the function running")
+    before = len(s.usage_records(expect=1))
+    rid = admin.invoke(FunctionName="durable", InvocationType="Event", Payload=b'{"n": 7}')["ResponseMetadata"][
+        "RequestId"]
+    wait_until(lambda: _result(s, rid).get("status"), lambda st: st == "succeeded", timeout=10, interval=0.02,
+               what="the call to settle")
+    assert len(s.usage_records()) == before, "its record was written already: the kill comes too late to tell"
+    for proc in (s.dispatcher, s.moto):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    s.start_moto()
+    s.provision()
+    s.start_dispatcher()
+    records = s.records_for([rid], timeout=60)
+    assert [r["status"] for r in records] == ["success"], records

@@ -23,7 +23,8 @@ def _calls(clock):
         destinations=SimpleNamespace(deliver=lambda *a: seen.delivered.append(a),
                                      dead_letter=lambda *a: None))
     invoker = SimpleNamespace(p=parts, execute=lambda *a: seen.executed.append(a),
-                              record_unrun=lambda *a: seen.unrun.append(a))
+                              record_unrun=lambda *a, written=None: (seen.unrun.append(a),
+                                                                     written and written.set()))   # as once in the table
     return EventCalls(invoker), seen
 
 

@@ -213,12 +213,14 @@ def summary(answers: Iterable[Answer]) -> dict[str, int]:
 # -- signed routes: usage and billing --------------------------------------------------------
 
 def _signed(user: str, path: str, query: dict | None, url: str | None) -> dict:
+    # 30 s: an admin's usage is a scan of the whole usage table, which on the embedded AWS with
+    # many thousand records and a busy machine took over 10 s (the UI said "cannot reach").
     s = settings_mod.load()
     url = url or s.dispatcher_url
     akid, secret = keys_of(user)
     try:
         code, body = signed_get(url, path, Credentials(akid, secret), s.region,
-                                {k: v for k, v in (query or {}).items() if v}, timeout=10)
+                                {k: v for k, v in (query or {}).items() if v}, timeout=30)
     except OSError as e:
         raise Unreachable(f"cannot reach the dispatcher at {url}: {getattr(e, 'reason', e)}") from None
     if code == 403:

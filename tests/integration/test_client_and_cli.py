@@ -148,7 +148,7 @@ def test_awslocal_operator_commands(system):
     ddb, logs = system.aws("dynamodb"), system.aws("logs")
     wait_until(lambda: ddb.scan(TableName="mk1-usage", FilterExpression="request_id = :r",
                                 ExpressionAttributeValues={":r": {"S": rid}})["Items"],
-               what="the call's record in the usage table")
+               timeout=30, what="the call's record in the usage table")
     wait_until(lambda: logs.filter_log_events(logGroupName="/aws/lambda/RuntimeAlpha",
                                               filterPattern=f'"REPORT RequestId: {rid}"')["events"],
                what="the call's REPORT line in CloudWatch Logs")

@@ -82,7 +82,7 @@ class Admission:
         with self.cond:
             slot = self.slots.take_free_locked(cap)
             if slot is not None:
-                    return slot
+                return slot
             waiting = self.waiting()
             if waiting >= self.max_depth:
                 raise TooManyRequests(self.busy(cap, waiting) + f"; the queue is full ({self.max_depth}).",

@@ -100,35 +100,31 @@ class EventCalls:
             return
         try:
             config = self.p.registry.version(name, body.get("version"))
-            if self.p.clock.time() - float(body.get("accepted_at", 0)) > config.events.max_age_s:
+            recorded = threading.Event()
+            ran = self.p.clock.time() - float(body.get("accepted_at", 0)) <= config.events.max_age_s
+            if not ran:
                 slot.release()
-                recorded = threading.Event()
                 self._expire(body, config, recorded)
-                if not recorded.wait(RECORD_DURABLE_WAIT_S):
-                    log.warning("async %s: usage record not yet written; leaving its message for redelivery",
-                                request_id)
-                    return
-                self._ended(request_id)
+                ended = True
             else:
                 with slot:
                     run = self.inv.execute(self.inv.queued_invocation(body, config, payloads.unpack(
                         self.p.s3, body["payload"])), config)
-                recorded = threading.Event()
                 self.inv.record(request_id, Identity(body.get("user", "unknown"), ""), config, "Event", run, 0.0,
                                 float(body.get("accepted_at", 0)), attempt=body.get("attempt", 0), written=recorded)
                 ended = self._settle(body, run, admission, config)
-                # The message goes, and the journal says the call ended, only once its usage record
-                # is in the table: a dispatcher dying in between makes SQS (or the journal, when the
-                # AWS endpoint died too) deliver the call again (at least once, never lost). Ended
-                # first, a hard kill within the record's batch lost its record for good.
-                if not recorded.wait(RECORD_DURABLE_WAIT_S):
-                    log.warning("async %s: usage record not yet written; leaving its message for redelivery",
-                                request_id)
-                    return
-                if journal is not None:
-                    journal.ran(request_id, int(body.get("attempt", 0)))
-                if ended:
-                    self._ended(request_id)
+            # The message goes, and the journal says the call ended, only once its usage record is in
+            # the table: a dispatcher dying in between makes SQS (or the journal, when the AWS endpoint
+            # died too) deliver the call again (at least once, never lost). Ended first, a hard kill
+            # within the record's batch lost its record for good.
+            if not recorded.wait(RECORD_DURABLE_WAIT_S):
+                log.warning("async %s: usage record not yet written; leaving its message for redelivery",
+                            request_id)
+                return
+            if ran and journal is not None:
+                journal.ran(request_id, int(body.get("attempt", 0)))
+            if ended:
+                self._ended(request_id)
             admission.queue.delete(receipt)
         except Exception:
             # The message stays in SQS and comes back after its visibility timeout: not lost.

@@ -41,18 +41,26 @@ class ResultLog:
         self._lock = threading.Lock()
         self._file = None
 
+    def _kept(self, needle: bytes = b""):
+        """The file's results within KEPT_S, in the order written (only lines holding `needle`)."""
+        if not self.path.exists():
+            return
+        cutoff = self.clock() - KEPT_S
+        with open(self.path, "rb") as f:
+            for raw in f:
+                if needle not in raw:
+                    continue
+                try:
+                    item = json.loads(raw)
+                except ValueError:
+                    continue   # a torn last line after a crash
+                if isinstance(item, dict) and item.get("request_id") and float(item.get("updated_at") or 0) >= cutoff:
+                    yield item
+
     def load(self) -> dict[str, dict]:
-        kept: dict[str, dict] = {}
+        kept = {item["request_id"]: item for item in self._kept()}
         if not self.path.exists():
             return kept
-        cutoff = self.clock() - KEPT_S
-        for raw in self.path.read_bytes().splitlines():
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                continue   # a torn last line after a crash
-            if isinstance(item, dict) and item.get("request_id") and float(item.get("updated_at") or 0) >= cutoff:
-                kept[item["request_id"]] = item
         tmp = self.path.with_suffix(".tmp")   # compacted: a crash leaves the old file or the new one
         with open(tmp, "wb") as f:
             f.writelines(self._line(item) for item in kept.values())
@@ -73,19 +81,11 @@ class ResultLog:
     def find(self, request_id: str) -> dict | None:
         """The last line for this call within KEPT_S: a scan of the file, for a result that is in
         neither memory nor the AWS endpoint (rare: it left memory, then the endpoint restarted)."""
-        if not self.path.exists():
-            return None
-        needle, found = json.dumps(request_id).encode(), None
-        cutoff = self.clock() - KEPT_S
-        with self._lock, open(self.path, "rb") as f:
-            for raw in f:
-                if needle in raw:
-                    try:
-                        item = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if item.get("request_id") == request_id and float(item.get("updated_at") or 0) >= cutoff:
-                        found = item
+        found = None
+        with self._lock:
+            for item in self._kept(json.dumps(request_id).encode()):
+                if item["request_id"] == request_id:
+                    found = item
         return found
 
     @staticmethod

@@ -214,6 +214,16 @@ class System(Observed):
     def stop_dispatcher(self, sig=signal.SIGTERM) -> None:
         stop_process(self.dispatcher, sig)
 
+    def crash_and_restart(self) -> None:
+        """The dispatcher and the AWS endpoint die at once, hard (SIGKILL), as in a crash; then come
+        back as `make up` brings them back."""
+        for proc in (self.dispatcher, self.moto):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        self.start_moto()
+        self.provision()
+        self.start_dispatcher()
+
     def stop(self) -> None:
         self.stop_dispatcher()
         if self.moto and self.moto.poll() is None:

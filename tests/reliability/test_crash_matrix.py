@@ -82,7 +82,7 @@ def _kill_a_running_container(s):
 FAULTS = {
     "dispatcher": lambda s: (_kill(s.dispatcher), s.start_dispatcher()),
     "aws": lambda s: (_kill(s.moto), _restart_aws(s)),
-    "both": lambda s: (_kill(s.dispatcher), _kill(s.moto), _restart_aws(s), s.start_dispatcher()),
+    "both": lambda s: s.crash_and_restart(),
     "container": _kill_a_running_container,
     "down-up": lambda s: (s.stop_dispatcher(signal.SIGTERM), s.moto.terminate(), s.moto.wait(20),
                           _restart_aws(s), s.start_dispatcher()),

@@ -5,8 +5,6 @@ once, queued again from MK1_HOME/accepted-calls.jsonl where its queue came back 
 settled call's result is still answered (MK1_HOME/async-results.jsonl)."""
 import base64
 import json
-import os
-import signal
 import time
 
 from botocore.credentials import Credentials
@@ -40,13 +38,7 @@ def test_a_hard_kill_of_aws_and_dispatcher_loses_nothing_accepted(make_system):
     settled = [rid for rid in ids if _result(s, rid).get("status") == "succeeded"]
 
     keys = {u: s.keys(u) for u in ("user1", "user2", "admin")}
-    # Both die at once, hard, as in a crash; then come back as `make up` brings them back.
-    for proc in (s.dispatcher, s.moto):
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    s.start_moto()
-    s.provision()
-    s.start_dispatcher()
+    s.crash_and_restart()
 
     assert {u: s.keys(u) for u in keys} == keys   # the users' keys came back as they were
     lam = s.aws("lambda")
@@ -86,11 +78,6 @@ def test_an_event_call_killed_before_its_record_is_written_runs_again(make_syste
     wait_until(lambda: _result(s, rid).get("status"), lambda st: st == "succeeded", timeout=10, interval=0.02,
                what="the call to settle")
     assert len(s.usage_records()) == before, "its record was written already: the kill comes too late to tell"
-    for proc in (s.dispatcher, s.moto):
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    s.start_moto()
-    s.provision()
-    s.start_dispatcher()
+    s.crash_and_restart()
     records = s.records_for([rid], timeout=60)
     assert [r["status"] for r in records] == ["success"], records

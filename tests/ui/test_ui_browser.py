@@ -253,7 +253,8 @@ def test_admin_batch_answers_and_timeline(page):
 
 def test_user1_is_refused_beta(page):
     clicked = invoke(page, "user1", 1, 1)
-    denied = page.get_by_text("user1 is not allowed to invoke RuntimeBeta")
+    # the error shown above the table (the table's cell says it too, once the grid has drawn it)
+    denied = page.get_by_test_id("stAlertContentError").get_by_text("user1 is not allowed to invoke RuntimeBeta")
     denied.wait_for(timeout=60_000)
     page.get_by_text("2 of 2 answers").wait_for()
     settle(page, clicked)

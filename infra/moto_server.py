@@ -12,9 +12,16 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
   each build counts the queue's visible, in-flight and delayed messages (three scans of the queue,
   a clock read per message). Here the retention period is read straight off the queue: the same
   value (`MessageRetentionPeriod`, an int once set), the same comparison.
-- every SendMessage reads one attribute through the same whole-map build, and the counts scan
-  the queue calling moto's clock for each message (two datetimes per reading). SQS's clock for
-  "now" is read as time.time() instead: the same instant, without the datetimes.
+- every SendMessage read ContentBasedDeduplication through the same whole-map build four times
+  (validation, send, the FIFO duplicate check), so a send to a queue 1,000 calls deep scanned it
+  twelve times. It is read straight off the queue, as the map would show it (moto's own methods,
+  recompiled with that one expression changed: `_rewrite`). The counts still scan the queue
+  calling moto's clock for each message (two datetimes per reading): SQS's clock for "now" is read
+  as time.time() instead, the same instant without the datetimes.
+- every SQS message and every log line moto makes stays in a class-wide list for its dashboard's
+  data (BaseModel's instance tracking), deleted or not, for the life of the server: memory, and a
+  garbage collector walking them all. These two kinds are not tracked. Measured on figure 4 of
+  the benchmarks (1,000 calls at once) with the send fix: moto's CPU 2.0 -> 1.4-1.6 ms a call.
 - every item written to DynamoDB is built attribute by attribute into a dict that, before each
   insert, re-adds the sizes of all the attributes already in it (to enforce the 400 KB item
   limit): quadratic in the attributes, ~0.3 ms of moto CPU per usage record (19 attributes).
@@ -53,6 +60,7 @@ import inspect
 import io
 import logging
 import sys
+import textwrap
 import threading
 import time
 
@@ -195,6 +203,66 @@ def _send_answer(handler, status: str, headers: list, body: bytes) -> None:
     handler.flush_headers()
 
 
+def _dedup_setting(queue):
+    """`queue.attributes.get("ContentBasedDeduplication")` without building the map: a standard
+    queue's map has no such key; a FIFO queue's value is the one set, a bool as "true"/"false"."""
+    if not queue.fifo_queue:
+        return None
+    value = getattr(queue, "content_based_deduplication", None)
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def _rewrite(owner, attr: str, old: str, new: str) -> bool:
+    """Replace `owner.attr` with moto's own function, compiled from its source with each `old` (at
+    least one must be there) replaced by `new`; True if in place, now or before. For a change of
+    an expression inside a long method: a copy of the whole would drift from the pinned moto unseen."""
+    original = getattr(owner, attr)
+    if getattr(original, "mk1", False):
+        return True
+    source = textwrap.dedent(inspect.getsource(original))
+    if old not in source:
+        return False
+    namespace: dict = {}
+    exec(compile(source.replace(old, new), inspect.getsourcefile(original), "exec"),
+         {**original.__globals__, "_dedup_setting": _dedup_setting}, namespace)
+    replacement = namespace[attr]
+    replacement.mk1 = True
+    setattr(owner, attr, replacement)
+    return True
+
+
+def _sqs_dedup_flag() -> bool:
+    from moto.sqs.models import Queue, SQSBackend
+
+    return all(_rewrite(owner, name, f'{var}.attributes.get("ContentBasedDeduplication")', f"_dedup_setting({var})")
+               for owner, name, var in ((SQSBackend, "_validate_message", "queue"),
+                                        (SQSBackend, "send_message", "queue"), (Queue, "add_message", "self")))
+
+
+def _untracked_messages() -> bool:
+    from moto.core.common_models import BaseModel
+    from moto.logs.models import LogEvent
+    from moto.sqs.models import Message
+
+    def make(_original):
+        def __new__(cls, *args, **kwargs):
+            return object.__new__(cls)
+        return staticmethod(__new__)
+
+    ok = True
+    for cls in (Message, LogEvent):
+        if getattr(getattr(cls.__dict__.get("__new__"), "__func__", None), "mk1", False):
+            continue
+        if "__new__" in cls.__dict__ or "instances_tracked.append" not in inspect.getsource(BaseModel.__new__):
+            ok = False
+            continue
+        new = make(None)
+        new.__func__.mk1 = True
+        cls.__new__ = new
+        cls.instances_tracked = []
+    return ok
+
+
 def _keep_alive() -> bool:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
 
@@ -245,7 +313,8 @@ def _keep_alive() -> bool:
 PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_clock,
            "service-list": _cache_module_list, "response-methods": _cache_method_names,
            "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes,
-           "keep-alive": _keep_alive, **moto_lambda.PATCHES}
+           "keep-alive": _keep_alive, "sqs-dedup-flag": _sqs_dedup_flag,
+           "untracked-messages": _untracked_messages, **moto_lambda.PATCHES}
 
 
 def apply() -> dict[str, bool]:

@@ -367,7 +367,18 @@ def _gate():
     return s.credentials_file if s.MK1_AWS_AUTH else None
 
 
+def _quiet_access_log() -> None:
+    """werkzeug writes a line to moto.log for every request it serves. The dispatcher reads the
+    control plane every second, so an idle mk1 wrote ~8 lines a second, ~70 MB a day into a file
+    nothing rotates, and each line cost moto ~6% of its CPU under load. Those lines are kept at
+    MK1_LOG_LEVEL=DEBUG; warnings and errors (moto's tracebacks, mk1's own lines) always are."""
+    from my_mk1_homework import settings
+    if settings.load().MK1_LOG_LEVEL.upper() != "DEBUG":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
+    _quiet_access_log()
     moto_lambda.set_base_url(_base_url(sys.argv[1:] if argv is None else argv))
     moto_lambda.STATE = _state_journal()
     moto_lambda.GATE = _gate()

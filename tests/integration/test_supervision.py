@@ -274,3 +274,25 @@ def test_a_killed_mk1_up_started_again_runs_every_accepted_call_once(tmp_path):
         assert set(successes().values()) == {1}, successes()
     finally:
         again.stop()
+
+
+def test_the_aws_endpoint_logs_no_line_per_request_unless_asked(tmp_path):
+    """The dispatcher reads the control plane every second: a line per request in moto.log was ~70 MB
+    a day from an idle mk1, in a file nothing rotates. MK1_LOG_LEVEL=DEBUG keeps them."""
+    logged = {}
+    for level in ("INFO", "DEBUG"):
+        port, log = free_port(), tmp_path / f"moto-{level}.log"
+        env = {**os.environ, "MK1_LOG_LEVEL": level}
+        env.pop("MK1_HOME", None)   # a throwaway server: no gate, no journal
+        proc = subprocess.Popen(moto_command("127.0.0.1", port), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                env=env)
+        try:
+            wait_until(lambda: answers(f"http://127.0.0.1:{port}/moto-api/") or proc.poll() is not None,
+                       timeout=30, what="moto to answer")
+            for _ in range(20):
+                answers(f"http://127.0.0.1:{port}/moto-api/")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        logged[level] = log.read_text(errors="replace").count("GET /moto-api/")
+    assert logged["INFO"] == 0 and logged["DEBUG"] >= 20

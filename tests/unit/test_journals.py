@@ -121,3 +121,42 @@ def test_async_results_in_memory_stay_bounded_and_older_ones_are_still_answered(
     now[0] += KEPT_S + 1                          # a day on: settled results leave memory
     results.pending("fresh", "F", "user1")
     assert len(results) == 1 and results.get("r199") is None
+
+
+def test_the_call_journal_is_compacted_while_running_and_keeps_what_it_must(tmp_path):
+    """A long run of Event calls (three lines each, the payload in one) grew the file, and the ended
+    ids in memory, until the next start. Compacted as it runs: the open calls and the ids ended within
+    a day stay, in the file and across a reload."""
+    path, now = tmp_path / "calls.jsonl", [1_800_000_000.0]
+    j = CallJournal(path, clock=lambda: now[0], compact_min_lines=20)
+    j.accepted(_body("open"), b'{"keep": "me"}')
+    for i in range(300):
+        j.accepted(_body(f"c{i}"), b"{}")
+        j.ran(f"c{i}", 0)
+        j.ended(f"c{i}")
+        now[0] += 1_000                              # ~86 calls end within any day
+    lines = path.read_bytes().splitlines()
+    assert len(lines) <= 3 * 88 + 20 < 900           # 900 were appended
+    assert not j.already_ran("c0", 0) and j.already_ran("c299", 0)   # ended a day ago: forgotten
+    assert set(j.open_calls()) == {"open"}
+    j.accepted(_body("late"), b"{}")                  # appends after a compaction reach the new file
+    j.close()
+    again = CallJournal(path, clock=lambda: now[0])
+    assert set(again.open_calls()) == {"open", "late"} and again.open_calls()["open"].payload == b'{"keep": "me"}'
+    assert again.already_ran("c299", 0) and not again.already_ran("c100", 0)
+
+
+def test_the_results_log_is_compacted_while_running(tmp_path):
+    path, now = tmp_path / "results.jsonl", [1_800_000_000.0]
+    log = ResultLog(path, clock=lambda: now[0], compact_min_lines=10)
+    log.load()
+    for i in range(100):                              # five calls, each settled twenty times
+        log.append({"request_id": f"r{i % 5}", "status": "failed", "attempt": i, "updated_at": now[0]})
+        now[0] += 1
+    assert len(path.read_bytes().splitlines()) <= 5 + 10
+    assert log.find("r4")["attempt"] == 99 and log.find("r0")["attempt"] == 95
+    now[0] += KEPT_S                                  # a day on: those leave at the next compaction
+    for i in range(10):
+        log.append({"request_id": f"n{i}", "status": "succeeded", "updated_at": now[0]})
+    assert log.find("r4") is None and len(path.read_bytes().splitlines()) <= 10
+    assert ResultLog(path, clock=lambda: now[0]).load().keys() == {f"n{i}" for i in range(10)}

@@ -9,7 +9,9 @@ record is written, and the call's end (success, retries exhausted, expired) clos
 At start the dispatcher reads it: a call neither ended nor in its function's queue any more (the
 queue came back empty) is sent again, at the attempt it had reached; a delivery of an attempt that
 already ran is dropped (at-least-once delivery, each attempt run once, by request id). The file is
-rewritten at start with only the calls still open.
+rewritten with only the calls still open and the ids ended within a day: at start, and while it
+runs once the lines appended since outnumber twice those it kept (a long run of Event calls grew
+the file, three lines a call with its payload, and the ended ids in memory, until the next start).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 log = logging.getLogger("mk1.journal")
 
 ENDED_KEPT_S = 86_400   # an ended call's id is kept a day: a late redelivery of it is dropped
+COMPACT_MIN_LINES = 10_000   # appended lines before a compaction while running (and twice those kept)
 
 
 @dataclass
@@ -35,13 +38,16 @@ class OpenCall:
 
 
 class CallJournal:
-    def __init__(self, path: Path, usage_log: Path | None = None):
+    def __init__(self, path: Path, usage_log: Path | None = None, clock=time.time,
+                 compact_min_lines: int = COMPACT_MIN_LINES):
         self.path = path
         self.usage_log = usage_log   # attempts with a usage record there ran, marked or not
+        self.clock = clock
         self._lock = threading.Lock()
         self._file = None
         self._open: dict[str, OpenCall] = {}
-        self._ended: dict[str, float] = {}   # request id -> when it ended (epoch s)
+        self._ended: dict[str, float] = {}   # request id -> when it ended (epoch s), oldest first
+        self._compact_min, self._appended, self._kept_lines = compact_min_lines, 0, 0
         self._load()
 
     # -- reading at start --
@@ -62,9 +68,7 @@ class CallJournal:
                 self._open[rid].ran.add(int(e["ran"]))
             elif "ended" in e:
                 self._open.pop(rid, None)
-                self._ended[rid] = float(e.get("at") or time.time())
-        cutoff = time.time() - ENDED_KEPT_S
-        self._ended = {rid: at for rid, at in self._ended.items() if at >= cutoff}
+                self._ended[rid] = float(e.get("at") or self.clock())
         self._recorded_runs()
         self._compact()
 
@@ -89,22 +93,32 @@ class CallJournal:
             call.ran.add(attempt)
             if status == "success" and attempt >= int(call.body.get("attempt", 0)):
                 self._open.pop(rid, None)
-                self._ended[rid] = time.time()
+                self._ended[rid] = self.clock()
 
     def _compact(self) -> None:
-        """Rewrite the file with the open calls only (atomically: a crash leaves the old or the new)."""
+        """Rewrite the file with the open calls and the ids ended within ENDED_KEPT_S (atomically: a
+        crash leaves the old file or the new one). At start, and from _append under the lock."""
+        cutoff = self.clock() - ENDED_KEPT_S
+        self._ended = {rid: at for rid, at in self._ended.items() if at >= cutoff}
+        if self._file is not None:   # appends go to the new file from here on
+            self._file.close()
+            self._file = None
         tmp = self.path.with_suffix(".tmp")
+        lines = 0
         with open(tmp, "wb") as f:
             for rid, call in self._open.items():
                 f.write(self._line({"id": rid, "accepted": call.body,
                                     "payload": base64.b64encode(call.payload).decode()}))
                 for attempt in sorted(call.ran):
                     f.write(self._line({"id": rid, "ran": attempt}))
+                lines += 1 + len(call.ran)
             for rid, at in self._ended.items():
                 f.write(self._line({"id": rid, "ended": True, "at": at}))
+            lines += len(self._ended)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        self._appended, self._kept_lines = 0, lines
 
     def open_calls(self) -> dict[str, OpenCall]:
         with self._lock:
@@ -123,6 +137,14 @@ class CallJournal:
         self._file.flush()
         if sync:
             os.fsync(self._file.fileno())
+        self._appended += 1
+        # Amortised: a compaction writes what is kept, and comes after at least twice that many appends.
+        if self._appended >= max(self._compact_min, 2 * self._kept_lines):
+            try:
+                self._compact()
+            except OSError as e:   # the appends stand (the line above is fsynced); try again later
+                log.warning("could not compact %s: %s", self.path, e)
+                self._appended = 0
 
     def accepted(self, body: dict, payload: bytes) -> None:
         """Before the 202 (and before each retry is queued: its attempt number)."""
@@ -143,7 +165,8 @@ class CallJournal:
     def ended(self, request_id: str) -> None:
         with self._lock:
             self._open.pop(request_id, None)
-            now = time.time()
+            now = self.clock()
+            self._ended.pop(request_id, None)   # re-inserted at the newest end
             self._ended[request_id] = now
             self._append({"id": request_id, "ended": True, "at": now}, sync=True)
 

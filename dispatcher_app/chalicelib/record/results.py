@@ -28,18 +28,21 @@ from chalicelib.model import Outcome
 log = logging.getLogger("mk1.results")
 
 KEPT_S = 86_400           # a settled result is answered for a day after it settled
+COMPACT_MIN_LINES = 1_000  # appended results before the log is compacted while running (and twice those kept)
 MEM_PAYLOAD_BYTES = 64 << 20   # answers (base64) held in memory; older ones are read back
 SETTLED = ("succeeded", "failed", "expired")
 
 
 class ResultLog:
     """The settled results on disk, one JSON line each; read back (the last line per request id,
-    within KEPT_S) and rewritten with only those at start."""
+    within KEPT_S). Rewritten with only those at start, and while running once the lines appended
+    since outnumber twice those kept: a long run of Event calls grew it until the next start."""
 
-    def __init__(self, path: Path, clock=time.time):
+    def __init__(self, path: Path, clock=time.time, compact_min_lines: int = COMPACT_MIN_LINES):
         self.path, self.clock = path, clock
         self._lock = threading.Lock()
         self._file = None
+        self._compact_min, self._appended, self._kept_lines = compact_min_lines, 0, 0
 
     def _kept(self, needle: bytes = b""):
         """The file's results within KEPT_S, in the order written (only lines holding `needle`)."""
@@ -58,15 +61,24 @@ class ResultLog:
                     yield item
 
     def load(self) -> dict[str, dict]:
+        with self._lock:
+            return self._compact_locked()
+
+    def _compact_locked(self) -> dict[str, dict]:
+        """The last result per call within KEPT_S, the file rewritten with those alone (atomically:
+        a crash leaves the old file or the new one)."""
         kept = {item["request_id"]: item for item in self._kept()}
-        if not self.path.exists():
-            return kept
-        tmp = self.path.with_suffix(".tmp")   # compacted: a crash leaves the old file or the new one
-        with open(tmp, "wb") as f:
-            f.writelines(self._line(item) for item in kept.values())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        if self._file is not None:   # appends go to the new file from here on
+            self._file.close()
+            self._file = None
+        if self.path.exists():
+            tmp = self.path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                f.writelines(self._line(item) for item in kept.values())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        self._appended, self._kept_lines = 0, len(kept)
         return kept
 
     def append(self, item: dict) -> None:
@@ -77,6 +89,15 @@ class ResultLog:
             self._file.write(self._line(item))
             self._file.flush()
             os.fsync(self._file.fileno())
+            self._appended += 1
+            # Amortised: a compaction reads the file and writes what is kept, after at least twice
+            # as many appends as it kept last time.
+            if self._appended >= max(self._compact_min, 2 * self._kept_lines):
+                try:
+                    self._compact_locked()
+                except OSError as e:   # the appends stand (fsynced above); try again later
+                    log.warning("could not compact %s: %s", self.path, e)
+                    self._appended = 0
 
     def find(self, request_id: str) -> dict | None:
         """The last line for this call within KEPT_S: a scan of the file, for a result that is in

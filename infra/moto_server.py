@@ -22,6 +22,10 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
   data (BaseModel's instance tracking), deleted or not, for the life of the server: memory, and a
   garbage collector walking them all. These two kinds are not tracked. Measured on figure 4 of
   the benchmarks (1,000 calls at once) with the send fix: moto's CPU 2.0 -> 1.4-1.6 ms a call.
+- every DeleteMessage scanned the queue twice, building each message's list of receipt handles,
+  and every message received drew its 185-letter receipt handle with 185 calls to random.choice.
+  Both are done as moto does them, in one pass and one call: draining 1,000 messages from a queue
+  1,000 deep, deletes 106 -> 48 ms and receives 108 -> 90 ms of moto's CPU.
 - every item written to DynamoDB is built attribute by attribute into a dict that, before each
   insert, re-adds the sizes of all the attributes already in it (to enforce the 400 KB item
   limit): quadratic in the attributes, ~0.3 ms of moto CPU per usage record (19 attributes).
@@ -239,6 +243,51 @@ def _sqs_dedup_flag() -> bool:
                                         (SQSBackend, "send_message", "queue"), (Queue, "add_message", "self")))
 
 
+def _sqs_delete_one_pass() -> bool:
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+    from moto.sqs.models import Queue
+
+    def make(_original):
+        def delete_message(self, receipt_handle: str) -> None:
+            """moto's: the messages that ever had this receipt handle leave the queue (pending or
+            not), their handles noted as deleted; none: ReceiptHandleIsInvalid. One pass, not two,
+            and the handle compared without building each message's list of them."""
+            if receipt_handle in self.deleted_messages:
+                return   # already deleted: deleting it again is no error
+            kept, found = [], False
+            for message in self._messages:
+                if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
+                    found = True
+                    self.pending_messages.discard(message)
+                    self.deleted_messages.update(message.all_receipt_handles)
+                else:
+                    kept.append(message)
+            if not found:
+                raise ReceiptHandleIsInvalid()
+            self._messages = kept
+        return delete_message
+
+    return _swap(Queue, "delete_message", "message.had_receipt_handle(receipt_handle) for message in self._messages",
+                 make)
+
+
+def _sqs_receipt_handles() -> bool:
+    from moto.sqs import models, utils
+
+    def make(original):
+        alphabet, length = __import__("string").ascii_lowercase, 185
+
+        def generate_receipt_handle() -> str:
+            """185 lowercase letters from moto's random, as moto's, drawn in one call, not 185."""
+            return "".join(utils.random.choices(alphabet, k=length))
+        return generate_receipt_handle
+
+    ok = _swap(utils, "generate_receipt_handle", "random.choice(string.ascii_lowercase) for x in range(length)", make)
+    if ok and getattr(models, "generate_receipt_handle", None) is not utils.generate_receipt_handle:
+        models.generate_receipt_handle = utils.generate_receipt_handle   # models imported it by name
+    return ok
+
+
 def _untracked_messages() -> bool:
     from moto.core.common_models import BaseModel
     from moto.logs.models import LogEvent
@@ -314,7 +363,8 @@ PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_c
            "service-list": _cache_module_list, "response-methods": _cache_method_names,
            "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes,
            "keep-alive": _keep_alive, "sqs-dedup-flag": _sqs_dedup_flag,
-           "untracked-messages": _untracked_messages, **moto_lambda.PATCHES}
+           "untracked-messages": _untracked_messages, "sqs-delete-one-pass": _sqs_delete_one_pass,
+           "sqs-receipt-handles": _sqs_receipt_handles, **moto_lambda.PATCHES}
 
 
 def apply() -> dict[str, bool]:

@@ -23,6 +23,9 @@ ORIGINAL_WRITES = {name: getattr(DynamoDBBackend, name) for name in WRITES}
 ORIGINAL_RUN_WSGI = MotoRequestHandler.run_wsgi
 ORIGINAL_SEND, ORIGINAL_ADD = SQSBackend.send_message, sqs_models.Queue.add_message
 ORIGINAL_VALIDATE = SQSBackend._validate_message
+ORIGINAL_DELETE = sqs_models.Queue.delete_message
+from moto.sqs import utils as sqs_utils   # noqa: E402
+ORIGINAL_RECEIPT = sqs_utils.generate_receipt_handle
 
 
 @pytest.fixture
@@ -38,6 +41,9 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(MotoRequestHandler, "run_wsgi", ORIGINAL_RUN_WSGI)
     monkeypatch.setattr(SQSBackend, "send_message", ORIGINAL_SEND)
     monkeypatch.setattr(SQSBackend, "_validate_message", ORIGINAL_VALIDATE)
+    monkeypatch.setattr(sqs_models.Queue, "delete_message", ORIGINAL_DELETE)
+    monkeypatch.setattr(sqs_utils, "generate_receipt_handle", ORIGINAL_RECEIPT)
+    monkeypatch.setattr(sqs_models, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models.Queue, "add_message", ORIGINAL_ADD)
     from moto.logs.models import LogEvent
     for cls in (sqs_models.Message, LogEvent):
@@ -135,6 +141,50 @@ def test_fifo_deduplication_is_as_moto_does_without_counting_the_queue(unpatched
                         property(lambda q: (built.append(q) if sending else None) or attributes.fget(q)))
     assert _dedup_scenario(sending) == expected
     assert built == []
+
+
+def _delete_scenario() -> list:
+    """Deletes by current, old (before a visibility change), repeated and unknown receipt handles,
+    one at a time and in a batch; what each answered and what the queue then holds."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        for body in "abcde":
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        got = {m["Body"]: m["ReceiptHandle"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                                           VisibilityTimeout=0)["Messages"]}
+        again = {m["Body"]: m["ReceiptHandle"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+                 ["Messages"]}
+        out = []
+        for handle in (got["a"], again["b"], again["b"], "not-a-handle"):
+            try:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+                out.append("deleted")
+            except sqs.exceptions.ClientError as e:
+                out.append(e.response["Error"]["Code"])
+        batch = sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": "c", "ReceiptHandle": again["c"]}, {"Id": "x", "ReceiptHandle": "nope"},
+            {"Id": "d", "ReceiptHandle": got["d"]}])
+        out.append(sorted(e["Id"] for e in batch.get("Successful", [])))
+        out.append(sorted((e["Id"], e["Code"]) for e in batch.get("Failed", [])))
+        queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_queue("q")
+        out.append(sorted(m.body for m in queue._messages))
+        out.append(len(queue.pending_messages))
+        handle = again["e"]
+        out.append((len(handle), handle.isalpha() and handle.islower(), handle != got["e"]))
+        return out
+
+
+def test_deletes_and_receipt_handles_are_as_moto_makes_them(unpatched):
+    """A delete scanned the queue twice, building each message's list of handles; a receipt handle
+    was 185 calls to random.choice. At 1,000 waiting calls: O(depth) twice per delete."""
+    expected = _delete_scenario()
+    assert expected[:4] == ["deleted", "deleted", "deleted", "ReceiptHandleIsInvalid"]
+    assert expected[4:7] == [["c", "d"], [("x", "ReceiptHandleIsInvalid")], ["e"]]
+    moto_server.apply()
+    assert sqs_models.Queue.delete_message is not ORIGINAL_DELETE
+    assert sqs_models.generate_receipt_handle is sqs_utils.generate_receipt_handle is not ORIGINAL_RECEIPT
+    assert _delete_scenario() == expected
 
 
 def test_sqs_messages_and_log_events_are_not_kept_after_use(unpatched):

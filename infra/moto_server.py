@@ -22,10 +22,13 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
   data (BaseModel's instance tracking), deleted or not, for the life of the server: memory, and a
   garbage collector walking them all. These two kinds are not tracked. Measured on figure 4 of
   the benchmarks (1,000 calls at once) with the send fix: moto's CPU 2.0 -> 1.4-1.6 ms a call.
-- every DeleteMessage scanned the queue twice, building each message's list of receipt handles,
-  and every message received drew its 185-letter receipt handle with 185 calls to random.choice.
-  Both are done as moto does them, in one pass and one call: draining 1,000 messages from a queue
-  1,000 deep, deletes 106 -> 48 ms and receives 108 -> 90 ms of moto's CPU.
+- every DeleteMessage scanned the whole queue twice, building each message's list of receipt
+  handles, then rebuilt the queue's list a message at a time; every ReceiveMessage listed every
+  visible message (a clock read or two each) before taking the first; every message received drew
+  its 185-letter receipt handle with 185 calls to random.choice. Now a delete stops at the one
+  message holding the handle and slices the list around it, a receive reads the messages as it
+  goes, a handle is drawn in one call: receiving and deleting 3,000 messages in tens (in process,
+  through boto3) 4.4 -> 2.4 s of CPU.
 - every item written to DynamoDB is built attribute by attribute into a dict that, before each
   insert, re-adds the sizes of all the attributes already in it (to enforce the 400 KB item
   limit): quadratic in the attributes, ~0.3 ms of moto CPU per usage record (19 attributes).
@@ -228,7 +231,7 @@ def _rewrite(owner, attr: str, old: str, new: str) -> bool:
         return False
     namespace: dict = {}
     exec(compile(source.replace(old, new), inspect.getsourcefile(original), "exec"),
-         {**original.__globals__, "_dedup_setting": _dedup_setting}, namespace)
+         {**original.__globals__, "_dedup_setting": _dedup_setting, "_visible": _visible}, namespace)
     replacement = namespace[attr]
     replacement.mk1 = True
     setattr(owner, attr, replacement)
@@ -249,26 +252,34 @@ def _sqs_delete_one_pass() -> bool:
 
     def make(_original):
         def delete_message(self, receipt_handle: str) -> None:
-            """moto's: the messages that ever had this receipt handle leave the queue (pending or
-            not), their handles noted as deleted; none: ReceiptHandleIsInvalid. One pass, not two,
-            and the handle compared without building each message's list of them."""
+            """moto's: the message that had this receipt handle leaves the queue (pending or not),
+            its handles noted as deleted; none: ReceiptHandleIsInvalid. moto scans for every message
+            that had it, twice, building each one's list of handles, and rebuilds the queue's list
+            a message at a time. A handle is 185 random letters given to one receive of one message,
+            so the first match is the only one: the scan stops there (from the oldest, which a
+            consumer deletes first), and the list is rebuilt around it in two slices. Still a new
+            list, as moto makes: a receive iterating the old one on another thread is not disturbed."""
             if receipt_handle in self.deleted_messages:
                 return   # already deleted: deleting it again is no error
-            kept, found = [], False
-            for message in self._messages:
+            messages = self._messages
+            for i, message in enumerate(messages):
                 if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
-                    found = True
-                    self.pending_messages.discard(message)
-                    self.deleted_messages.update(message.all_receipt_handles)
-                else:
-                    kept.append(message)
-            if not found:
+                    break
+            else:
                 raise ReceiptHandleIsInvalid()
-            self._messages = kept
+            self.pending_messages.discard(message)
+            self.deleted_messages.update(message.all_receipt_handles)
+            self._messages = messages[:i] + messages[i + 1:]
         return delete_message
 
     return _swap(Queue, "delete_message", "message.had_receipt_handle(receipt_handle) for message in self._messages",
                  make)
+
+
+def _visible(queue):
+    """`queue.messages` (the visible, undelayed ones, in order) read as the receive goes: a receive
+    of 10 from a queue 3,000 deep looked at every message's clock twice before taking the first."""
+    return (m for m in queue._messages if m.visible and not m.delayed)
 
 
 def _sqs_receipt_handles() -> bool:
@@ -286,6 +297,12 @@ def _sqs_receipt_handles() -> bool:
     if ok and getattr(models, "generate_receipt_handle", None) is not utils.generate_receipt_handle:
         models.generate_receipt_handle = utils.generate_receipt_handle   # models imported it by name
     return ok
+
+
+def _sqs_receive_lazily() -> bool:
+    from moto.sqs.models import SQSBackend
+    return _rewrite(SQSBackend, "receive_message", "for message in queue.messages:",
+                    "for message in _visible(queue):")
 
 
 def _untracked_messages() -> bool:
@@ -364,6 +381,7 @@ PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_c
            "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes,
            "keep-alive": _keep_alive, "sqs-dedup-flag": _sqs_dedup_flag,
            "untracked-messages": _untracked_messages, "sqs-delete-one-pass": _sqs_delete_one_pass,
+           "sqs-receive-lazily": _sqs_receive_lazily,
            "sqs-receipt-handles": _sqs_receipt_handles, **moto_lambda.PATCHES}
 
 

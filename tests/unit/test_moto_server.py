@@ -24,6 +24,7 @@ ORIGINAL_RUN_WSGI = MotoRequestHandler.run_wsgi
 ORIGINAL_SEND, ORIGINAL_ADD = SQSBackend.send_message, sqs_models.Queue.add_message
 ORIGINAL_VALIDATE = SQSBackend._validate_message
 ORIGINAL_DELETE = sqs_models.Queue.delete_message
+ORIGINAL_RECEIVE = SQSBackend.receive_message
 from moto.sqs import utils as sqs_utils   # noqa: E402
 ORIGINAL_RECEIPT = sqs_utils.generate_receipt_handle
 
@@ -42,6 +43,7 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(SQSBackend, "send_message", ORIGINAL_SEND)
     monkeypatch.setattr(SQSBackend, "_validate_message", ORIGINAL_VALIDATE)
     monkeypatch.setattr(sqs_models.Queue, "delete_message", ORIGINAL_DELETE)
+    monkeypatch.setattr(SQSBackend, "receive_message", ORIGINAL_RECEIVE)
     monkeypatch.setattr(sqs_utils, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models.Queue, "add_message", ORIGINAL_ADD)
@@ -185,6 +187,37 @@ def test_deletes_and_receipt_handles_are_as_moto_makes_them(unpatched):
     assert sqs_models.Queue.delete_message is not ORIGINAL_DELETE
     assert sqs_models.generate_receipt_handle is sqs_utils.generate_receipt_handle is not ORIGINAL_RECEIPT
     assert _delete_scenario() == expected
+
+
+def _receive_order_scenario() -> list:
+    """A FIFO queue (three message groups, one delayed standard queue beside it): the bodies each
+    receive returns, in order, as the consumer deletes what it got."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        for i in range(30):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}", MessageGroupId=f"g{i % 3}",
+                             MessageDeduplicationId=str(i))
+        plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+        sqs.send_message(QueueUrl=plain, MessageBody="later", DelaySeconds=60)
+        sqs.send_message(QueueUrl=plain, MessageBody="now")
+        out = [[m["Body"] for m in sqs.receive_message(QueueUrl=plain, MaxNumberOfMessages=10).get("Messages", [])]]
+        for _ in range(12):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=4).get("Messages", [])
+            out.append([m["Body"] for m in got])
+            if got:
+                sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]}
+                                                                for k, m in enumerate(got)])
+        return out
+
+
+def test_receives_return_what_moto_returns_in_its_order(unpatched):
+    """A receive built the list of every visible message (a clock read or two each) before taking
+    the first: it now reads them as it goes."""
+    expected = _receive_order_scenario()
+    assert expected[0] == ["now"] and sum(len(x) for x in expected[1:]) == 30
+    moto_server.apply()
+    assert _receive_order_scenario() == expected
 
 
 def test_sqs_messages_and_log_events_are_not_kept_after_use(unpatched):

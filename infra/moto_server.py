@@ -66,6 +66,7 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import string
 import sys
 import textwrap
 import threading
@@ -219,19 +220,22 @@ def _dedup_setting(queue):
     return str(value).lower() if isinstance(value, bool) else value
 
 
-def _rewrite(owner, attr: str, old: str, new: str) -> bool:
+def _rewrite(owner, attr: str, old: str, new: str, helpers: dict) -> bool:
     """Replace `owner.attr` with moto's own function, compiled from its source with each `old` (at
     least one must be there) replaced by `new`; True if in place, now or before. For a change of
-    an expression inside a long method: a copy of the whole would drift from the pinned moto unseen."""
+    an expression inside a long method: a copy of the whole would drift from the pinned moto unseen.
+    It is compiled into moto's module (its names resolve there, live, as the original's do), with
+    `helpers` (the names `new` uses, "_mk1_"-prefixed) added to that module."""
     original = getattr(owner, attr)
     if getattr(original, "mk1", False):
         return True
     source = textwrap.dedent(inspect.getsource(original))
     if old not in source:
         return False
+    module = original.__globals__
+    module.update(helpers)
     namespace: dict = {}
-    exec(compile(source.replace(old, new), inspect.getsourcefile(original), "exec"),
-         {**original.__globals__, "_dedup_setting": _dedup_setting, "_visible": _visible}, namespace)
+    exec(compile(source.replace(old, new), inspect.getsourcefile(original), "exec"), module, namespace)
     replacement = namespace[attr]
     replacement.mk1 = True
     setattr(owner, attr, replacement)
@@ -241,7 +245,8 @@ def _rewrite(owner, attr: str, old: str, new: str) -> bool:
 def _sqs_dedup_flag() -> bool:
     from moto.sqs.models import Queue, SQSBackend
 
-    return all(_rewrite(owner, name, f'{var}.attributes.get("ContentBasedDeduplication")', f"_dedup_setting({var})")
+    return all(_rewrite(owner, name, f'{var}.attributes.get("ContentBasedDeduplication")',
+                        f"_mk1_dedup_setting({var})", {"_mk1_dedup_setting": _dedup_setting})
                for owner, name, var in ((SQSBackend, "_validate_message", "queue"),
                                         (SQSBackend, "send_message", "queue"), (Queue, "add_message", "self")))
 
@@ -286,7 +291,7 @@ def _sqs_receipt_handles() -> bool:
     from moto.sqs import models, utils
 
     def make(original):
-        alphabet, length = __import__("string").ascii_lowercase, 185
+        alphabet, length = string.ascii_lowercase, 185
 
         def generate_receipt_handle() -> str:
             """185 lowercase letters from moto's random, as moto's, drawn in one call, not 185."""
@@ -302,7 +307,15 @@ def _sqs_receipt_handles() -> bool:
 def _sqs_receive_lazily() -> bool:
     from moto.sqs.models import SQSBackend
     return _rewrite(SQSBackend, "receive_message", "for message in queue.messages:",
-                    "for message in _visible(queue):")
+                    "for message in _mk1_visible(queue):", {"_mk1_visible": _visible})
+
+
+def _untracked_new(cls, *args, **kwargs):
+    """object's __new__: the instance is not added to the class's `instances_tracked`."""
+    return object.__new__(cls)
+
+
+_untracked_new.mk1 = True
 
 
 def _untracked_messages() -> bool:
@@ -310,21 +323,17 @@ def _untracked_messages() -> bool:
     from moto.logs.models import LogEvent
     from moto.sqs.models import Message
 
-    def make(_original):
-        def __new__(cls, *args, **kwargs):
-            return object.__new__(cls)
-        return staticmethod(__new__)
-
+    if "instances_tracked.append" not in inspect.getsource(BaseModel.__new__):
+        return False
     ok = True
     for cls in (Message, LogEvent):
-        if getattr(getattr(cls.__dict__.get("__new__"), "__func__", None), "mk1", False):
+        own = cls.__dict__.get("__new__")
+        if getattr(own, "__func__", None) is _untracked_new:
             continue
-        if "__new__" in cls.__dict__ or "instances_tracked.append" not in inspect.getsource(BaseModel.__new__):
+        if own is not None:   # a __new__ of its own in a later moto: leave it
             ok = False
             continue
-        new = make(None)
-        new.__func__.mk1 = True
-        cls.__new__ = new
+        cls.__new__ = staticmethod(_untracked_new)
         cls.instances_tracked = []
     return ok
 

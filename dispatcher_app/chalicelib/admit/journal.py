@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger("mk1.journal")
+from chalicelib.jsonl import JsonLines
 
 ENDED_KEPT_S = 86_400   # an ended call's id is kept a day: a late redelivery of it is dropped
 COMPACT_MIN_LINES = 10_000   # appended lines before a compaction while running (and twice those kept)
@@ -44,10 +42,9 @@ class CallJournal:
         self.usage_log = usage_log   # attempts with a usage record there ran, marked or not
         self.clock = clock
         self._lock = threading.Lock()
-        self._file = None
+        self._lines = JsonLines(path, compact_min_lines)
         self._open: dict[str, OpenCall] = {}
-        self._ended: dict[str, float] = {}   # request id -> when it ended (epoch s), oldest first
-        self._compact_min, self._appended, self._kept_lines = compact_min_lines, 0, 0
+        self._ended: dict[str, float] = {}   # request id -> when it ended (epoch s)
         self._load()
 
     # -- reading at start --
@@ -70,7 +67,7 @@ class CallJournal:
                 self._open.pop(rid, None)
                 self._ended[rid] = float(e.get("at") or self.clock())
         self._recorded_runs()
-        self._compact()
+        self._lines.rewrite(self._kept())
 
     def _recorded_runs(self) -> None:
         """An attempt whose usage record is in the usage log ran, even if the dispatcher died before
@@ -95,56 +92,25 @@ class CallJournal:
                 self._open.pop(rid, None)
                 self._ended[rid] = self.clock()
 
-    def _compact(self) -> None:
-        """Rewrite the file with the open calls and the ids ended within ENDED_KEPT_S (atomically: a
-        crash leaves the old file or the new one). At start, and from _append under the lock."""
+    def _kept(self):
+        """What a rewrite of the file keeps: the open calls and the ids ended within ENDED_KEPT_S
+        (older ones leave memory too). At start, and when the file is due one (jsonl.py)."""
         cutoff = self.clock() - ENDED_KEPT_S
         self._ended = {rid: at for rid, at in self._ended.items() if at >= cutoff}
-        if self._file is not None:   # appends go to the new file from here on
-            self._file.close()
-            self._file = None
-        tmp = self.path.with_suffix(".tmp")
-        lines = 0
-        with open(tmp, "wb") as f:
-            for rid, call in self._open.items():
-                f.write(self._line({"id": rid, "accepted": call.body,
-                                    "payload": base64.b64encode(call.payload).decode()}))
-                for attempt in sorted(call.ran):
-                    f.write(self._line({"id": rid, "ran": attempt}))
-                lines += 1 + len(call.ran)
-            for rid, at in self._ended.items():
-                f.write(self._line({"id": rid, "ended": True, "at": at}))
-            lines += len(self._ended)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        self._appended, self._kept_lines = 0, lines
+        for rid, call in self._open.items():
+            yield {"id": rid, "accepted": call.body, "payload": base64.b64encode(call.payload).decode()}
+            for attempt in sorted(call.ran):
+                yield {"id": rid, "ran": attempt}
+        for rid, at in self._ended.items():
+            yield {"id": rid, "ended": True, "at": at}
 
     def open_calls(self) -> dict[str, OpenCall]:
         with self._lock:
             return dict(self._open)
 
     # -- writing --
-    @staticmethod
-    def _line(entry: dict) -> bytes:
-        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-
     def _append(self, entry: dict, sync: bool) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")
-        self._file.write(self._line(entry))
-        self._file.flush()
-        if sync:
-            os.fsync(self._file.fileno())
-        self._appended += 1
-        # Amortised: a compaction writes what is kept, and comes after at least twice that many appends.
-        if self._appended >= max(self._compact_min, 2 * self._kept_lines):
-            try:
-                self._compact()
-            except OSError as e:   # the appends stand (the line above is fsynced); try again later
-                log.warning("could not compact %s: %s", self.path, e)
-                self._appended = 0
+        self._lines.append(entry, sync, self._kept)
 
     def accepted(self, body: dict, payload: bytes) -> None:
         """Before the 202 (and before each retry is queued: its attempt number)."""
@@ -166,7 +132,6 @@ class CallJournal:
         with self._lock:
             self._open.pop(request_id, None)
             now = self.clock()
-            self._ended.pop(request_id, None)   # re-inserted at the newest end
             self._ended[request_id] = now
             self._append({"id": request_id, "ended": True, "at": now}, sync=True)
 
@@ -179,6 +144,4 @@ class CallJournal:
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._lines.close()

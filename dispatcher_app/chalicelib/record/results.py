@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from infra import names
 
 from chalicelib.admit import payloads
+from chalicelib.jsonl import JsonLines
 from chalicelib.model import Outcome
 
 
@@ -41,8 +41,7 @@ class ResultLog:
     def __init__(self, path: Path, clock=time.time, compact_min_lines: int = COMPACT_MIN_LINES):
         self.path, self.clock = path, clock
         self._lock = threading.Lock()
-        self._file = None
-        self._compact_min, self._appended, self._kept_lines = compact_min_lines, 0, 0
+        self._lines = JsonLines(path, compact_min_lines)
 
     def _kept(self, needle: bytes = b""):
         """The file's results within KEPT_S, in the order written (only lines holding `needle`)."""
@@ -60,44 +59,20 @@ class ResultLog:
                 if isinstance(item, dict) and item.get("request_id") and float(item.get("updated_at") or 0) >= cutoff:
                     yield item
 
-    def load(self) -> dict[str, dict]:
-        with self._lock:
-            return self._compact_locked()
+    def _latest(self) -> dict[str, dict]:
+        return {item["request_id"]: item for item in self._kept()}
 
-    def _compact_locked(self) -> dict[str, dict]:
-        """The last result per call within KEPT_S, the file rewritten with those alone (atomically:
-        a crash leaves the old file or the new one)."""
-        kept = {item["request_id"]: item for item in self._kept()}
-        if self._file is not None:   # appends go to the new file from here on
-            self._file.close()
-            self._file = None
-        if self.path.exists():
-            tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.writelines(self._line(item) for item in kept.values())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        self._appended, self._kept_lines = 0, len(kept)
-        return kept
+    def load(self) -> dict[str, dict]:
+        """The last result per call within KEPT_S; the file is rewritten with those alone."""
+        with self._lock:
+            kept = self._latest()
+            if self.path.exists():
+                self._lines.rewrite(kept.values())
+            return kept
 
     def append(self, item: dict) -> None:
         with self._lock:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "ab")
-            self._file.write(self._line(item))
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._appended += 1
-            # Amortised: a compaction reads the file and writes what is kept, after at least twice
-            # as many appends as it kept last time.
-            if self._appended >= max(self._compact_min, 2 * self._kept_lines):
-                try:
-                    self._compact_locked()
-                except OSError as e:   # the appends stand (fsynced above); try again later
-                    log.warning("could not compact %s: %s", self.path, e)
-                    self._appended = 0
+            self._lines.append(item, True, lambda: self._latest().values())
 
     def find(self, request_id: str) -> dict | None:
         """The last line for this call within KEPT_S: a scan of the file, for a result that is in
@@ -108,10 +83,6 @@ class ResultLog:
                 if item["request_id"] == request_id:
                     found = item
         return found
-
-    @staticmethod
-    def _line(item: dict) -> bytes:
-        return (json.dumps(item, separators=(",", ":")) + "\n").encode()
 
 
 class Results:

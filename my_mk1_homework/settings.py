@@ -44,6 +44,9 @@ SETTINGS: dict[str, Setting] = {s.env: s for s in [
     Setting("AWS_DEFAULT_REGION", "us-east-1", str, "Region of every AWS resource."),
     Setting("MK1_DISPATCHER_HOST", "127.0.0.1", str, "Interface the dispatcher binds to."),
     Setting("MK1_DISPATCHER_PORT", 8000, int, "Port of the dispatcher (Lambda Invoke API)."),
+    Setting("MK1_DISPATCHER_CPU", "auto", str,
+            "CPU the dispatcher's threads run on (its functions use every CPU): auto (the last CPU, when "
+            "there are two or more and not in cluster mode), all (no pinning), or a CPU number."),
     Setting("MK1_UI_PORT", 8501, int, "Port of the Streamlit UI."),
     Setting("MK1_ENDPOINT", "", str,
             "Dispatcher URL used by the client classes and the CLI (default "

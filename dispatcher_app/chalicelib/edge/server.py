@@ -46,6 +46,7 @@ from chalice.local import LocalDevServer, ThreadedHTTPServer, create_local_serve
 
 from my_mk1_homework import settings as settings_mod
 
+from chalicelib.cpu import describe as describe_cpu, pin_dispatcher
 from chalicelib.edge import views
 from chalicelib.edge.answers import error_response
 from chalicelib.edge.bounds import MAX_STALLED, connection_bounds, raise_descriptor_limit
@@ -226,6 +227,11 @@ def main() -> int:
     # keys): whatever MK1_LOG_LEVEL says, the AWS SDK never logs below INFO.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    try:
+        cpu = pin_dispatcher(s.MK1_DISPATCHER_CPU, s.MK1_CLUSTER)   # before the threads start
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
     raise_descriptor_limit()
     try:
         server = EmbeddedServer(s.MK1_DISPATCHER_HOST, s.MK1_DISPATCHER_PORT)
@@ -250,7 +256,7 @@ def main() -> int:
     # collection in the 1,000-call benchmark; none over 10 ms after the freeze).
     gc.collect()
     gc.freeze()
-    log.info("dispatcher on %s (backend %s)", server.url, dispatcher.backend.name)
+    log.info("dispatcher on %s (backend %s), %s", server.url, dispatcher.backend.name, describe_cpu(cpu))
     stop.wait()
     log.info("stopping: draining containers, queues and usage records")
     server.stop()

@@ -21,6 +21,7 @@ from typing import Callable
 
 from my_mk1_homework import settings as settings_mod
 
+from chalicelib.cpu import every_cpu
 from chalicelib.execute.backends.base import ContainerSpec
 from chalicelib.execute.runtimes import PROVIDED, Runtimes, with_exec_wrapper
 from chalicelib.execute.snapshots import Snapshot, Snapshots
@@ -34,6 +35,7 @@ ADDRESS_SPACE_ALLOWANCE_MB = 1024
 
 def _limits(memory_mb: int) -> Callable[[], None]:
     def apply() -> None:
+        every_cpu()   # not the dispatcher's one CPU (chalicelib/cpu.py)
         limit = (memory_mb + ADDRESS_SPACE_ALLOWANCE_MB) * 1024 * 1024
         try:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -360,9 +360,9 @@ system at {F['4b']['calls']} calls, a depth below the failure, for its other num
         parts.append(f"""### 4p. The same calls sent at {F['4p']['rate_per_s']:.0f}/s
 
 The same {F['4p']['calls']} calls on the same system, sent at {F['4p']['rate_per_s']:.0f} a second: 1.5 times the
-drain's ideal, so the queue still grows (to ~400 calls), but about two thirds of what the front door
-takes in while the function drains (figure 4's intake). What each call pays beyond waiting and
-running is then the queued path's own cost.
+drain's ideal, so the queue still grows (to ~400 calls), but slower than one client sends at its
+fastest (figure 4). What each call pays beyond waiting and running is then the queued path's own
+cost.
 
 {_fig4(F['4p'])}
 
@@ -513,15 +513,17 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   returns a DynamoDB lease, and every waiting call is a full message in the shared queue.
 - **Figure 7** puts an SQS mapping beside the queue work it cannot avoid (receiving and deleting the
   messages from the same endpoint): near 1 x that floor, the endpoint is the limit, not the mapping.
-- **Figure 4**: a burst of calls sent all at once (one client opens ~2,000 connections a second)
-  arrives faster than the front door takes calls in (~700 a second while the function drains:
-  a thread each, parsing, SigV4 and admission under one GIL, sharing 2 cores with the client, moto
-  and the functions), so part of each call's queueing happens in the listen backlog before it joins
-  the function's queue; at the cap that only moves waiting from the slot queue to the front door.
-  Figure 4p sends the same calls at 450 a second, a rate the front door keeps up with: there the
-  non-wait overhead is the queued path's own cost (latency − front door − wait − duration). Slot
-  utilisation (function duration / slot time) is the share of the cap's time spent running the
-  function.
+- **Figure 4**: a burst of calls sent all at once (one client opens ~1,500 connections a second).
+  The front door takes each in on a thread of its own (parsing, SigV4 and admission under the
+  dispatcher's one GIL, on the one CPU it keeps its threads on: `MK1_DISPATCHER_CPU`), sharing the
+  2 cores with the client, moto and the functions. Where it falls behind the client, part of a
+  call's queueing happens in the listen backlog before it joins the function's queue (the front
+  door rows); at the cap that only moves waiting from the slot queue to the front door. Figure 4p
+  sends the same calls at 450 a second: there the non-wait overhead is the queued path's own cost
+  (latency − front door − wait − duration). Slot utilisation (function duration / slot time) is
+  the share of the cap's time spent running the function. Before the dispatcher kept its threads
+  on one CPU (commit 8be20e0), each GIL hand-off to a thread asleep on the other CPU waited for that
+  CPU to wake (the machine line's cross-CPU wake-up), and figure 4's front door took 0.4-1.1 s.
 - **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
   process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on
   how long `load()` takes; without SnapStart the same call pays an interpreter and `load()`.

@@ -130,20 +130,22 @@ def _switch(s, lam, uuid: str, on: bool) -> None:
                what=f"the mapping {'on' if on else 'off'}")
 
 
+def _counts(sqs, url: str) -> tuple[int, int]:
+    """The queue's messages: (visible, in flight)."""
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                                 "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
 def _settled(sqs, url: str) -> int:
     """The queue's messages once none is in flight (the batch of a receive made before the switch
     off has ended and deleted its messages)."""
-    def counts():
-        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
-                                                                     "ApproximateNumberOfMessagesNotVisible"])
-        return int(a["Attributes"]["ApproximateNumberOfMessages"]), int(a["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
-    return wait_until(counts, lambda c: c[1] == 0, timeout=60, interval=0.2, what="no message in flight")[0]
+    return wait_until(lambda: _counts(sqs, url), lambda c: c[1] == 0, timeout=60, interval=0.2,
+                      what="no message in flight")[0]
 
 
 def _drained(sqs, url: str) -> bool:
-    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
-                                                                 "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return a["ApproximateNumberOfMessages"] == "0" and a["ApproximateNumberOfMessagesNotVisible"] == "0"
+    return _counts(sqs, url) == (0, 0)
 
 
 def _send_to_start(s, sqs, lam, log, samples: int = 10) -> dict:

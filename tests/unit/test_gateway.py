@@ -6,7 +6,7 @@ from chalice.config import Config
 from chalice.local import ForbiddenError, LocalGateway, create_local_server
 
 from chalicelib.edge import server, views as http
-from chalicelib.edge.gateway import LeanGateway
+from chalicelib.edge.gateway import MAX_CACHED_PATHS, LeanGateway
 from chalicelib.edge.answers import HttpResponse
 
 INVOKE = "/2015-03-31/functions/RuntimeAlpha/invocations"
@@ -123,3 +123,43 @@ def test_middleware_sends_every_request_through_chalice(app, both):
     finally:
         app.middleware_handlers.clear()
     assert lean_answers == chalice_answers and len(calls) == 2
+
+
+def test_one_gateway_serves_concurrent_connections(app):
+    """The server's connections share one gateway (Server.gateway): requests on many threads at
+    once each reach the view as themselves, and each answer is its own request's, while the path
+    cache fills and is cleared (more distinct paths than MAX_CACHED_PATHS)."""
+    import threading
+    from chalice.local import LocalDevServer
+
+    class Echo:
+        def __init__(self):
+            self.invoker = self
+
+        def invoke(self, req, name):
+            seen = app.current_request.to_original_event()["requestContext"]["path"]
+            return HttpResponse(200, f'{{"name": "{name}", "path": "{seen}", "raw": "{req.raw_path}"}}'.encode(),
+                                {"Content-Type": "application/json"})
+    dev = LocalDevServer(app, Config(), "127.0.0.1", 0, handler_cls=server.Handler, server_cls=server.Server)
+    try:
+        gateway = dev.server.gateway(app, Config())
+        assert dev.server.gateway(app, Config()) is gateway
+        http.attach(Echo())
+        wrong, start = [], threading.Barrier(8)
+
+        def caller(k: int) -> None:
+            start.wait()
+            for i in range(MAX_CACHED_PATHS // 4):
+                path = f"/2015-03-31/functions/F{k}-{i}/invocations"
+                got = gateway.handle_request(method="POST", path=path, headers=dict(SIGNED), body=b"{}")
+                if got["body"] != f'{{"name": "F{k}-{i}", "path": "{path}", "raw": "{path}"}}'.encode():
+                    wrong.append(got["body"])
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert wrong == []
+    finally:
+        http.attach(None)
+        dev.server.server_close()

@@ -19,7 +19,6 @@ from chalicelib.edge import event_stream, views
 from chalicelib.edge.answers import error_response, tail, to_http
 from chalicelib.edge.bounds import (ANSWER_SECONDS, LINGER_SECONDS, REQUEST_SECONDS, TICK_SECONDS, _alive,
                                     _Timed, _timeval, _Waited)
-from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.request_parse import LeanRequestParsing
 from chalicelib.errors import Mk1Error, ServiceUnavailable, UnknownOperation
 from chalicelib.invoke_url import UrlAnswer, is_url_host
@@ -40,8 +39,9 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
     waited = False   # the connection went silent between requests: the server pools it
 
     def __init__(self, request, client_address, server, app_object, config) -> None:
-        # ChaliceRequestHandler's, with the lean gateway (gateway.py) in place of LocalGateway.
-        self.local_gateway = LeanGateway(app_object, config)
+        # ChaliceRequestHandler's, with the server's one lean gateway (gateway.py) in place of a
+        # LocalGateway per connection.
+        self.local_gateway = server.gateway(app_object, config)
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
     def setup(self) -> None:

@@ -50,6 +50,7 @@ from chalicelib.cpu import describe as describe_cpu, pin_dispatcher
 from chalicelib.edge import views
 from chalicelib.edge.answers import error_response
 from chalicelib.edge.bounds import MAX_STALLED, connection_bounds, raise_descriptor_limit
+from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.handler import Handler
 from chalicelib.edge.idle_pool import IdlePool
 from chalicelib.errors import ServiceUnavailable
@@ -97,6 +98,14 @@ class Server(ThreadedHTTPServer):
         self.stall_places = collections.deque([None] * MAX_STALLED)
         self.idle = IdlePool(self, idle_limit)
         self._turned_away, self._told = 0, 0.0
+        self._gateway: LeanGateway | None = None
+
+    def gateway(self, app_object, config) -> LeanGateway:
+        """The one gateway every connection's handler uses (gateway.py's docstring says why one)."""
+        gateway = self._gateway
+        if gateway is None:   # the first connections may each make one; one of them is kept
+            gateway = self._gateway = LeanGateway(app_object, config)
+        return gateway
 
     def process_request(self, request, client_address) -> None:
         if len(self._thread_places) < self._scarce and not _has_bytes(request):

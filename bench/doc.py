@@ -442,7 +442,7 @@ signed HTTP from the same client, {fu['invoke_signed_http_ms']['median']} ms, an
 """)
     prof = [_profile(r.get("profile"), "Warm call, one client (figure 1's path)"),
             _profile(F.get("2", {}).get("profile"), "At the cap, 30 clients (figure 2)"),
-            _profile(F.get("4", {}).get("profile"), "Queue at depth (figure 4's burst)")]
+            _profile(F.get("4", {}).get("profile"), "Queue at depth (figure 4's burst sent again, profiled)")]
     if any(prof):
         parts.append("""## Where the time goes: profiles of the dispatcher
 
@@ -450,7 +450,8 @@ py-spy (bench venv) samples the running dispatcher process (`--gil --nonblocking
 the thread holding the GIL, i.e. where the dispatcher's Python CPU goes, whichever thread it is
 (background threads included). "ms per call" = samples / rate / calls made meanwhile. Time a call
 spends blocked (on the function, on moto, on the GIL) is not in these tables; it is in the figures.
-Frames name the files and functions as they were at the run's commit.
+Frames name the files and functions as they were at the run's commit. Each profile is a run of its
+own after the measured one, never the measured run: py-spy takes CPU from the 2 cores it shares.
 
 """ + "\n".join(p for p in prof if p))
     cpu_rows = []

@@ -525,11 +525,12 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   the share of the cap's time spent running the function. Before the dispatcher kept its threads
   on one CPU (commit 8be20e0), each GIL hand-off to a thread asleep on the other CPU waited for that
   CPU to wake (the machine line's cross-CPU wake-up), and figure 4's front door took 0.4-1.1 s.
-  Now the front door keeps within a few ms of a client that sends up to ~1,600 calls a second; a
-  faster one (1,000 calls in under 0.5 s) runs ahead of it by up to a few hundred ms, and the
-  front-door median with it. In that window the 2 cores are saturated (the client ~0.45 ms of CPU
-  a call, the dispatcher's intake ~0.35 ms, moto's sends, and the drain going on beside them): the
-  accept loop spends ~0.1 ms of its own CPU per connection and ~0.5 ms waiting for the GIL.
+  Now the front door takes calls in at ~1,400-1,800 a second. A client that sends faster (here
+  ~1,500-3,000 a second, from run to run) runs ahead of it, and the front-door median is how far:
+  a few ms when the two rates are close, up to a few hundred ms at the fastest. In that window the
+  2 cores are saturated (the client ~0.45 ms of CPU a call, the dispatcher's intake ~0.35 ms,
+  moto's sends, and the drain going on beside them): the accept loop spends ~0.1 ms of its own CPU
+  per connection and ~0.5 ms waiting for the GIL.
 - **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
   process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on
   how long `load()` takes; without SnapStart the same call pays an interpreter and `load()`.

@@ -56,9 +56,9 @@ class LeanGateway(LocalGateway):
         self._binary_of: dict[str, bool] = {}
 
     def _match(self, path: str) -> MatchResult | None:
-        found = self._matches.get(path, _UNSEEN)
-        if found is not _UNSEEN:
-            return found
+        cached = self._matches.get(path, _UNSEEN)
+        if cached is not _UNSEEN:
+            return cached
         try:
             found: MatchResult | None = self.event_converter._route_matcher.match_route(path)
         except ValueError:

@@ -32,6 +32,7 @@ IDLE_SECONDS = 30         # in the pool, waiting for a next request; then closed
 REQUEST_SECONDS = 30      # a request's header and body, from its first byte (+ up to TICK_SECONDS)
 ANSWER_SECONDS = 30       # SO_SNDTIMEO, and an answer's bytes out (6 MB at most) from its first send
 LINGER_SECONDS = 2        # after a refusal, reading (and dropping) what the client still sends
+THREAD_KEEP_SECONDS = 60  # a connection thread beyond those made ahead, given no connection: then it ends
 
 
 def _alive(sock: socket.socket) -> bool:

@@ -20,8 +20,8 @@ class IdlePool:
     """Connections waiting for a request, on no thread: one selector, watched by one thread.
 
     A connection readable again has a request (or its end): on an end of file it is closed here;
-    with bytes, the server gives it a thread again (`Server.process_request`: a thread start, about
-    0.1 ms, once per wait of over TICK_SECONDS). One waiting for IDLE_SECONDS is closed. Sockets
+    with bytes, the server gives it a thread again (`Server.process_request`: a kept thread, or a
+    thread start, about 0.1 ms). One waiting for IDLE_SECONDS is closed. Sockets
     are added from connection threads: epoll and kqueue watch a descriptor from the moment it is
     registered, even during a select() already under way; `_since` is a plain dict, whose list()
     is taken whole under the GIL (the selector's own map iterates in Python).

@@ -4,7 +4,8 @@
 
 A bounded front door. A connection that is moving a request is served on a thread of its own
 (http.server's model, kept for the warm path: one blocking recv and one send a call, on one
-thread); a connection that waits has no thread:
+thread), a thread kept from an earlier connection or made ahead (threads.py), not one started for
+it; a connection that waits has no thread:
 
 - Waiting connections: one silent for TICK_SECONDS between requests (a fresh one that sent
   nothing, a keep-alive one between calls) gives its thread up to the idle pool (`IdlePool`), one
@@ -49,10 +50,11 @@ from my_mk1_homework import settings as settings_mod
 from chalicelib.cpu import describe as describe_cpu, pin_dispatcher
 from chalicelib.edge import views
 from chalicelib.edge.answers import error_response
-from chalicelib.edge.bounds import MAX_STALLED, connection_bounds, raise_descriptor_limit
+from chalicelib.edge.bounds import MAX_STALLED, THREAD_KEEP_SECONDS, connection_bounds, raise_descriptor_limit
 from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.handler import Handler
 from chalicelib.edge.idle_pool import IdlePool
+from chalicelib.edge.threads import ConnectionThreads
 from chalicelib.errors import ServiceUnavailable
 
 APP_DIR = Path(__file__).resolve().parents[2]   # dispatcher_app/
@@ -97,6 +99,8 @@ class Server(ThreadedHTTPServer):
         self._scarce = self.max_threads // 2   # fewer places left than this: silent ones wait in the pool
         self.stall_places = collections.deque([None] * MAX_STALLED)
         self.idle = IdlePool(self, idle_limit)
+        # As many made ahead as connections are served on threads before threads count as scarce.
+        self.threads = ConnectionThreads(self.process_request_thread, self._scarce, THREAD_KEEP_SECONDS)
         self._turned_away, self._told = 0, 0.0
         self._gateway: LeanGateway | None = None
 
@@ -122,7 +126,7 @@ class Server(ThreadedHTTPServer):
             self._turn_away(request)
             return
         try:
-            super().process_request(request, client_address)   # starts its thread
+            self.threads.serve(request, client_address)
         except BaseException:
             self._thread_places.append(None)
             raise
@@ -132,7 +136,8 @@ class Server(ThreadedHTTPServer):
         return self.RequestHandlerClass(request, client_address, self)
 
     def process_request_thread(self, request, client_address) -> None:
-        """ThreadingMixIn's; a connection that went silent between requests goes to the pool."""
+        """ThreadingMixIn's, on a kept thread; a connection that went silent between requests goes
+        to the idle pool."""
         waited = False
         try:
             waited = self.finish_request(request, client_address).waited
@@ -187,6 +192,7 @@ class Server(ThreadedHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.idle.close()
+        self.threads.close()
 
 
 def load_app():
@@ -213,6 +219,7 @@ class EmbeddedServer:
         views.attach(dispatcher)
         self.dispatcher = dispatcher
         self._thread.start()
+        self.dev.server.threads.make_ahead()
         return self
 
     def close(self) -> None:

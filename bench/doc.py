@@ -515,8 +515,9 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
 - **Figure 7** puts an SQS mapping beside the queue work it cannot avoid (receiving and deleting the
   messages from the same endpoint): near 1 x that floor, the endpoint is the limit, not the mapping.
 - **Figure 4**: a burst of calls sent all at once (one client opens ~1,500 connections a second).
-  The front door takes each in on a thread of its own (parsing, SigV4 and admission under the
-  dispatcher's one GIL, on the one CPU it keeps its threads on: `MK1_DISPATCHER_CPU`), sharing the
+  The front door takes each in on a connection thread of its own, one kept from an earlier
+  connection or made ahead at start rather than started for it (parsing, SigV4 and admission under
+  the dispatcher's one GIL, on the one CPU it keeps its threads on: `MK1_DISPATCHER_CPU`), sharing the
   2 cores with the client, moto and the functions. Where it falls behind the client, part of a
   call's queueing happens in the listen backlog before it joins the function's queue (the front
   door rows); at the cap that only moves waiting from the slot queue to the front door. Figure 4p
@@ -529,8 +530,10 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   ~1,500-3,000 a second, from run to run) runs ahead of it, and the front-door median is how far:
   a few ms when the two rates are close, up to a few hundred ms at the fastest. In that window the
   2 cores are saturated (the client ~0.45 ms of CPU a call, the dispatcher's intake ~0.35 ms,
-  moto's sends, and the drain going on beside them): the accept loop spends ~0.1 ms of its own CPU
-  per connection and ~0.5 ms waiting for the GIL.
+  moto's sends, and the drain going on beside them): the accept loop spent ~0.1 ms of its own CPU
+  per connection starting its thread, and ~0.5 ms waiting for the GIL. Kept threads took the
+  dispatcher's CPU per call in this burst down by 5-10% and its intake up by about as much
+  (`edge/threads.py`).
 - **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
   process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on
   how long `load()` takes; without SnapStart the same call pays an interpreter and `load()`.

@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         on_system("8", "ss", {**DEFAULTS, "MK1_BACKEND": "process", "MK1_KEEPALIVE_MS": "0"},
                   lambda s: snapstart(s, n, log=log))
         results["not_measured"]["8-docker"] = (
-            "no restore on the docker backend (the engine has no checkpoint/restore): a SnapStart version "
+            "no restore on the docker backend (`docker checkpoint` needs an experimental engine and CRIU, "
+            "which fails on this kernel: docs/FUNCTIONS.md): a SnapStart version "
             "starts there with a full init, so figure 3's Docker cold start is its cost")
 
     # -- figure 9: Lambda's HTTP side: streamed first byte, function URL overhead

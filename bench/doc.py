@@ -422,7 +422,8 @@ A python3.12 function with SnapStart (`ApplyOn: PublishedVersions`), published, 
 (process backend: a fork of the initialised process, made ahead as a spare). Measured: from just
 before the client sends the call to the handler's first line. Beside it, same run: a bare
 `python3.12 -c pass`, and the function's `$LATEST` (no SnapStart: interpreter + init every time).
-Docker: no restore (the engine has no checkpoint/restore), figure 3's Docker cold start is the cost.
+Docker: no restore (`docker checkpoint` needs an experimental engine and CRIU, and CRIU 3.17 fails
+on this kernel: docs/FUNCTIONS.md), so figure 3's Docker cold start is the cost.
 
 | load() | restore, call to handler, median ms | Restore Duration (REPORT), ms | bare interpreter, ms | without SnapStart, ms | restore / bare |
 |---|---|---|---|---|---|

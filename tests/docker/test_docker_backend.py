@@ -6,8 +6,10 @@ orphans) as a caller of the pool sees it.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
+import logging
 import subprocess
 
 import pytest
@@ -39,6 +41,26 @@ def test_cold_start_then_warm_reuse(make_pool, alpha_code, fn_config, invoke):
     assert warm_info.duration_ms < 300  # load() did not run again
     assert pool.cold_starts == 1
 
+
+
+def test_snapstart_version_starts_with_a_full_init_and_the_log_says_why(make_pool, alpha_code, fn_config,
+                                                                        invoke, caplog):
+    """The issue's Docker fallback: no restore here (docker checkpoint needs an experimental engine
+    and CRIU, which failed on this kernel: docs/FUNCTIONS.md), so a SnapStart version's environment
+    runs its init, and the dispatcher log says so once per function."""
+    pool = make_pool("SnapOnDocker", alpha_code)
+    cfg = dataclasses.replace(fn_config("SnapOnDocker", "handler.handler",
+                                        env={"LOAD_SECONDS": "0.3", "GENERATE_SECONDS": "0"}), snap_start=True)
+    assert pool.snapshot_key(cfg) is not None
+    with caplog.at_level(logging.WARNING, logger="mk1.docker"):
+        first, first_info = invoke(pool, cfg, {"prompt": "hello"})
+        pool.shutdown()   # the next call is a cold start again
+        second, second_info = invoke(pool, cfg, {"prompt": "again"})
+    assert first.status == second.status == "success", (first, second)
+    assert first_info.cold and second_info.cold and second_info.container_id != first_info.container_id
+    assert first_info.init_ms >= 300 and second_info.init_ms >= 300   # load() ran: an init, not a restore
+    said = [r.getMessage() for r in caplog.records if "SnapStart has no restore" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("SnapOnDocker: ") and "MK1_BACKEND=process" in said[0], said
 
 def test_container_has_no_network(make_pool, probe_code, fn_config, invoke):
     pool = make_pool("Probe", probe_code)

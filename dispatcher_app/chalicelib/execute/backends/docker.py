@@ -190,11 +190,13 @@ class DockerBackend:
             raise ValueError("the docker backend needs spec.runtime_socket (needs_socket is True)")
         self.prepare(progress=log.info)
         if spec.snapshot_key is not None and spec.function_name not in self._snapstart_said:
-            # Docker's own restore (`docker checkpoint`, CRIU) is experimental and absent from this
-            # engine's build: a SnapStart version starts as any other here, init and all.
+            # Docker's own restore (`docker checkpoint`, CRIU) needs an --experimental engine and
+            # CRIU, and failed where measured (docs/FUNCTIONS.md): a SnapStart version starts as
+            # any other here, init and all.
             self._snapstart_said.add(spec.function_name)
-            log.warning("%s: SnapStart has no restore on the docker backend (no checkpoint/restore in "
-                        "the engine): its environments start with a full init (MK1_BACKEND=process restores)",
+            log.warning("%s: SnapStart has no restore on the docker backend (mk1 does not use the engine's "
+                        "experimental checkpoint/restore; docs/FUNCTIONS.md says why): its environments start "
+                        "with a full init (MK1_BACKEND=process restores)",
                         spec.function_name)
         uid, gid = _container_ids()
         code = spec.code_dir.stat()

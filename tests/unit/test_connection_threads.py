@@ -108,3 +108,30 @@ def test_close_ends_the_waiting_threads():
     wait_until(threads.waiting, lambda n: n == 5, timeout=10, what="five made ahead")
     threads.close()
     wait_until(lambda: _threads_named("t-close"), lambda n: n == 0, timeout=10, what="all five to end")
+
+
+def test_a_thread_limit_stops_the_making_ahead_and_the_made_ones_serve(monkeypatch, caplog):
+    """Past the process's or its cgroup's thread limit Thread.start raises RuntimeError ("can't
+    start new thread"): the maker stops there, says so, and the threads it made serve."""
+    started = []
+    real_start = threading.Thread.start
+
+    def start_at_most_three(self):
+        if self.name.startswith("t-limit-") and self.name != "t-limit-maker":
+            if len(started) == 3:
+                raise RuntimeError("can't start new thread")
+            started.append(self.name)
+        real_start(self)
+    monkeypatch.setattr(threading.Thread, "start", start_at_most_three)
+    rec = Recorder()
+    threads = ConnectionThreads(rec, ahead=10, keep_s=30, name="t-limit")
+    try:
+        with caplog.at_level("WARNING", logger="mk1.server"):
+            threads.make_ahead()
+            wait_until(lambda: caplog.text, lambda t: "allows no more" in t, timeout=10, what="the maker to stop")
+        assert "made 3 connection threads ahead of 10" in caplog.text
+        wait_until(threads.waiting, lambda n: n == 3, timeout=10, what="the three made to wait")
+        threads.serve("a", None)
+        wait_until(lambda: len(rec.served), lambda n: n == 1, timeout=5, what="a served")
+    finally:
+        threads.close()

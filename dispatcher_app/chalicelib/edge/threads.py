@@ -25,9 +25,12 @@ from __future__ import annotations
 import _thread
 import collections
 import itertools
+import logging
 import queue
 import threading
 from typing import Callable
+
+log = logging.getLogger("mk1.server")
 
 _END = None   # put in an inbox: its thread ends
 
@@ -48,10 +51,14 @@ class ConnectionThreads:
         threading.Thread(target=self._make, args=(self.ahead,), name=f"{self._name}-maker", daemon=True).start()
 
     def _make(self, n: int) -> None:
-        for _ in range(max(0, n - len(self._waiting))):
+        for made in range(max(0, n - len(self._waiting))):
             if self._closed:
                 return
-            self._start(None)
+            try:
+                self._start(None)
+            except RuntimeError:   # "can't start new thread": a process or cgroup limit; serve with those made
+                log.warning("made %d connection threads ahead of %d: the system allows no more", made, n)
+                return
 
     def serve(self, request, client_address) -> None:
         """Serves the connection on a waiting thread, once that thread has it, or on a new one."""

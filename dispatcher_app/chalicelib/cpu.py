@@ -10,7 +10,8 @@ CPU a hand-off is a switch on that CPU, so the process does the same work with l
 (docs/BENCHMARKS.md, figure 4). It could not use a second CPU for Python anyway: the GIL runs one
 thread at a time.
 
-The functions do not inherit this: a container's process is given back every CPU mk1 may use before
+The functions do not inherit this: a container's process is started from a thread given every CPU
+mk1 may use for the while (`on_every_cpu`), or a SnapStart snapshot process sets them itself before
 its runtime starts (`every_cpu`), so function code runs wherever the kernel puts it.
 
 `auto` pins only a lone dispatcher on a machine with two CPUs or more. Cluster mode runs several
@@ -18,7 +19,9 @@ dispatchers, often on one machine, and one CPU picked alike by each would be sha
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 SETTING = "MK1_DISPATCHER_CPU"
 
@@ -65,6 +68,22 @@ def every_cpu() -> None:
     """In a container's new process, before its runtime starts: every CPU mk1 may use."""
     if _everywhere is not None:
         os.sched_setaffinity(0, _everywhere)
+
+
+@contextlib.contextmanager
+def on_every_cpu() -> Iterator[None]:
+    """This thread on every CPU mk1 may use, while it starts a container's process: a new process
+    inherits the CPUs of the thread that starts it (Linux's affinity is a thread's), so it needs
+    no code of its own run between fork and exec for them."""
+    if _everywhere is None:
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, _everywhere)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
 
 
 def describe(cpu: int | None) -> str:

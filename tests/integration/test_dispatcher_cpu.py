@@ -47,3 +47,24 @@ def test_a_cpu_it_may_not_use_stops_the_dispatcher_with_the_reason(system):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert f"MK1_DISPATCHER_CPU={max(EVERY) + 1}: this process may use only CPUs" in r.stdout + r.stderr
+
+
+def _limit(limits: str, name: str) -> tuple[str, str]:
+    line = next(x for x in limits.splitlines() if x.startswith(name))
+    soft, hard = line[len(name):].split()[:2]
+    return soft, hard
+
+
+def test_function_processes_get_their_memory_limit_and_no_core_dumps(system):
+    """The process backend sets a container's limits from the dispatcher once the process exists
+    (backends/process.py `_spawn`): address space = memory size + the 1,024 MiB allowance, no core
+    file. Read on the real process, as for the CPUs above."""
+    c = system.lambda_client("admin")
+    assert c.invoke(FunctionName="RuntimeAlpha", Payload=b'{"prompt": "a b"}')["StatusCode"] == 200
+    memory_mb = system.aws("lambda").get_function_configuration(FunctionName="RuntimeAlpha")["MemorySize"]
+    want = str((memory_mb + 1024) * 1024 * 1024)
+    functions = {p: Path(f"/proc/{p}/limits").read_text() for p in descendants(system.dispatcher.pid)}
+    assert functions, "the warm RuntimeAlpha container is a process of the dispatcher's"
+    for limits in functions.values():
+        assert _limit(limits, "Max address space") == (want, want)
+        assert _limit(limits, "Max core file size") == ("0", "0")

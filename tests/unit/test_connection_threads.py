@@ -26,7 +26,8 @@ class Recorder:
 
 
 def _threads_named(prefix: str) -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith(prefix + "-") and t.is_alive())
+    return sum(1 for t in threading.enumerate()
+               if t.name.startswith(prefix + "-") and not t.name.endswith("-maker") and t.is_alive())
 
 
 def test_a_thread_whose_connection_ended_serves_the_next():
@@ -133,5 +134,50 @@ def test_a_thread_limit_stops_the_making_ahead_and_the_made_ones_serve(monkeypat
         wait_until(threads.waiting, lambda n: n == 3, timeout=10, what="the three made to wait")
         threads.serve("a", None)
         wait_until(lambda: len(rec.served), lambda n: n == 1, timeout=5, what="a served")
+    finally:
+        threads.close()
+
+
+def _cgroup(tmp_path, line: str, where: str, most: str, now: int):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cgroup").write_text(line + "\n")
+    d = tmp_path / "fs" / where
+    d.mkdir(parents=True)
+    (d / "pids.max").write_text(most + "\n")
+    (d / "pids.current").write_text(f"{now}\n")
+    return tmp_path / "cgroup", tmp_path / "fs"
+
+
+def test_threads_made_ahead_leave_three_quarters_of_a_cgroups_room(tmp_path):
+    """A container or a pod may cap its tasks (pids.max): threads made only in case take at most a
+    quarter of the room left, so that calls' threads and containers' processes still start."""
+    from chalicelib.edge.bounds import threads_ahead
+    v2 = _cgroup(tmp_path / "v2", "0::/kubepods/pod1", "kubepods/pod1", "1024", 200)
+    assert threads_ahead(1024, *v2) == 206                   # (1024 - 200) // 4
+    v1 = _cgroup(tmp_path / "v1", "8:pids:/docker/abc", "pids/docker/abc", "max", 30)
+    assert threads_ahead(1024, *v1) == 1024                  # no cap: all of those wanted
+    v1_capped = _cgroup(tmp_path / "v1c", "8:pids:/docker/abc", "pids/docker/abc", "4096", 96)
+    assert threads_ahead(1024, *v1_capped) == 1000
+    assert threads_ahead(1024, tmp_path / "none", tmp_path) == 1024   # no cgroup file: no cap known
+
+
+def test_a_kept_thread_outlives_an_error_escaping_its_serve(caplog):
+    rec = Recorder()
+
+    def serve(request, client_address):
+        if request == "boom":
+            raise OSError("escaped")
+        rec(request, client_address)
+    threads = ConnectionThreads(serve, ahead=1, keep_s=30, name="t-boom")
+    try:
+        threads.make_ahead()
+        wait_until(threads.waiting, lambda n: n == 1, timeout=10, what="one made ahead")
+        with caplog.at_level("ERROR", logger="mk1.server"):
+            threads.serve("boom", None)
+            wait_until(threads.waiting, lambda n: n == 1, timeout=10, what="the thread back, waiting")
+        assert "serve failed" in caplog.text
+        threads.serve("after", None)
+        wait_until(lambda: len(rec.served), lambda n: n == 1, timeout=5, what="the next served")
+        assert _threads_named("t-boom") == 1   # the same thread: none started
     finally:
         threads.close()

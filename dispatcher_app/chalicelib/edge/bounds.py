@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import resource
 import socket
 import struct
 import time
+from pathlib import Path
 from typing import NoReturn
 
 log = logging.getLogger("mk1.server")
@@ -135,6 +137,38 @@ def connection_bounds() -> tuple[int, int]:
     room = MAX_THREADS + MAX_IDLE if soft == resource.RLIM_INFINITY else max(32, soft - FD_RESERVE)
     threads = min(MAX_THREADS, room // 2)
     return threads, min(MAX_IDLE, room - threads)
+
+
+def threads_ahead(want: int, cgroup_file: Path = Path("/proc/self/cgroup"),
+                  cgroups: Path = Path("/sys/fs/cgroup")) -> int:
+    """How many connection threads to make ahead, of `want`: at most a quarter of the tasks this
+    process may still start, where a limit says (its cgroup's pids.max, as a container or a pod
+    sets; RLIMIT_NPROC, which counts every task of the user's), so that threads made only in case
+    never take the room that calls' threads and containers' processes need."""
+    room = []
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft != resource.RLIM_INFINITY and os.geteuid() != 0:   # root is not held to it
+        room.append(soft)
+    try:
+        lines = cgroup_file.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            where = cgroups / path.lstrip("/")             # v2: one hierarchy
+        elif "pids" in controllers.split(","):
+            where = cgroups / "pids" / path.lstrip("/")    # v1: the pids controller's own
+        else:
+            continue
+        try:
+            most = (where / "pids.max").read_text().strip()
+            now = int((where / "pids.current").read_text())
+        except (OSError, ValueError):
+            continue
+        if most != "max":
+            room.append(max(0, int(most) - now))
+    return min([want] + [r // 4 for r in room])
 
 
 def raise_descriptor_limit() -> None:

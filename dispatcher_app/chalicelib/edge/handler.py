@@ -124,6 +124,10 @@ class Handler(LeanRequestParsing, ChaliceRequestHandler):
                     fn()
                 except Exception:
                     log.exception("bookkeeping after an answer failed")
+            # A kept thread (threads.py) waits for its next connection with what its last request
+            # left in thread-locals: the request, its body, this handler. It lets go of them here.
+            views.CONNECTION.__dict__.clear()
+            self.local_gateway._app_object.current_request = None
 
     def _request(self, after: list) -> HttpRequest:
         headers, body = self._parse_payload()

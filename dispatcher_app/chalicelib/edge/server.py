@@ -50,7 +50,8 @@ from my_mk1_homework import settings as settings_mod
 from chalicelib.cpu import describe as describe_cpu, pin_dispatcher
 from chalicelib.edge import views
 from chalicelib.edge.answers import error_response
-from chalicelib.edge.bounds import MAX_STALLED, THREAD_KEEP_SECONDS, connection_bounds, raise_descriptor_limit
+from chalicelib.edge.bounds import (MAX_STALLED, THREAD_KEEP_SECONDS, connection_bounds, raise_descriptor_limit,
+                                   threads_ahead)
 from chalicelib.edge.gateway import LeanGateway
 from chalicelib.edge.handler import Handler
 from chalicelib.edge.idle_pool import IdlePool
@@ -99,8 +100,10 @@ class Server(ThreadedHTTPServer):
         self._scarce = self.max_threads // 2   # fewer places left than this: silent ones wait in the pool
         self.stall_places = collections.deque([None] * MAX_STALLED)
         self.idle = IdlePool(self, idle_limit)
-        # As many made ahead as connections are served on threads before threads count as scarce.
-        self.threads = ConnectionThreads(self.process_request_thread, self._scarce, THREAD_KEEP_SECONDS)
+        # As many made ahead as connections are served on threads before threads count as scarce,
+        # where the system's task limits leave room for them (bounds.threads_ahead).
+        self.threads = ConnectionThreads(self.process_request_thread, threads_ahead(self._scarce),
+                                         THREAD_KEEP_SECONDS)
         self._turned_away, self._told = 0, 0.0
         self._gateway: LeanGateway | None = None
 
@@ -144,11 +147,13 @@ class Server(ThreadedHTTPServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            if waited:
-                self.idle.add(request, client_address)
-            else:
-                self.shutdown_request(request)
-            self._thread_places.append(None)
+            try:
+                if waited:
+                    self.idle.add(request, client_address)
+                else:
+                    self.shutdown_request(request)
+            finally:
+                self._thread_places.append(None)   # the place comes back whatever happened above
 
     def _turn_away(self, sock: socket.socket) -> None:
         """503 from the accept loop, which must not wait: the socket is made non-blocking; the

@@ -6,7 +6,12 @@ thread's set-up and end). In figure 4's burst of 1,000 calls the front door took
 1,600-2,000 a second, and a client sending faster ran ahead of it in the listen backlog.
 
 - Made ahead: `ahead` threads, started in the background once the server serves (its first calls
-  do not wait for them): ~65 us of CPU and ~10 KB of memory each.
+  do not wait for them): ~65 us of CPU and ~10 KB of memory each (and 8 MB of address space
+  reserved for its stack). As many as the system's task limits leave room for (bounds.py's
+  `threads_ahead`). A process forked with a preexec_fn pays ~18 us for each thread of the
+  dispatcher's: containers' processes are started without one (backends/process.py).
+- Let go between connections: a kept thread holds nothing of its last request while it waits
+  (handler.py clears the request's thread-locals).
 - Kept: a thread whose connection ended waits for the next. Beyond `ahead` waiting, one that gets
   no connection within `keep_s` ends, so a burst's extra threads go when it is over.
 - Handed over exactly: each waiting thread has an inbox of its own, and the accept loop puts a
@@ -62,13 +67,13 @@ class ConnectionThreads:
 
     def serve(self, request, client_address) -> None:
         """Serves the connection on a waiting thread, once that thread has it, or on a new one."""
+        taken = _thread.allocate_lock()   # before the pop: nothing may fail between it and the put
+        taken.acquire()
         try:
             inbox = self._waiting.pop()
         except IndexError:
             self._start((request, client_address))
             return
-        taken = _thread.allocate_lock()
-        taken.acquire()
         inbox.put((request, client_address, taken))
         taken.acquire()   # released by the thread once it has the connection
 
@@ -80,7 +85,11 @@ class ConnectionThreads:
         inbox: queue.SimpleQueue = queue.SimpleQueue()
         while True:
             if job is not None:
-                self._serve(*job)
+                try:
+                    self._serve(*job)
+                except Exception:   # serve handles its own; a kept thread outlives any that escapes it
+                    log.exception("a connection thread's serve failed")
+                job = None   # not held while waiting
             if self._closed:
                 return
             self._waiting.append(inbox)
@@ -89,9 +98,9 @@ class ConnectionThreads:
             handed = self._next(inbox)
             if handed is _END:
                 return
-            request, client_address, taken = handed
+            *job, taken = handed
+            handed = None
             taken.release()
-            job = (request, client_address)
 
     def _next(self, inbox: queue.SimpleQueue) -> tuple | None:
         # One of the first `ahead` to wait waits for good: no wake-ups while the server is idle.
@@ -100,18 +109,22 @@ class ConnectionThreads:
             try:
                 return inbox.get(timeout=timeout)
             except queue.Empty:
-                if len(self._waiting) <= self.ahead:
+                if len(self._waiting) <= self.ahead:   # those ahead of it ended: it is one of the kept now
+                    timeout = None
                     continue
                 return _END if self._withdraw(inbox) else inbox.get()
 
     def _withdraw(self, inbox: queue.SimpleQueue) -> bool:
         """Takes the inbox out of the waiting ones; False if it was taken meanwhile (by a hander,
         whose connection is coming, or by close(), whose end is)."""
-        try:
-            self._waiting.remove(inbox)
-            return True
-        except ValueError:
-            return False
+        while True:
+            try:
+                self._waiting.remove(inbox)
+                return True
+            except ValueError:
+                return False
+            except IndexError:   # "deque mutated during remove()": not with inboxes (compared by
+                continue         # identity, in C, under the GIL), but were it, the inbox may still be there
 
     def close(self) -> None:
         """Waiting threads end; a thread serving a connection ends when it is done."""

@@ -55,16 +55,29 @@ def _limit(limits: str, name: str) -> tuple[str, str]:
     return soft, hard
 
 
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    return dict(x.split("=", 1) for x in raw.decode(errors="replace").split("\0") if "=" in x)
+
+
 def test_function_processes_get_their_memory_limit_and_no_core_dumps(system):
     """The process backend sets a container's limits from the dispatcher once the process exists
-    (backends/process.py `_spawn`): address space = memory size + the 1,024 MiB allowance, no core
-    file. Read on the real process, as for the CPUs above."""
+    (backends/process.py `_spawn`): address space = its function's memory size (Lambda's
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE in its environment) + the 1,024 MiB allowance, no core file.
+    Read on the real processes, as for the CPUs above; other tests' warm functions may be there too."""
     c = system.lambda_client("admin")
     assert c.invoke(FunctionName="RuntimeAlpha", Payload=b'{"prompt": "a b"}')["StatusCode"] == 200
-    memory_mb = system.aws("lambda").get_function_configuration(FunctionName="RuntimeAlpha")["MemorySize"]
-    want = str((memory_mb + 1024) * 1024 * 1024)
-    functions = {p: Path(f"/proc/{p}/limits").read_text() for p in descendants(system.dispatcher.pid)}
-    assert functions, "the warm RuntimeAlpha container is a process of the dispatcher's"
-    for limits in functions.values():
-        assert _limit(limits, "Max address space") == (want, want)
-        assert _limit(limits, "Max core file size") == ("0", "0")
+    functions = {}
+    for p in descendants(system.dispatcher.pid):
+        env = _environ(p)
+        if "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" in env:
+            functions[p] = (env["AWS_LAMBDA_FUNCTION_NAME"], int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]),
+                            Path(f"/proc/{p}/limits").read_text())
+    assert "RuntimeAlpha" in {name for name, _, _ in functions.values()}, functions
+    for name, memory_mb, limits in functions.values():
+        want = str((memory_mb + 1024) * 1024 * 1024)
+        assert _limit(limits, "Max address space") == (want, want), name
+        assert _limit(limits, "Max core file size") == ("0", "0"), name

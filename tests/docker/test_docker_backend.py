@@ -42,7 +42,6 @@ def test_cold_start_then_warm_reuse(make_pool, alpha_code, fn_config, invoke):
     assert pool.cold_starts == 1
 
 
-
 def test_snapstart_version_starts_with_a_full_init_and_the_log_says_why(make_pool, alpha_code, fn_config,
                                                                         invoke, caplog):
     """The issue's Docker fallback: no restore here (docker checkpoint needs an experimental engine
@@ -61,6 +60,7 @@ def test_snapstart_version_starts_with_a_full_init_and_the_log_says_why(make_poo
     assert first_info.init_ms >= 300 and second_info.init_ms >= 300   # load() ran: an init, not a restore
     said = [r.getMessage() for r in caplog.records if "SnapStart has no restore" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("SnapOnDocker: ") and "MK1_BACKEND=process" in said[0], said
+
 
 def test_container_has_no_network(make_pool, probe_code, fn_config, invoke):
     pool = make_pool("Probe", probe_code)

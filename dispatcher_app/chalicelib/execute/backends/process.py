@@ -49,23 +49,25 @@ def _spawn(argv: list[str], memory_mb: int, **popen) -> subprocess.Popen:
     with on_every_cpu():
         proc = subprocess.Popen(argv, start_new_session=True, **popen)
     try:
-        resource.prlimit(proc.pid, resource.RLIMIT_AS, (_address_space(memory_mb),) * 2)
-        resource.prlimit(proc.pid, resource.RLIMIT_CORE, (0, 0))
+        for which, value in _limits(memory_mb):
+            resource.prlimit(proc.pid, which, value)
     except (ValueError, OSError):   # where the OS refuses, run without the limit
         pass
     return proc
 
 
-def _address_space(memory_mb: int) -> int:
-    return (memory_mb + ADDRESS_SPACE_ALLOWANCE_MB) * 1024 * 1024
+def _limits(memory_mb: int) -> list[tuple[int, tuple[int, int]]]:
+    """A container's: its address space (its memory size and an allowance), and no core file."""
+    space = (memory_mb + ADDRESS_SPACE_ALLOWANCE_MB) * 1024 * 1024
+    return [(resource.RLIMIT_AS, (space, space)), (resource.RLIMIT_CORE, (0, 0))]
 
 
 def _limits_in_child(memory_mb: int) -> Callable[[], None]:
     def apply() -> None:
         every_cpu()   # not the dispatcher's one CPU (chalicelib/cpu.py)
         try:
-            resource.setrlimit(resource.RLIMIT_AS, (_address_space(memory_mb),) * 2)
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            for which, value in _limits(memory_mb):
+                resource.setrlimit(which, value)
         except (ValueError, OSError):
             pass  # where the OS refuses, run without the limit
     return apply

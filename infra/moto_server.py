@@ -29,6 +29,17 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
   message holding the handle and slices the list around it, a receive reads the messages as it
   goes, a handle is drawn in one call: receiving and deleting 3,000 messages in tens (in process,
   through boto3) 4.4 -> 2.4 s of CPU.
+- every SQS message received was deep-copied (its attributes, and every receipt handle it had had)
+  before its attributes were filtered by assigning the copy a new dict: a shallow copy is the same
+  for that. Its new receipt handle, 185 letters, was drawn a letter at a time (~0.12 ms): the letters
+  now come from random bytes at once, each as likely as before.
+- every JSON-protocol answer (SQS, DynamoDB, Logs, ...) went through moto's generic serializer, which
+  for each member of each value builds a context object and asks six alias providers which key
+  holds it: 1 ms of a ten-message receive's 2.4 ms of CPU. A result of plain data (dicts, lists,
+  strings, numbers) is now built directly, with the keys the providers pick for a dict, asked once
+  per member of the service model; a model object, a timestamp or a blob still goes moto's way.
+  SendMessageBatch + ReceiveMessage + DeleteMessageBatch of ten, in process: 6.7 -> 4.2 ms of CPU;
+  figure 4 of the benchmarks (1,000 calls at once): moto's CPU 1.34-1.45 -> 1.07-1.17 ms a call.
 - every item written to DynamoDB is built attribute by attribute into a dict that, before each
   insert, re-adds the sizes of all the attributes already in it (to enforce the 400 KB item
   limit): quadratic in the attributes, ~0.3 ms of moto CPU per usage record (19 attributes).
@@ -63,6 +74,7 @@ holds only as far as moto's race lets it), never differently otherwise.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import io
 import logging
@@ -220,22 +232,24 @@ def _dedup_setting(queue):
     return str(value).lower() if isinstance(value, bool) else value
 
 
-def _rewrite(owner, attr: str, old: str, new: str, helpers: dict) -> bool:
-    """Replace `owner.attr` with moto's own function, compiled from its source with each `old` (at
-    least one must be there) replaced by `new`; True if in place, now or before. For a change of
-    an expression inside a long method: a copy of the whole would drift from the pinned moto unseen.
-    It is compiled into moto's module (its names resolve there, live, as the original's do), with
-    `helpers` (the names `new` uses, "_mk1_"-prefixed) added to that module."""
+def _rewrite(owner, attr: str, changes: dict[str, str], helpers: dict) -> bool:
+    """Replace `owner.attr` with moto's own function, compiled from its source with each occurrence
+    of each `changes` key (each must be there) replaced by its value; True if in place, now or
+    before. For a change of an expression inside a long method: a copy of the whole would drift
+    from the pinned moto unseen. It is compiled into moto's module (its names resolve there, live,
+    as the original's do), with `helpers` (the names the new code uses, "_mk1_"-prefixed) added."""
     original = getattr(owner, attr)
     if getattr(original, "mk1", False):
         return True
     source = textwrap.dedent(inspect.getsource(original))
-    if old not in source:
+    if not all(old in source for old in changes):
         return False
+    for old, new in changes.items():
+        source = source.replace(old, new)
     module = original.__globals__
     module.update(helpers)
     namespace: dict = {}
-    exec(compile(source.replace(old, new), inspect.getsourcefile(original), "exec"), module, namespace)
+    exec(compile(source, inspect.getsourcefile(original), "exec"), module, namespace)
     replacement = namespace[attr]
     replacement.mk1 = True
     setattr(owner, attr, replacement)
@@ -245,8 +259,9 @@ def _rewrite(owner, attr: str, old: str, new: str, helpers: dict) -> bool:
 def _sqs_dedup_flag() -> bool:
     from moto.sqs.models import Queue, SQSBackend
 
-    return all(_rewrite(owner, name, f'{var}.attributes.get("ContentBasedDeduplication")',
-                        f"_mk1_dedup_setting({var})", {"_mk1_dedup_setting": _dedup_setting})
+    return all(_rewrite(owner, name,
+                        {f'{var}.attributes.get("ContentBasedDeduplication")': f"_mk1_dedup_setting({var})"},
+                        {"_mk1_dedup_setting": _dedup_setting})
                for owner, name, var in ((SQSBackend, "_validate_message", "queue"),
                                         (SQSBackend, "send_message", "queue"), (Queue, "add_message", "self")))
 
@@ -291,11 +306,18 @@ def _sqs_receipt_handles() -> bool:
     from moto.sqs import models, utils
 
     def make(original):
-        alphabet, length = string.ascii_lowercase, 185
+        length = 185
+        # Each random byte below 234 (9 x 26) is a letter (byte % 26), the rest are dropped: every
+        # letter as likely as in moto's draws, ~0.12 ms of a receive's CPU per message -> ~3 us.
+        letters = bytes(ord("a") + b % 26 if b < 234 else 0 for b in range(256))
+        dropped = bytes(range(234, 256))
 
         def generate_receipt_handle() -> str:
-            """185 lowercase letters from moto's random, as moto's, drawn in one call, not 185."""
-            return "".join(utils.random.choices(alphabet, k=length))
+            """185 lowercase letters from moto's random, as moto's, drawn from random bytes at once."""
+            out = b""
+            while len(out) < length:
+                out += utils.random.randbytes(224).translate(letters, dropped)   # ~205 kept
+            return out[:length].decode("ascii")
         return generate_receipt_handle
 
     ok = _swap(utils, "generate_receipt_handle", "random.choice(string.ascii_lowercase) for x in range(length)", make)
@@ -304,10 +326,110 @@ def _sqs_receipt_handles() -> bool:
     return ok
 
 
-def _sqs_receive_lazily() -> bool:
+
+
+def _copy_message(message):
+    """What moto's receive hands its answer: a copy of the message whose attributes it then filters
+    (by assigning a new dict). moto deep-copies the whole message (its attributes, system attributes,
+    every receipt handle it has had): ~0.13 ms a message. A shallow copy is the same for that: the
+    filter replaces the copy's dict, and the answer only reads the rest."""
+    return copy.copy(message)
+
+
+def _sqs_receive() -> bool:
     from moto.sqs.models import SQSBackend
-    return _rewrite(SQSBackend, "receive_message", "for message in queue.messages:",
-                    "for message in _mk1_visible(queue):", {"_mk1_visible": _visible})
+    return _rewrite(SQSBackend, "receive_message",
+                    {"for message in queue.messages:": "for message in _mk1_visible(queue):",
+                     "message_copy = deepcopy(message)": "message_copy = _mk1_copy_message(message)"},
+                    {"_mk1_visible": _visible, "_mk1_copy_message": _copy_message})
+
+
+class _NotPlain(Exception):
+    """A result the plain-data walk does not take: moto's serializer answers it."""
+
+
+_PICKED: dict[tuple, tuple] = {}   # (id(member shape), key) -> (the shape, the keys moto tries in order)
+
+
+def _plain_json(serializer, value, shape):
+    """What moto's JSON serializer makes of `value` for `shape`, for results of dicts, lists, strings,
+    numbers and bools only (a queue's answers: SendMessageBatch, ReceiveMessage, DeleteMessageBatch).
+    Anything else (a model object, a timestamp, a blob, a None inside a list or map, a renamed member)
+    raises _NotPlain and moto's own serializer runs instead. moto builds a context object and asks
+    six alias providers per member per value (what key of the object holds "Messages"?): ~1 ms of a
+    ten-message receive's ~2.4. The keys they try for a dict depend only on the member's shape and
+    name, so they are asked once per member (moto's own code) and remembered."""
+    kind = shape.type_name
+    if kind == "structure":
+        if shape.is_document_type or type(value) is not dict:
+            raise _NotPlain
+        out = {}
+        for key, member in shape.members.items():
+            member.parent = shape   # as moto's walk sets it (its aliases read it)
+            picked = _PICKED.get((id(member), key))
+            if picked is None or picked[0] is not member:
+                from moto.core.serialize import AttributePickerContext
+                context = AttributePickerContext(obj=value, key=key, shape=member,
+                                                 operation_model=serializer.operation_model,
+                                                 service_model=serializer.service_model)
+                keys = tuple(serializer._value_picker.get_possible_keys(context))
+                if any("." in k for k in keys) or member.serialization.get("name", key) != key:
+                    raise _NotPlain
+                picked = _PICKED[(id(member), key)] = (member, keys)
+            for k in picked[1]:
+                if k in value:
+                    v = value[k]
+                    if v is not None:
+                        out[key] = _plain_json(serializer, v, member)
+                    break
+        return out
+    if kind == "list":
+        if type(value) is not list or shape.member.serialization.get("name"):
+            raise _NotPlain
+        return [_plain_json(serializer, item, shape.member) if item is not None else _not_plain()
+                for item in value]
+    if kind == "map":
+        if type(value) is not dict or shape.value.serialization.get("name"):
+            raise _NotPlain
+        return {k: _plain_json(serializer, v, shape.value) if v is not None else _not_plain()
+                for k, v in value.items()}
+    if kind == "string":
+        if type(value) is str:
+            return value
+        if isinstance(value, (bool, int, float)):
+            return str(value)
+        raise _NotPlain   # an Enum, a {} or a [], or some object: moto's rules
+    if kind == "boolean" and type(value) is bool:
+        return value
+    if kind in ("integer", "long") and type(value) is int:
+        return value
+    if kind in ("float", "double") and type(value) in (int, float):
+        return float(value)
+    raise _NotPlain   # a timestamp, a blob, or a value of another type than its shape's
+
+
+def _not_plain():
+    raise _NotPlain
+
+
+def _fast_json_results() -> bool:
+    from moto.core.serialize import JSONSerializer
+
+    def make(original):
+        def _serialize_result(self, resp, result):
+            """moto's, for a result of plain data: the same body, built without its generic walk."""
+            output_shape = self.operation_model.output_shape
+            if (output_shape is None or getattr(self._value_picker, "response_transformers", None)
+                    or type(self._value_picker).__name__ != "XFormedAttributePicker"):
+                return original(self, resp, result)
+            try:
+                serialized = {} if result is None else _plain_json(self, result, output_shape)
+            except _NotPlain:
+                return original(self, resp, result)
+            return self._serialized_result_to_response(resp, result, output_shape, serialized)
+        return _serialize_result
+
+    return _swap(JSONSerializer, "_serialize_result", "self._serialize(serialized_result, result, output_shape", make)
 
 
 def _untracked_new(cls, *args, **kwargs):
@@ -390,7 +512,7 @@ PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_c
            "dynamodb-item-size": _linear_item_size_check, "dynamodb-atomic-writes": _atomic_dynamodb_writes,
            "keep-alive": _keep_alive, "sqs-dedup-flag": _sqs_dedup_flag,
            "untracked-messages": _untracked_messages, "sqs-delete-one-pass": _sqs_delete_one_pass,
-           "sqs-receive-lazily": _sqs_receive_lazily,
+           "sqs-receive": _sqs_receive, "json-results": _fast_json_results,
            "sqs-receipt-handles": _sqs_receipt_handles, **moto_lambda.PATCHES}
 
 

@@ -27,6 +27,7 @@ ORIGINAL_DELETE = sqs_models.Queue.delete_message
 ORIGINAL_RECEIVE = SQSBackend.receive_message
 from moto.sqs import utils as sqs_utils   # noqa: E402
 ORIGINAL_RECEIPT = sqs_utils.generate_receipt_handle
+from moto.core.serialize import JSONSerializer   # noqa: E402
 
 
 @pytest.fixture
@@ -47,6 +48,8 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(sqs_utils, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models.Queue, "add_message", ORIGINAL_ADD)
+    if "_serialize_result" in JSONSerializer.__dict__:   # moto's own is ResponseSerializer's
+        monkeypatch.delattr(JSONSerializer, "_serialize_result")
     from moto.logs.models import LogEvent
     for cls in (sqs_models.Message, LogEvent):
         if "__new__" in cls.__dict__:
@@ -434,3 +437,128 @@ def test_listing_every_version_does_not_copy_the_logs_backend():
         assert copies and all(c.logs_backend is logs for c in copies)
         names = {f["FunctionName"] for f in lam.list_functions(FunctionVersion="ALL")["Functions"]}
         assert names == {f"f{i}" for i in range(5)}
+
+
+def _json_protocol_scenario() -> list:
+    """The JSON-protocol answers mk1's queues and a user's tools get, through moto's server app
+    (SQS, DynamoDB, CloudWatch Logs, Secrets Manager): status, content type and body of each, with
+    what moto draws at random or from the clock (ids, receipt handles, timestamps) numbered by first
+    appearance. Batches with failed entries, message and system attributes (a binary one), FIFO
+    sequence numbers, maps, empty answers, errors."""
+    import io
+    import json
+    import re
+    import time
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    app = DomainDispatcherApplication(create_backend_app)
+    seen: dict = {}
+    drawn = {"ReceiptHandle", "MessageId", "SequenceNumber", "VersionId", "ARN", "TableId", "LatestStreamLabel",
+             "LatestStreamArn", "nextForwardToken", "nextBackwardToken", "nextSequenceToken", "uploadSequenceToken"}
+    clock = {"SentTimestamp", "ApproximateFirstReceiveTimestamp", "CreatedTimestamp", "LastModifiedTimestamp",
+             "CreationDateTime", "creationTime", "ingestionTime", "CreatedDate", "timestamp"}
+
+    def normal(value, key=""):
+        if isinstance(value, dict):
+            return {k: normal(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [normal(v, key) for v in value]
+        if key in clock:
+            return f"<{key}>"
+        if key in drawn:
+            return seen.setdefault((key, str(value)), f"<{key} {len([k for k in seen if k[0] == key])}>")
+        return value
+
+    def call(service, target, body, version="1.0"):
+        raw = json.dumps(body).encode()
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+                   "SERVER_PORT": "4566", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+                   "wsgi.input": io.BytesIO(raw), "wsgi.errors": io.StringIO(), "CONTENT_LENGTH": str(len(raw)),
+                   "CONTENT_TYPE": f"application/x-amz-json-{version}", "HTTP_HOST": "127.0.0.1:4566",
+                   "HTTP_X_AMZ_TARGET": target, "HTTP_AUTHORIZATION":
+                   f"AWS4-HMAC-SHA256 Credential=testing/20261207/us-east-1/{service}/aws4_request, "
+                   "SignedHeaders=host, Signature=0"}
+        started = {}
+        answer = b"".join(app(environ, lambda status, headers, exc=None: started.update(s=status, h=dict(headers))))
+        parsed = json.loads(answer) if answer.strip() else None
+        out = [started["s"], started["h"].get("Content-Type"), normal(parsed)]
+        out_text = json.dumps(out)   # with its keys in order
+        return parsed, re.sub(r"\\s+", " ", out_text)
+
+    answers = []
+    with mock_aws():
+        sqs = lambda action, body: call("sqs", f"AmazonSQS.{action}", body)   # noqa: E731
+        fifo = sqs("CreateQueue", {"QueueName": "j.fifo", "Attributes": {"FifoQueue": "true"},
+                                   "tags": {"team": "mk1"}})[0]["QueueUrl"]
+        plain = sqs("CreateQueue", {"QueueName": "j-plain"})[0]["QueueUrl"]
+        answers.append(sqs("ListQueues", {})[1])
+        answers.append(sqs("ListQueueTags", {"QueueUrl": fifo})[1])
+        answers.append(sqs("GetQueueAttributes", {"QueueUrl": fifo, "AttributeNames": ["All"]})[1])
+        answers.append(sqs("SendMessageBatch", {"QueueUrl": fifo, "Entries": [
+            {"Id": f"e{i}", "MessageBody": f"m{i}", "MessageGroupId": "g", "MessageDeduplicationId": f"d{i}"}
+            for i in range(4)]})[1])
+        answers.append(sqs("SendMessageBatch", {"QueueUrl": plain, "Entries": [
+            {"Id": "s", "MessageBody": "with attributes", "MessageAttributes": {
+                "who": {"DataType": "String", "StringValue": "mk1"},
+                "raw": {"DataType": "Binary", "BinaryValue": "AAEC"}}},
+            {"Id": "t", "MessageBody": "plain", "DelaySeconds": 0}]})[1])
+        answers.append(sqs("SendMessageBatch", {"QueueUrl": plain, "Entries": [{"Id": "x", "MessageBody": "a"},
+                                                                             {"Id": "x", "MessageBody": "b"}]})[1])
+        got, text = sqs("ReceiveMessage", {"QueueUrl": fifo, "MaxNumberOfMessages": 3,
+                                           "MessageSystemAttributeNames": ["All"], "VisibilityTimeout": 30})
+        answers.append(text)
+        answers.append(sqs("ReceiveMessage", {"QueueUrl": plain, "MaxNumberOfMessages": 10,
+                                              "MessageAttributeNames": ["All"], "AttributeNames": ["SenderId"]})[1])
+        handles = [m["ReceiptHandle"] for m in got["Messages"]]
+        answers.append(sqs("ChangeMessageVisibilityBatch", {"QueueUrl": fifo, "Entries": [
+            {"Id": "ok", "ReceiptHandle": handles[0], "VisibilityTimeout": 0},
+            {"Id": "bad", "ReceiptHandle": "nope", "VisibilityTimeout": 0}]})[1])
+        answers.append(sqs("DeleteMessageBatch", {"QueueUrl": fifo, "Entries": [
+            {"Id": f"h{i}", "ReceiptHandle": h} for i, h in enumerate(handles)] + [
+            {"Id": "gone", "ReceiptHandle": "not-a-handle"}]})[1])
+        answers.append(sqs("ReceiveMessage", {"QueueUrl": fifo, "MaxNumberOfMessages": 10})[1])
+        answers.append(sqs("ReceiveMessage", {"QueueUrl": fifo, "MaxNumberOfMessages": 10})[1])
+        answers.append(sqs("ReceiveMessage", {"QueueUrl": fifo + "-missing"})[1])
+        answers.append(sqs("DeleteMessageBatch", {"QueueUrl": fifo, "Entries": []})[1])
+
+        ddb = lambda action, body: call("dynamodb", f"DynamoDB_20120810.{action}", body)   # noqa: E731
+        answers.append(ddb("CreateTable", {"TableName": "j", "BillingMode": "PAY_PER_REQUEST",
+                                           "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                           "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})[1])
+        answers.append(ddb("BatchWriteItem", {"RequestItems": {"j": [
+            {"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "n": {"N": str(i)}, "b": {"B": "AAE="},
+                                     "l": {"L": [{"S": "x"}, {"BOOL": True}, {"NULL": True}]}}}}
+            for i in range(3)]}})[1])
+        answers.append(ddb("GetItem", {"TableName": "j", "Key": {"pk": {"S": "k1"}}})[1])
+        answers.append(ddb("Scan", {"TableName": "j"})[1])
+        answers.append(ddb("PutItem", {"TableName": "j", "Item": {"pk": {"S": "k1"}},
+                                       "ConditionExpression": "attribute_not_exists(pk)"})[1])
+
+        logs = lambda action, body: call("logs", f"Logs_20140328.{action}", body, "1.1")   # noqa: E731
+        answers.append(logs("CreateLogGroup", {"logGroupName": "/j"})[1])
+        answers.append(logs("CreateLogStream", {"logGroupName": "/j", "logStreamName": "s"})[1])
+        answers.append(logs("PutLogEvents", {"logGroupName": "/j", "logStreamName": "s", "logEvents": [
+            {"timestamp": int(time.time() * 1000) + i, "message": f"line {i}"} for i in range(3)]})[1])
+        answers.append(logs("GetLogEvents", {"logGroupName": "/j", "logStreamName": "s", "startFromHead": True})[1])
+        answers.append(logs("DescribeLogGroups", {})[1])
+
+        secrets = lambda action, body: call("secretsmanager", f"secretsmanager.{action}", body, "1.1")   # noqa: E731
+        answers.append(secrets("CreateSecret", {"Name": "j", "SecretString": "s3cret"})[1])
+        answers.append(secrets("GetSecretValue", {"SecretId": "j"})[1])
+        answers.append(secrets("GetSecretValue", {"SecretId": "missing"})[1])
+    return answers
+
+
+def test_json_protocol_answers_are_as_moto_serializes_them(unpatched):
+    """moto's JSON serializer walks every answer through its service model, asking six alias
+    providers which key of the result holds each member: ~1 ms of a ten-message receive's ~2.4 ms
+    of CPU. Answers of plain data are built directly, with the keys moto would pick; anything else
+    (objects, timestamps, blobs) still goes through moto's walk. Every answer here is the same,
+    byte for byte once drawn values are numbered, keys in the same order."""
+    expected = _json_protocol_scenario()
+    assert '"Failed": [{"Id": "bad", "SenderFault": true' in expected[8]
+    assert '"Code": "ReceiptHandleIsInvalid"' in expected[9] and "#QueueDoesNotExist" in expected[12]
+    assert '"Messages"' in expected[6] and '"SequenceNumber"' in expected[6] and '"BinaryValue"' in expected[7]
+    assert '"message": "line 0"' in expected[22] and '"SecretString": "s3cret"' in expected[25]
+    moto_server.apply()
+    assert "_serialize_result" in JSONSerializer.__dict__
+    assert _json_protocol_scenario() == expected

@@ -40,6 +40,10 @@ these spots of moto 5.2 took most of it, none doing anything a user could observ
   per member of the service model; a model object, a timestamp or a blob still goes moto's way.
   SendMessageBatch + ReceiveMessage + DeleteMessageBatch of ten, in process: 6.7 -> 4.2 ms of CPU;
   figure 4 of the benchmarks (1,000 calls at once): moto's CPU 1.34-1.45 -> 1.07-1.17 ms a call.
+- every JSON request object was parsed by looking each member of its shape up in it: a usage
+  record's 19 attributes are 19 DynamoDB AttributeValues of ten members each, one of them set. The
+  object's own keys are looked up in the shape instead (the same members, in the shape's order):
+  a BatchWriteItem of 25 usage records, in process, 9.7 -> 9.1 ms of CPU.
 - every item written to DynamoDB is built attribute by attribute into a dict that, before each
   insert, re-adds the sizes of all the attributes already in it (to enforce the 400 KB item
   limit): quadratic in the attributes, ~0.3 ms of moto CPU per usage record (19 attributes).
@@ -432,6 +436,50 @@ def _fast_json_results() -> bool:
     return _swap(JSONSerializer, "_serialize_result", "self._serialize(serialized_result, result, output_shape", make)
 
 
+_MEMBERS: dict[int, tuple] = {}   # id(structure shape) -> (the shape, {JSON name: (place, member, its shape)})
+
+
+def _members_by_json_name(shape):
+    """A structure's members by their names in JSON, each with its place in the shape; None if two
+    share a name (then moto's own walk decides)."""
+    known = _MEMBERS.get(id(shape))
+    if known is None or known[0] is not shape:
+        members = shape.members
+        names = {m.serialization.get("name", name): (i, name, m) for i, (name, m) in enumerate(members.items())}
+        known = _MEMBERS[id(shape)] = (shape, names if len(names) == len(members) else None)
+    return known[1]
+
+
+def _fast_json_requests() -> bool:
+    from moto.core.parse import BaseJSONParser
+
+    def make(original):
+        def _parse_structure(self, shape, value):
+            """moto's: a request's JSON object as `shape`'s members, in the shape's order, each parsed
+            by its own shape, absent and null ones left out. moto looks every member of the shape up
+            in the object: a usage record's 19 attributes are 19 AttributeValues of ten members each
+            (S, N, B, SS, ...), one of them there. Here the object's own keys are looked up in the
+            shape: 3.5 -> 1.3 us an AttributeValue."""
+            if type(value) is not dict or shape.is_document_type:
+                return original(self, shape, value)
+            names = _members_by_json_name(shape)
+            if names is None:
+                return original(self, shape, value)
+            parsed = self.MAP_TYPE()
+            if len(value) == 1:   # an AttributeValue, mostly: no order to restore
+                for key, raw in value.items():
+                    found = names.get(key)
+                    if found is not None and raw is not None:
+                        parsed[found[1]] = self._parse_shape(found[2], raw)
+                return parsed
+            for _, name, member in sorted(names[k] for k, raw in value.items() if raw is not None and k in names):
+                parsed[name] = self._parse_shape(member, value[member.serialization.get("name", name)])
+            return parsed
+        return _parse_structure
+
+    return _swap(BaseJSONParser, "_parse_structure", "raw_value = value.get(json_name)", make)
+
+
 def _untracked_new(cls, *args, **kwargs):
     """object's __new__: the instance is not added to the class's `instances_tracked`."""
     return object.__new__(cls)
@@ -513,6 +561,7 @@ PATCHES = {"sqs-retention-check": _fix_retention_check, "sqs-clock": _fast_sqs_c
            "keep-alive": _keep_alive, "sqs-dedup-flag": _sqs_dedup_flag,
            "untracked-messages": _untracked_messages, "sqs-delete-one-pass": _sqs_delete_one_pass,
            "sqs-receive": _sqs_receive, "json-results": _fast_json_results,
+           "json-requests": _fast_json_requests,
            "sqs-receipt-handles": _sqs_receipt_handles, **moto_lambda.PATCHES}
 
 

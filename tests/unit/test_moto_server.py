@@ -28,6 +28,8 @@ ORIGINAL_RECEIVE = SQSBackend.receive_message
 from moto.sqs import utils as sqs_utils   # noqa: E402
 ORIGINAL_RECEIPT = sqs_utils.generate_receipt_handle
 from moto.core.serialize import JSONSerializer   # noqa: E402
+from moto.core.parse import BaseJSONParser   # noqa: E402
+ORIGINAL_PARSE_STRUCTURE = BaseJSONParser._parse_structure
 
 
 @pytest.fixture
@@ -48,6 +50,7 @@ def unpatched(monkeypatch):
     monkeypatch.setattr(sqs_utils, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models, "generate_receipt_handle", ORIGINAL_RECEIPT)
     monkeypatch.setattr(sqs_models.Queue, "add_message", ORIGINAL_ADD)
+    monkeypatch.setattr(BaseJSONParser, "_parse_structure", ORIGINAL_PARSE_STRUCTURE)
     if "_serialize_result" in JSONSerializer.__dict__:   # moto's own is ResponseSerializer's
         monkeypatch.delattr(JSONSerializer, "_serialize_result")
     from moto.logs.models import LogEvent
@@ -562,3 +565,47 @@ def test_json_protocol_answers_are_as_moto_serializes_them(unpatched):
     moto_server.apply()
     assert "_serialize_result" in JSONSerializer.__dict__
     assert _json_protocol_scenario() == expected
+
+
+def _parsed_requests() -> list:
+    """JSON requests as moto's parser hands them to its services (key order included): DynamoDB items
+    with every kind of AttributeValue (nested maps and lists, sets, NULL, BOOL, a blob), an object
+    with two of its members set, nulls, a key no member has; SQS batches with attributes."""
+    import json
+    from moto.core.parse import JSONParser
+    from moto.core.responses import get_service_model
+    item = {"pk": {"S": "k"}, "n": {"N": "1.5"}, "b": {"B": "AAE="}, "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1"]},
+            "nul": {"NULL": True}, "yes": {"BOOL": False}, "odd": {"S": "x", "N": None}, "two": {"N": "2", "S": "y"},
+            "m": {"M": {"inner": {"L": [{"S": "deep"}, {"M": {}}, {"BOOL": True}]}}}, "unknown": {"Q": "?"}}
+    cases = [("dynamodb", "BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": item}},
+                                                                   {"DeleteRequest": {"Key": {"pk": {"S": "k"}}}}]},
+                                             "ReturnConsumedCapacity": "TOTAL", "Extra": 1}),
+             ("dynamodb", "PutItem", {"Item": item, "TableName": "t", "ConditionExpression": "attribute_not_exists(pk)",
+                                      "ExpressionAttributeValues": {":v": {"S": "v"}}, "ReturnValues": None}),
+             ("dynamodb", "Query", {"TableName": "t", "KeyConditionExpression": "pk = :p", "Limit": 5,
+                                    "ExclusiveStartKey": {"pk": {"S": "k"}}, "ScanIndexForward": False}),
+             ("sqs", "SendMessageBatch", {"QueueUrl": "q", "Entries": [
+                 {"MessageBody": "b", "Id": "1", "DelaySeconds": 0, "MessageAttributes": {
+                     "raw": {"DataType": "Binary", "BinaryValue": "AAEC"}, "s": {"StringValue": "x", "DataType": "String"}}},
+                 {"Id": "2", "MessageBody": "c", "MessageGroupId": None}]}),
+             ("sqs", "ReceiveMessage", {"QueueUrl": "q", "MaxNumberOfMessages": 10, "AttributeNames": ["All"]})]
+    out = []
+    for service, operation, body in cases:
+        parser = JSONParser(get_service_model(service).operation_model(operation))
+        parsed = parser.parse({"method": "POST", "values": {}, "headers": {}, "body": json.dumps(body).encode(),
+                               "url_path": "/", "url_params": {}})
+        out.append(repr(parsed))   # repr: types and key order, not only equality
+    return out
+
+
+def test_json_requests_are_parsed_as_moto_parses_them(unpatched):
+    """moto's JSON parser looks every member of a shape up in each object (ten per DynamoDB
+    AttributeValue); patched it looks the object's own keys up in the shape, with the same result:
+    the same members, in the shape's order, of the same types."""
+    expected = _parsed_requests()
+    assert "'NULL': True" in expected[0] and "'unknown'" in expected[0] and "'Extra'" not in expected[0]
+    assert "b'\\x00\\x01'" in expected[0] and "b'\\x00\\x01\\x02'" in expected[3]
+    assert "'two': {'S': 'y', 'N': '2'}" in expected[0]   # the shape's order, not the request's
+    moto_server.apply()
+    assert BaseJSONParser._parse_structure is not ORIGINAL_PARSE_STRUCTURE
+    assert _parsed_requests() == expected

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from chalicelib.cgroups import controller_dirs
+
 log = logging.getLogger("mk1.server")
 
 
@@ -149,18 +151,7 @@ def threads_ahead(want: int, cgroup_file: Path = Path("/proc/self/cgroup"),
     soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
     if soft != resource.RLIM_INFINITY and os.geteuid() != 0:   # root is not held to it
         room.append(soft)
-    try:
-        lines = cgroup_file.read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            where = cgroups / path.lstrip("/")             # v2: one hierarchy
-        elif "pids" in controllers.split(","):
-            where = cgroups / "pids" / path.lstrip("/")    # v1: the pids controller's own
-        else:
-            continue
+    for _, where in controller_dirs(cgroup_file, "pids", cgroups):   # the same file names in v1 and v2
         try:
             most = (where / "pids.max").read_text().strip()
             now = int((where / "pids.current").read_text())

@@ -27,6 +27,7 @@ from docker.types import Mount
 from infra import image
 from infra.docker_shim import SOCKET_PATH
 
+from chalicelib.cgroups import controller_dirs
 from chalicelib.execute.backends.base import ContainerSpec
 from chalicelib.execute.runtimes import PROVIDED, StartFailure
 
@@ -283,17 +284,10 @@ def _memory_peak_file(container) -> Path | None:
     try:
         container.reload()
         pid = container.attrs["State"]["Pid"]
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except (DockerException, KeyError, OSError):
+    except (DockerException, KeyError):
         return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":  # v2 unified hierarchy
-            candidate = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.peak"
-        elif "memory" in controllers.split(","):
-            candidate = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.max_usage_in_bytes"
-        else:
-            continue
+    for version, where in controller_dirs(Path(f"/proc/{pid}/cgroup"), "memory"):
+        candidate = where / ("memory.peak" if version == 2 else "memory.max_usage_in_bytes")
         if candidate.exists():
             return candidate
     return None

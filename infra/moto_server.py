@@ -82,7 +82,6 @@ import copy
 import inspect
 import io
 import logging
-import string
 import sys
 import textwrap
 import threading
@@ -330,8 +329,6 @@ def _sqs_receipt_handles() -> bool:
     return ok
 
 
-
-
 def _copy_message(message):
     """What moto's receive hands its answer: a copy of the message whose attributes it then filters
     (by assigning a new dict). moto deep-copies the whole message (its attributes, system attributes,
@@ -400,9 +397,9 @@ def _plain_json(serializer, value, shape):
     if kind == "string":
         if type(value) is str:
             return value
-        if isinstance(value, (bool, int, float)):
+        if type(value) in (bool, int, float):
             return str(value)
-        raise _NotPlain   # an Enum, a {} or a [], or some object: moto's rules
+        raise _NotPlain   # an Enum (moto takes its value), a {} or a [], or some object: moto's rules
     if kind == "boolean" and type(value) is bool:
         return value
     if kind in ("integer", "long") and type(value) is int:

@@ -534,7 +534,10 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   moto's sends, and the drain going on beside them): the accept loop spent ~0.1 ms of its own CPU
   per connection starting its thread, and ~0.5 ms waiting for the GIL. Kept threads took the
   dispatcher's CPU per call in this burst down by 5-10% and its intake up by about as much
-  (`edge/threads.py`).
+  (`edge/threads.py`). The "event out -> answer in" rows are the Runtime API's round trip of a
+  call less the handler's own time (its answer's `generate_ms`), split at the last call's entry:
+  the handler is not slowed while the burst comes in, but this round trip is, as the dispatcher's
+  CPU is shared with the intake (median 0.9-1.3 ms against 0.4-0.6 ms after it, in probes).
 - **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
   process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on
   how long `load()` takes; without SnapStart the same call pays an interpreter and `load()`.

@@ -158,6 +158,11 @@ def rows(results: dict) -> list[list[str]]:
                 out.append(_row(key, "    the same, once every call had joined the queue (intake over)",
                                 f4["drain_after_intake_calls_per_s"], None, f4["runtime_loop_calls_per_s"], "-",
                                 "-", "-", digits=1))
+            hops = f4.get("runtime_hop_ms") or {}
+            for phase, label in (("during_intake", "during intake"), ("after_intake", "intake over")):
+                if phase in hops:
+                    out.append(_row(key, f"    event out -> answer in, less the handler's time, ms ({label})",
+                                    hops[phase]["median"], hops[phase]["p99"], None, "-", "-", "-"))
             if f4.get("slot_utilisation") is not None:
                 out.append([key, "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
                             "", "", "", "-", "-", "-", "-"])

@@ -458,17 +458,13 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         # less the handler's own time (its answer's generate_ms). The function is not slowed by the
         # intake (generate_ms stays ~10.1 ms); this is what the dispatcher's side adds, split at the
         # last entry.
-        own = {}
-        for x in records:
-            try:
-                own[x["request_id"]] = float(json.loads(by_id[x["request_id"]]["body"])["generate_ms"])
-            except (KeyError, TypeError, ValueError):
-                pass
         hop = {"during_intake": [], "after_intake": []}
         for x in records:
-            if x["request_id"] in own:
-                phase = "during_intake" if _ts(x["start"]) < last_entry else "after_intake"
-                hop[phase].append(x["duration_ms"] - own[x["request_id"]])
+            try:
+                own = float(json.loads(by_id[x["request_id"]]["body"])["generate_ms"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            hop["during_intake" if _ts(x["start"]) < last_entry else "after_intake"].append(x["duration_ms"] - own)
         out["runtime_hop_ms"] = {phase: summary(v) for phase, v in hop.items() if len(v) >= 30}
         out["after_end_ms"] = summary((by_id[x["request_id"]]["done_wall"] - _ts(x["end"])) * 1000 for x in records)
         t0 = min(ent)

@@ -469,8 +469,9 @@ def _fast_json_requests() -> bool:
                     if found is not None and raw is not None:
                         parsed[found[1]] = self._parse_shape(found[2], raw)
                 return parsed
-            for _, name, member in sorted(names[k] for k, raw in value.items() if raw is not None and k in names):
-                parsed[name] = self._parse_shape(member, value[member.serialization.get("name", name)])
+            for _, key in sorted((names[k][0], k) for k, raw in value.items() if raw is not None and k in names):
+                _, name, member = names[key]
+                parsed[name] = self._parse_shape(member, value[key])
             return parsed
         return _parse_structure
 

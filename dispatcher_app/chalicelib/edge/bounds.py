@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from chalicelib.cgroups import controller_dirs
+from chalicelib.cgroups import ROOT, controller_dirs
 
 log = logging.getLogger("mk1.server")
 
@@ -142,7 +142,7 @@ def connection_bounds() -> tuple[int, int]:
 
 
 def threads_ahead(want: int, cgroup_file: Path = Path("/proc/self/cgroup"),
-                  cgroups: Path = Path("/sys/fs/cgroup")) -> int:
+                  cgroups: Path = ROOT) -> int:
     """How many connection threads to make ahead, of `want`: at most a quarter of the tasks this
     process may still start, where a limit says (its cgroup's pids.max, as a container or a pod
     sets; RLIMIT_NPROC, which counts every task of the user's), so that threads made only in case

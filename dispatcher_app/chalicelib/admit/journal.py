@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chalicelib.jsonl import JsonLines
+from chalicelib.jsonl import JsonLines, Rewrite
 
 ENDED_KEPT_S = 86_400   # an ended call's id is kept a day: a late redelivery of it is dropped
 COMPACT_MIN_LINES = 10_000   # appended lines before a compaction while running (and twice those kept)
@@ -42,7 +42,7 @@ class CallJournal:
         self.usage_log = usage_log   # attempts with a usage record there ran, marked or not
         self.clock = clock
         self._lock = threading.Lock()
-        self._lines = JsonLines(path, compact_min_lines)
+        self._lines = JsonLines(path, compact_min_lines, self._lock)
         self._open: dict[str, OpenCall] = {}
         self._ended: dict[str, float] = {}   # request id -> when it ended (epoch s)
         self._load()
@@ -67,7 +67,7 @@ class CallJournal:
                 self._open.pop(rid, None)
                 self._ended[rid] = float(e.get("at") or self.clock())
         self._recorded_runs()
-        self._lines.rewrite(self._kept())
+        self._lines.rewrite(self._snapshot()())
 
     def _recorded_runs(self) -> None:
         """An attempt whose usage record is in the usage log ran, even if the dispatcher died before
@@ -92,33 +92,41 @@ class CallJournal:
                 self._open.pop(rid, None)
                 self._ended[rid] = self.clock()
 
-    def _kept(self):
-        """What a rewrite of the file keeps: the open calls and the ids ended within ENDED_KEPT_S
-        (older ones leave memory too). At start, and when the file is due one (jsonl.py)."""
+    def _snapshot(self):
+        """What a rewrite of the file keeps, as of now: the open calls and the ids ended within
+        ENDED_KEPT_S (older ones leave memory too). At start, and when the file is due one (jsonl.py):
+        copied under the lock, written out without it."""
         cutoff = self.clock() - ENDED_KEPT_S
         self._ended = {rid: at for rid, at in self._ended.items() if at >= cutoff}
-        for rid, call in self._open.items():
-            yield {"id": rid, "accepted": call.body, "payload": base64.b64encode(call.payload).decode()}
-            for attempt in sorted(call.ran):
-                yield {"id": rid, "ran": attempt}
-        for rid, at in self._ended.items():
-            yield {"id": rid, "ended": True, "at": at}
+        opened = [(rid, call.body, call.payload, sorted(call.ran)) for rid, call in self._open.items()]
+        ended = list(self._ended.items())
+
+        def build():
+            for rid, body, payload, ran in opened:
+                yield {"id": rid, "accepted": body, "payload": base64.b64encode(payload).decode()}
+                for attempt in ran:
+                    yield {"id": rid, "ran": attempt}
+            for rid, at in ended:
+                yield {"id": rid, "ended": True, "at": at}
+        return build
 
     def open_calls(self) -> dict[str, OpenCall]:
         with self._lock:
             return dict(self._open)
 
     # -- writing --
-    def _append(self, entry: dict, sync: bool) -> None:
-        self._lines.append(entry, sync, self._kept)
+    def _append_locked(self, entry: dict) -> Rewrite | None:
+        return self._lines.append(entry, True, self._snapshot)
 
     def accepted(self, body: dict, payload: bytes) -> None:
         """Before the 202 (and before each retry is queued: its attempt number)."""
         with self._lock:
             prior = self._open.get(body["request_id"])
             self._open[body["request_id"]] = OpenCall(body, payload, prior.ran if prior else set())
-            self._append({"id": body["request_id"], "accepted": body,
-                          "payload": base64.b64encode(payload).decode()}, sync=True)
+            due = self._append_locked({"id": body["request_id"], "accepted": body,
+                                       "payload": base64.b64encode(payload).decode()})
+        if due is not None:   # a rewrite, without the lock (jsonl.py)
+            due()
 
     def ran(self, request_id: str, attempt: int) -> None:
         """That attempt ran and its usage record is written: a redelivery of it is not run again."""
@@ -126,14 +134,18 @@ class CallJournal:
             call = self._open.get(request_id)
             if call is not None:
                 call.ran.add(attempt)
-            self._append({"id": request_id, "ran": attempt}, sync=True)
+            due = self._append_locked({"id": request_id, "ran": attempt})
+        if due is not None:
+            due()
 
     def ended(self, request_id: str) -> None:
         with self._lock:
             self._open.pop(request_id, None)
             now = self.clock()
             self._ended[request_id] = now
-            self._append({"id": request_id, "ended": True, "at": now}, sync=True)
+            due = self._append_locked({"id": request_id, "ended": True, "at": now})
+        if due is not None:
+            due()
 
     def already_ran(self, request_id: str, attempt: int) -> bool:
         with self._lock:

@@ -41,15 +41,20 @@ class ResultLog:
     def __init__(self, path: Path, clock=time.time, compact_min_lines: int = COMPACT_MIN_LINES):
         self.path, self.clock = path, clock
         self._lock = threading.Lock()
-        self._lines = JsonLines(path, compact_min_lines)
+        self._lines = JsonLines(path, compact_min_lines, self._lock)
 
-    def _kept(self, needle: bytes = b""):
-        """The file's results within KEPT_S, in the order written (only lines holding `needle`)."""
+    def _kept(self, needle: bytes = b"", upto: int | None = None):
+        """The file's results within KEPT_S, in the order written (only lines holding `needle`; of
+        its first `upto` bytes, if given)."""
         if not self.path.exists():
             return
         cutoff = self.clock() - KEPT_S
+        read = 0
         with open(self.path, "rb") as f:
             for raw in f:
+                read += len(raw)
+                if upto is not None and read > upto:
+                    return
                 if needle not in raw:
                     continue
                 try:
@@ -59,8 +64,13 @@ class ResultLog:
                 if isinstance(item, dict) and item.get("request_id") and float(item.get("updated_at") or 0) >= cutoff:
                     yield item
 
-    def _latest(self) -> dict[str, dict]:
-        return {item["request_id"]: item for item in self._kept()}
+    def _latest(self, upto: int | None = None) -> dict[str, dict]:
+        return {item["request_id"]: item for item in self._kept(upto=upto)}
+
+    def _snapshot(self):
+        """A rewrite's results as of now (under the lock): the file's lines so far, read without it."""
+        upto = self._lines.size()
+        return lambda: self._latest(upto).values()
 
     def load(self) -> dict[str, dict]:
         """The last result per call within KEPT_S; the file is rewritten with those alone."""
@@ -72,7 +82,9 @@ class ResultLog:
 
     def append(self, item: dict) -> None:
         with self._lock:
-            self._lines.append(item, True, lambda: self._latest().values())
+            due = self._lines.append(item, True, self._snapshot)
+        if due is not None:   # a rewrite, without the lock (jsonl.py)
+            due()
 
     def find(self, request_id: str) -> dict | None:
         """The last line for this call within KEPT_S: a scan of the file, for a result that is in

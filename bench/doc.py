@@ -145,7 +145,7 @@ def _fig4(f: dict) -> str:
         f"time, from sending to entering the queue: median {_ms((f.get('before_entry_ms') or {}).get('median'), 1)}, "
         f"p99 {_ms((f.get('before_entry_ms') or {}).get('p99'), 1)}; from the end of execution to the answer "
         f"received: median {_ms((f.get('after_end_ms') or {}).get('median'), 1)}, "
-        f"p99 {_ms((f.get('after_end_ms') or {}).get('p99'), 1)} (wall clocks, record times at 1 ms)",
+        f"p99 {_ms((f.get('after_end_ms') or {}).get('p99'), 1)} (wall clocks; the entry from the usage record, at 1 ms; the end from the answer's started-at and duration)",
         *([f"- the queued path's own cost, latency − front door (sending to entering the queue) − wait − duration: "
            f"median {_ms(f['queued_path_overhead_ms']['median'])}, p99 {_ms(f['queued_path_overhead_ms']['p99'])}; "
            f"slot utilisation (function duration / slot time) {fmt(f.get('slot_utilisation'), 3)}"]

@@ -458,6 +458,37 @@ def test_beyond_its_thread_limit_the_server_answers_503_at_once(monkeypatch):
         serving.join(5)
 
 
+def test_one_wake_up_of_the_accept_loop_takes_every_waiting_connection():
+    """In-process, the accept loop not running: 10 connections wait in the backlog; one pass of the
+    loop's handler takes all 10 (up to ACCEPT_BATCH), each served, and on an empty backlog it returns
+    at once rather than waiting in accept() (the listening socket is non-blocking)."""
+    from chalice.config import Config
+    from chalice.local import LocalDevServer
+    from chalicelib.edge import server as front
+    dev = LocalDevServer(front.load_app(), Config(), "127.0.0.1", 0, handler_cls=front.Handler,
+                         server_cls=front.Server)
+    server, port = dev.server, dev.server.server_address[1]
+    clients = []
+    try:
+        for _ in range(10):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            clients.append(s)
+        time.sleep(0.2)   # the kernel completes the handshakes: all 10 in the backlog
+        assert front.ACCEPT_BATCH >= 10
+        server._handle_request_noblock()
+        for s in clients:   # each answered by a connection thread, with no further pass of the loop
+            with s.makefile("rb") as f:
+                a = _read_answer(f)   # the app's /health (no dispatcher attached here: "starting")
+                assert (a.status, json.loads(a.body)) == (503, {"status": "starting"}), a
+        t0 = time.monotonic()
+        server._handle_request_noblock()
+        assert time.monotonic() - t0 < 1
+    finally:
+        _close_all(clients)
+        server.server_close()
+
+
 def test_a_burst_of_1500_connections_is_queued_not_dropped(system):
     """Connections opened faster than the accept loop takes them wait in the listen backlog. A full
     backlog drops the next SYN, and the client's kernel sends it again only 1 s later (then 3 s):

@@ -80,6 +80,9 @@ def _has_bytes(sock: socket.socket) -> bool:
         return True
 
 
+ACCEPT_BATCH = 64   # connections the accept loop takes per wake-up, at most: shutdown() is seen between
+
+
 class Server(ThreadedHTTPServer):
     """http.server's threaded server, bounded (module docstring): at most `max_threads` connections
     on threads, the accept loop answering one more 503 itself; waiting connections in `idle`."""
@@ -92,6 +95,7 @@ class Server(ThreadedHTTPServer):
 
     def __init__(self, address, handler_cls) -> None:
         super().__init__(address, handler_cls)
+        self.socket.setblocking(False)   # the accept loop takes what is there, then waits (below)
         self.max_threads, idle_limit = connection_bounds()
         # One token per thread a connection may have (and per stall allowed). A deque's pop and
         # append are atomic under the GIL and take no lock: a semaphore's lock, released by every
@@ -133,6 +137,26 @@ class Server(ThreadedHTTPServer):
         except BaseException:
             self._thread_places.append(None)
             raise
+
+    def _handle_request_noblock(self) -> None:
+        """socketserver's takes one connection per wake-up of the accept loop's select(); in a burst
+        the backlog holds many, and each select() costs the loop a GIL hand-off on a busy dispatcher.
+        This one takes up to ACCEPT_BATCH before it waits again (figure 4, 1,000 calls sent at
+        once, 9 interleaved quick runs: front-door median 4.7 ms against 6.7). Each is still
+        handed over before the next is accepted (threads.py)."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                request, client_address = self.get_request()
+            except OSError:   # BlockingIOError: no more waiting
+                return
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+            except BaseException:
+                self.shutdown_request(request)
+                raise
 
     def finish_request(self, request, client_address) -> Handler:
         """BaseServer's, returning the handler: it tells whether the connection went to wait."""

@@ -311,6 +311,15 @@ def descendants(pid: int) -> set[int]:
     return out
 
 
+def process_environ(pid: int) -> dict[str, str]:
+    """A process's environment, from /proc/<pid>/environ; {} once it has ended."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    return dict(kv.split("=", 1) for kv in raw.decode(errors="replace").split("\0") if "=" in kv)
+
+
 def alive(pid: int) -> bool:
     """Running (not gone, not a zombie)."""
     try:

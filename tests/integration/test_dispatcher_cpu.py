@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, descendants
+from helpers import ROOT, descendants, process_environ
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
 EVERY = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()   # importable off Linux
@@ -55,14 +55,6 @@ def _limit(limits: str, name: str) -> tuple[str, str]:
     return soft, hard
 
 
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return {}
-    return dict(x.split("=", 1) for x in raw.decode(errors="replace").split("\0") if "=" in x)
-
-
 def test_function_processes_get_their_memory_limit_and_no_core_dumps(system):
     """The process backend sets a container's limits from the dispatcher once the process exists
     (backends/process.py `_spawn`): address space = its function's memory size (Lambda's
@@ -72,7 +64,7 @@ def test_function_processes_get_their_memory_limit_and_no_core_dumps(system):
     assert c.invoke(FunctionName="RuntimeAlpha", Payload=b'{"prompt": "a b"}')["StatusCode"] == 200
     functions = {}
     for p in descendants(system.dispatcher.pid):
-        env = _environ(p)
+        env = process_environ(p)
         if "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" in env:
             functions[p] = (env["AWS_LAMBDA_FUNCTION_NAME"], int(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]),
                             Path(f"/proc/{p}/limits").read_text())

@@ -13,15 +13,10 @@ import pytest
 from botocore.credentials import Credentials
 
 from my_mk1_homework.signed import signed_get
-from helpers import wait_until
+from helpers import process_environ, wait_until
 from rawhttp import signed_invoke
 
 RUNTIME_NEXT = "/2018-06-01/runtime/invocation/next"
-
-
-def _environ(pid: int) -> dict[str, str]:
-    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw if b"=" in kv)
 
 
 def _get_next(address: str, wait: float) -> bytes:
@@ -139,10 +134,10 @@ def test_a_container_endpoint_never_hands_out_another_containers_invocation(iso_
     assert fn.map(["a", "b"], 2) == ["[alpha] a", "[alpha] b"]           # two warm containers
     containers = s.status()["functions"]["RuntimeAlpha"]["containers"]
     assert len(containers) == 2
-    api = {c["id"]: _environ(int(c["handle"][4:]))["AWS_LAMBDA_RUNTIME_API"] for c in containers}
+    api = {c["id"]: process_environ(int(c["handle"][4:]))["AWS_LAMBDA_RUNTIME_API"] for c in containers}
     assert len(set(api.values())) == 2, api                             # one endpoint each
     for c in containers:    # nothing of mk1's secrets in a function's environment
-        env = _environ(int(c["handle"][4:]))
+        env = process_environ(int(c["handle"][4:]))
         secrets = [s.keys(u)[1] for u in ("user1", "user2", "admin")]
         assert not [k for k, v in env.items() if any(x in v for x in secrets)], sorted(env)
         assert "AWS_SECRET_ACCESS_KEY" not in env and "MK1_HOME" not in env, sorted(env)

@@ -536,7 +536,7 @@ refresh every second, usage batches) is spread over the calls, so it weighs more
   dispatcher's CPU per call in this burst down by 5-10% and its intake up by about as much
   (`edge/threads.py`). The "event out -> answer in" rows are the Runtime API's round trip of a
   call less the handler's own time (its answer's `generate_ms`), split at the last call's entry:
-  the handler is not slowed while the burst comes in, but this round trip is, as the dispatcher's
+  the handler is not slowed while the burst comes in, but the round trip is, as the dispatcher's
   CPU is shared with the intake (median 0.9-1.3 ms against 0.4-0.6 ms after it, in probes).
 - **Figure 8** compares a SnapStart cold start (a fork of the version's initialised snapshot
   process) with a bare `python3.12 -c pass`: the floor any new process pays. It does not depend on

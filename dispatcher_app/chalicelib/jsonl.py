@@ -80,9 +80,7 @@ class JsonLines:
                     f.flush()
                     os.fsync(f.fileno())
                     os.replace(tmp, self.path)
-                    if self._file is not None:   # appends go to the new file from here on
-                        self._file.close()
-                        self._file = None
+                    self._close_file()   # appends go to the new file from here on
                     self._appended, self._kept = len(aside), kept
         except OSError as e:   # the appends stand (each flushed, in the old file); try again later
             log.warning("could not compact %s: %s", self.path, e)
@@ -91,9 +89,7 @@ class JsonLines:
 
     def rewrite(self, entries: Iterable[dict]) -> None:
         """The file becomes these entries (which may be read from it as they are written), now."""
-        if self._file is not None:   # appends go to the new file from here on
-            self._file.close()
-            self._file = None
+        self._close_file()   # appends go to the new file from here on
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             kept = self._write(f, entries)
@@ -112,6 +108,9 @@ class JsonLines:
 
     def close(self) -> None:
         self._closed = True
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -160,7 +160,14 @@ def _fig4(f: dict) -> str:
         f"- dispatcher memory: peak RSS (VmHWM) **{fmt(d['peak_rss_mib'], 1)} MiB** (before the burst "
         f"{fmt(d['before'].get('VmHWM'), 1)} MiB, +{fmt(d['rss_growth_mib'], 1)} MiB), peak threads "
         f"{d['peak_threads']}",
-        f"- CPU per call (ms): {_cpu(f.get('cpu_ms_per_call'))}"]
+        f"- CPU per call (ms): {_cpu(f.get('cpu_ms_per_call'))}",
+        *([f"- cores in use, of {f['cores_in_use'].get('cpus')} (CPU seconds over wall seconds, sampled every "
+           f"0.1 s): " + "; ".join(
+               f"{label} ({c['seconds']} s): machine **{fmt(c.get('machine'))}**, "
+               + ", ".join(f"{k} {fmt(v)}" for k, v in c.items() if k not in ('machine', 'seconds'))
+               for phase, label in (("during", "while the calls came in"), ("after", "after"))
+               if (c := f["cores_in_use"].get(phase)))]
+          if f.get("cores_in_use") else [])]
         + ([f"- **stalled**: no answer for the last {f.get('calls') - f['answered_ok']} calls; the function's "
             f"state afterwards: `{f.get('function_state_after')}`"] if f.get("stalled") else [])
         + ([f"- failures: " + "; ".join(f"{v} × `{k}`" for k, v in f["failure_kinds"].items())]

@@ -3,6 +3,7 @@ in the same run, interleaved where the references are cheap, over several repeti
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Callable
 
 from . import harness as h
 from .runtime_floor import RuntimeLoopFloor
-from .stats import inversions, percentile, ratio, summary
+from .stats import cores_by_phase, inversions, percentile, ratio, summary
 
 ALPHA, BETA = "RuntimeAlpha", "RuntimeBeta"
 CAP = 3
@@ -347,8 +348,10 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     meter = h.CpuMeter(system)
+    cores = h.CoreSampler(system)
     b = h.burst(system.url, akid, secret, BETA, n, stall_s=stall_s, rate_per_s=rate_per_s)
     cpu = meter.stop(n)
+    core_samples = cores.stop()
     stop.set()
     state = _function_state(system, BETA)
     watcher.join()
@@ -451,6 +454,9 @@ def queue_depth(system, n: int, generate_s: float = 0.01, profile: bool = False,
         last_entry = max(ent)
         out["intake_calls_per_s"] = round(len(ent) / (last_entry - min(ent)), 1) if last_entry > min(ent) else None
         late_runs = [x for x in records if _ts(x["start"]) >= last_entry]
+        # Who kept the cores busy while the calls were still coming in, and after: the drain is slower
+        # while the machine's cores are all taken (the client sending, the intake, moto's queue).
+        out["cores_in_use"] = {**cores_by_phase(core_samples, last_entry), "cpus": os.cpu_count()}
         if len(late_runs) >= 30:
             late_span = max(_ts(x["end"]) for x in late_runs) - min(_ts(x["start"]) for x in late_runs)
             out["drain_after_intake_calls_per_s"] = round(len(late_runs) / late_span, 2) if late_span else None

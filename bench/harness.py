@@ -430,3 +430,45 @@ class CpuMeter:
         out["total"] = round(sum(used.values()) * 1000 / max(calls, 1), 2)
         out["machine_cpu_ms_available_per_call"] = round(wall * (os.cpu_count() or 1) * 1000 / max(calls, 1), 2)
         return out
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the machine has spent busy since boot, on all its CPUs (/proc/stat: all but idle
+    and iowait)."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CoreSampler:
+    """Samples the CPU seconds of the processes CpuMeter counts, and of the whole machine, every
+    `every_s` until stop(): stats.cores_by_phase turns them into cores kept busy in each phase."""
+
+    def __init__(self, system, every_s: float = 0.1):
+        # The function processes as they are now (figure 4's three warm ones): listing /proc's
+        # every process at each sample would cost the client's CPU being measured.
+        self._pids = {"dispatcher": [system.dispatcher.pid], "moto": [system.moto.pid],
+                      "function processes": _children(system.dispatcher.pid)}
+        self._every_s = every_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="core-sampler")
+        self._thread.start()
+
+    def _take(self) -> None:
+        used = {name: sum(_cpu_s(p) for p in pids) for name, pids in self._pids.items()}
+        self.samples.append((time.time(), {"machine": _machine_busy_s(), **used,
+                                           "bench client": time.process_time()}))
+
+    def _loop(self) -> None:
+        self._take()
+        while not self._stop.wait(self._every_s):
+            self._take()
+
+    def stop(self) -> list[tuple[float, dict[str, float]]]:
+        self._stop.set()
+        self._thread.join()
+        self._take()
+        return self.samples

@@ -63,6 +63,10 @@ HEAD = ["fig", "measure", "mk1 median", "mk1 p99", "floor", "mk1/floor", "peer (
         "met"]
 
 
+def _cores(c: dict) -> str:
+    return ", ".join(f"{k} {fmt(v)}" for k, v in c.items() if k not in ("machine", "seconds"))
+
+
 def _yes(b) -> str:
     return "n/a" if b is None else ("yes" if b else "NO")
 
@@ -163,6 +167,12 @@ def rows(results: dict) -> list[list[str]]:
                 if phase in hops:
                     out.append(_row(key, f"    event out -> answer in, less the handler's time, ms ({label})",
                                     hops[phase]["median"], hops[phase]["p99"], None, "-", "-", "-"))
+            cores = f4.get("cores_in_use") or {}
+            for phase, label in (("during", "during intake"), ("after", "intake over")):
+                if phase in cores:
+                    c = cores[phase]
+                    out.append([key, f"    cores in use, of {cores.get('cpus')} ({label}, {c['seconds']} s)",
+                                fmt(c.get("machine")), "", "", "", "-", "-", "-", _cores(c)])
             if f4.get("slot_utilisation") is not None:
                 out.append([key, "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
                             "", "", "", "-", "-", "-", "-"])

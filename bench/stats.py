@@ -60,3 +60,20 @@ def inversions(seq: list[float]) -> int:
         merged.extend(right[j:])
         return merged, count
     return sort(list(seq))[1]
+
+
+def cores_by_phase(samples: list[tuple[float, dict[str, float]]], at: float) -> dict:
+    """Cores each process kept busy before and after the instant `at`, from samples of
+    (time, {name: CPU seconds used so far}) taken through a run: a name's CPU seconds over the
+    phase's seconds. The phases meet at the first sample taken at or after `at`; a phase with
+    fewer than two samples is left out."""
+    samples = sorted(samples, key=lambda s: s[0])
+    cut = next((i for i, (t, _) in enumerate(samples) if t >= at), len(samples) - 1)
+    out = {}
+    for phase, part in (("during", samples[:cut + 1]), ("after", samples[cut:])):
+        if len(part) < 2 or part[-1][0] <= part[0][0]:
+            continue
+        (t0, first), (t1, last) = part[0], part[-1]
+        out[phase] = {name: round((last[name] - first.get(name, 0.0)) / (t1 - t0), 2) for name in last}
+        out[phase]["seconds"] = round(t1 - t0, 2)
+    return out

@@ -7,7 +7,7 @@ what a change did belongs in its commit message.
 """
 from __future__ import annotations
 
-from .stats import fmt
+from .stats import fmt, fmt_shares
 
 
 def _ms(v, d=2):
@@ -163,8 +163,7 @@ def _fig4(f: dict) -> str:
         f"- CPU per call (ms): {_cpu(f.get('cpu_ms_per_call'))}",
         *([f"- cores in use, of {f['cores_in_use'].get('cpus')} (CPU seconds over wall seconds, sampled every "
            f"0.1 s): " + "; ".join(
-               f"{label} ({c['seconds']} s): machine **{fmt(c.get('machine'))}**, "
-               + ", ".join(f"{k} {fmt(v)}" for k, v in c.items() if k not in ('machine', 'seconds'))
+               f"{label} ({c['seconds']} s): machine **{fmt(c.get('machine'))}**, {fmt_shares(c)}"
                for phase, label in (("during", "while the calls came in"), ("after", "after"))
                if (c := f["cores_in_use"].get(phase)))]
           if f.get("cores_in_use") else [])]

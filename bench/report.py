@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import wakeup
 from .harness import ROOT
-from .stats import fmt, ratio
+from .stats import fmt, fmt_shares, ratio
 from .venv import PY as BENCH_PY, version as bench_version  # noqa: F401  (re-exported)
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
@@ -61,10 +61,6 @@ def _row(fig, measure, mk1_med, mk1_p99, floor, peer, goal, met, digits=2, floor
 
 HEAD = ["fig", "measure", "mk1 median", "mk1 p99", "floor", "mk1/floor", "peer (Ray Serve)", "mk1/peer", "goal",
         "met"]
-
-
-def _cores(c: dict) -> str:
-    return ", ".join(f"{k} {fmt(v)}" for k, v in c.items() if k not in ("machine", "seconds"))
 
 
 def _yes(b) -> str:
@@ -172,7 +168,7 @@ def rows(results: dict) -> list[list[str]]:
                 if phase in cores:
                     c = cores[phase]
                     out.append([key, f"    cores in use, of {cores.get('cpus')} ({label}, {c['seconds']} s)",
-                                fmt(c.get("machine")), "", "", "", "-", "-", "-", _cores(c)])
+                                fmt(c.get("machine")), "", "", "", "-", "-", "-", fmt_shares(c)])
             if f4.get("slot_utilisation") is not None:
                 out.append([key, "  slot utilisation: function duration / slot time", fmt(f4["slot_utilisation"], 3),
                             "", "", "", "-", "-", "-", "-"])

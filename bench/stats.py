@@ -77,3 +77,8 @@ def cores_by_phase(samples: list[tuple[float, dict[str, float]]], at: float) -> 
         out[phase] = {name: round((last[name] - first.get(name, 0.0)) / (t1 - t0), 2) for name in last}
         out[phase]["seconds"] = round(t1 - t0, 2)
     return out
+
+
+def fmt_shares(phase: dict) -> str:
+    """One phase of cores_by_phase, each process's cores: "dispatcher 0.70, moto 0.41, ..."."""
+    return ", ".join(f"{name} {fmt(v)}" for name, v in phase.items() if name not in ("machine", "seconds"))
